@@ -1,0 +1,69 @@
+# arbor — plain GNU Make. `make` builds libarbor.a, the arbor CLI and the tests;
+# `make test` installs what the tests need (scripts/deps.sh), then builds and runs everything.
+# BUILD selects the output directory, so parallel builds (helpers, sanitizers) never collide.
+
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O2 -g
+SAN      ?=
+CFLAGS   ?=
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) $(SAN) -pthread \
+            -I. -Iinclude $(shell pkg-config --cflags libpcre2-8 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs libpcre2-8 2>/dev/null) -lutf8proc -lm -pthread -ldl
+LDFLAGS  += $(SAN)
+
+LAYERS   := base format tok compute compute/cpu model spec engine server
+LIB_SRC  := $(foreach d,$(LAYERS),$(wildcard $(d)/*.c))
+CLI_SRC  := $(wildcard cli/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+# Kernel files carry their own ISA flags; dispatch picks one at run time (compute/cpu/dispatch.c).
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c -mavx2
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+$(BUILD)/compute/cpu/%_avx512.o: CFLAGS += $(AVX512_FLAGS)
+$(BUILD)/compute/cpu/%_avx2.o:   CFLAGS += $(AVX2_FLAGS)
+
+.PHONY: all test test-asan unit fuzz clean deps
+all: $(BUILD)/libarbor.a $(BUILD)/arbor $(TESTS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libarbor.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/arbor: $(CLI_OBJ) $(BUILD)/libarbor.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libarbor.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/libarbor.a $(LDFLAGS) $(LDLIBS) -o $@
+
+# The whole suite: dependencies (apt, npm oracle), then the normal build, then the sanitizer build.
+test:
+	scripts/deps.sh
+	$(MAKE) all
+	scripts/run-tests.sh $(BUILD)
+	$(MAKE) test-asan
+
+# ASan+UBSan build of the library and tests (oracle-heavy suites run in reduced form there).
+test-asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" all
+	ARBOR_SANITIZED=1 scripts/run-tests.sh build-asan
+
+# libFuzzer targets (clang); FUZZ_SECONDS bounds each run.
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

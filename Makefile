@@ -27,7 +27,7 @@ AVX2_FLAGS   := -mavx2 -mfma -mf16c
 $(BUILD)/compute/cpu/%_avx512.o: CFLAGS += $(AVX512_FLAGS)
 $(BUILD)/compute/cpu/%_avx2.o:   CFLAGS += $(AVX2_FLAGS)
 
-.PHONY: all test test-asan unit fuzz clean deps
+.PHONY: all test test-asan fuzz clean run
 all: $(BUILD)/libarbor.a $(BUILD)/arbor $(TESTS)
 
 $(BUILD)/%.o: %.c
@@ -57,6 +57,15 @@ test-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" all
 	ARBOR_SANITIZED=1 scripts/run-tests.sh build-asan
+
+# The main job: dependencies, build, a synthetic default model, then an interactive-style chat run.
+PROMPT ?= Write a C function that reverses a string in place.
+DEMO_MODEL ?= models/default-q8_0.gguf
+run:
+	scripts/deps.sh
+	$(MAKE) all
+	scripts/default-model.sh $(DEMO_MODEL)
+	$(BUILD)/arbor run -m $(DEMO_MODEL) --chat -n 128 -p "$(PROMPT)"
 
 # libFuzzer targets (clang); FUZZ_SECONDS bounds each run.
 FUZZ_SECONDS ?= 60

@@ -1,3 +1,125 @@
 #!/usr/bin/env bash
-# Placeholder: installs and builds the llama.cpp oracle (owned by tests/oracle work).
-exit 0
+# Installs and builds the llama.cpp reference oracle used by the differential tests, idempotently
+# (well under a second when everything is already there; scripts/deps.sh calls it on every `make test`).
+#
+#   1. tests/oracle/node_modules: node-llama-cpp 3.22.1 + its prebuilt linux-x64 CPU libs (llama.cpp 0.5.0),
+#      pinned by tests/oracle/package-lock.json; install scripts are never run (they would download/build).
+#   2. build/oracle/llama.cpp: the matching llama.cpp source, cloned from the git bundle inside the package
+#      (headers, tokenizer test vectors, tools sources).
+#   3. build/oracle/llama_oracle: tests/oracle/llama_oracle.c linked against the shipped libs.
+#
+# Usage: scripts/oracle.sh [--bench-tools]
+#   --bench-tools  also builds llama.cpp's own tools/llama-bench into build/oracle/llama-bench (C++17).
+# Needs: npm, git, gcc (and g++ for --bench-tools); scripts/deps.sh installs them on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+BENCH_TOOLS=0
+for a in "$@"; do
+    case "$a" in
+        --bench-tools) BENCH_TOOLS=1 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "oracle: unknown argument '$a' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+PKG=tests/oracle
+NM=$PKG/node_modules
+BINS=$ROOT/$NM/@node-llama-cpp/linux-x64/bins/linux-x64
+BUNDLE=$NM/node-llama-cpp/llama/gitRelease.bundle
+STAMP=$NM/.arbor-oracle-installed
+OUT=build/oracle
+SRC=$OUT/llama.cpp
+SRC_STAMP=$SRC/.arbor-cloned
+ORACLE=$OUT/llama_oracle
+LIBS=(-l:libllama.v0.5.0.so -l:libggml.v0.5.0.so -l:libggml-base.so)
+
+fail() {
+    echo "oracle: $*" >&2
+    exit 1
+}
+need() {
+    command -v "$1" >/dev/null 2>&1 || fail "'$1' not found: $2"
+}
+
+# One run at a time (parallel `make test` runs in several build directories share build/oracle).
+mkdir -p "$OUT"
+exec 9>"$OUT/.lock"
+if command -v flock >/dev/null 2>&1; then
+    flock 9
+fi
+
+case "$(uname -s)-$(uname -m)" in
+    Linux-x86_64) ;;
+    *) fail "the pinned llama.cpp binaries are for linux x86-64 (glibc) only; this is $(uname -s)-$(uname -m)" ;;
+esac
+
+# ---- 1. npm package (reinstalled when missing, or when package.json / the lock changed since the install)
+if [ ! -f "$STAMP" ] || [ "$PKG/package-lock.json" -nt "$STAMP" ] || [ "$PKG/package.json" -nt "$STAMP" ] \
+    || [ ! -f "$BINS/libllama.v0.5.0.so" ] || [ ! -f "$BUNDLE" ]; then
+    need npm "run scripts/deps.sh (installs nodejs and npm on Debian 12) or install Node.js >= 18 with npm"
+    echo "oracle: installing node-llama-cpp 3.22.1 (linux-x64 CPU libs only) into $NM"
+    rm -rf "$NM"
+    # Not `npm ci`: the lock cannot list node-llama-cpp's mac/win/riscv optional packages (the registry
+    # used to create it does not serve them), and npm ci refuses a lock without them. `npm install` with
+    # the lock present installs exactly the locked versions (integrity-checked) and skips the optional ones.
+    if ! (cd "$PKG" && npm install --ignore-scripts --omit=optional --no-save --no-audit --no-fund \
+            --loglevel=error); then
+        fail "npm install in $PKG failed (needs access to the npm registry; see the npm error above)"
+    fi
+    [ -f "$BINS/libllama.v0.5.0.so" ] || fail "npm installed no prebuilt libs in $BINS"
+    [ -f "$BUNDLE" ] || fail "npm installed no llama.cpp source bundle at $BUNDLE"
+    ver=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$NM/node-llama-cpp/package.json")
+    [ "$ver" = 3.22.1 ] || fail "expected node-llama-cpp 3.22.1, npm installed '$ver'"
+    touch "$STAMP"
+fi
+
+# ---- 2. llama.cpp source tree of the same release (re-cloned after a reinstall)
+if [ ! -f "$SRC_STAMP" ] || [ "$STAMP" -nt "$SRC_STAMP" ] || [ ! -f "$SRC/include/llama.h" ]; then
+    need git "run scripts/deps.sh or install git"
+    echo "oracle: cloning the llama.cpp source from $BUNDLE into $SRC"
+    rm -rf "$SRC"
+    git -c advice.detachedHead=false clone -q "$BUNDLE" "$SRC" || fail "git clone of $BUNDLE failed"
+    [ -f "$SRC/include/llama.h" ] || fail "$SRC has no include/llama.h after the clone"
+    touch "$SRC_STAMP"
+fi
+
+# ---- 3. the C harness (rebuilt when missing, older than its source or the tree, or unable to start)
+if [ ! -x "$ORACLE" ] || [ $PKG/llama_oracle.c -nt "$ORACLE" ] || [ "$SRC_STAMP" -nt "$ORACLE" ] \
+    || ! "$ORACLE" help >/dev/null 2>&1; then
+    CC_ORACLE=${ORACLE_CC:-gcc}
+    need "$CC_ORACLE" "run scripts/deps.sh (build-essential) or install gcc"
+    echo "oracle: building $ORACLE"
+    "$CC_ORACLE" -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra \
+        -I"$SRC/include" -I"$SRC/ggml/include" $PKG/llama_oracle.c -o "$ORACLE.tmp.$$" \
+        -L"$BINS" -Wl,-rpath,"$BINS" "${LIBS[@]}" -ldl -lm \
+        || fail "compiling $PKG/llama_oracle.c failed"
+    mv "$ORACLE.tmp.$$" "$ORACLE"
+    "$ORACLE" help >/dev/null 2>&1 || fail "$ORACLE was built but does not start (missing shared libs in $BINS?)"
+fi
+
+# ---- optional: llama.cpp's own llama-bench, built from the cloned source against the shipped libs
+if [ "$BENCH_TOOLS" = 1 ]; then
+    BENCH=$OUT/llama-bench
+    BDIR=$SRC/tools/llama-bench
+    BSRC=("$BDIR/llama-bench.cpp" "$BDIR/main.cpp")
+    for f in "${BSRC[@]}"; do [ -f "$f" ] || fail "$f is missing from the cloned source"; done
+    if [ ! -x "$BENCH" ] || [ "$SRC_STAMP" -nt "$BENCH" ]; then
+        need g++ "run scripts/deps.sh (build-essential) or install g++"
+        echo "oracle: building $BENCH (C++17, links the shipped libllama-common.so)"
+        g++ -std=c++17 -O2 -DNDEBUG -I"$SRC/include" -I"$SRC/ggml/include" -I"$SRC/common" -I"$SRC/vendor" \
+            -I"$SRC/src" -I"$BDIR" "${BSRC[@]}" -o "$BENCH.tmp.$$" -L"$BINS" -Wl,-rpath,"$BINS" -l:libllama-common.so "${LIBS[@]}" \
+            -lpthread || fail "compiling llama-bench failed"
+        mv "$BENCH.tmp.$$" "$BENCH"
+    fi
+    # llama-bench calls ggml_backend_load_all(), which searches only the executable's directory and
+    # the cwd: put links to the CPU backend variants next to it.
+    for so in "$BINS"/libggml-cpu-*.so; do
+        ln -sf "$so" "$OUT/$(basename "$so")"
+    done
+    "$BENCH" --help >/dev/null 2>&1 || fail "$BENCH was built but does not start"
+    echo "oracle: llama-bench ready: $BENCH -m MODEL -t 2 -p 512 -n 128"
+fi
+
+echo "oracle: ready: $ORACLE (llama.cpp 0.5.0 from node-llama-cpp 3.22.1; source $SRC)"

@@ -1,3 +1,228 @@
-/* cli/run.c — placeholder until the subcommand lands (replaced by its owner). */
+/* cli/run.c — `arbor run`: generate text from a prompt, streaming it to stdout.
+ *
+ * Flow: parse flags (all errors before any work), load the model (progress on stderr), build the
+ * prompt (raw text, or the chat template with --chat), tokenize, check it fits the context, then
+ * ar_generate with a callback that writes and flushes each piece. Timings go to stderr at the end. */
 #include "cli/cli.h"
-int cmd_run(int argc, char **argv) { (void)argc; (void)argv; return cli_fail("'run' is not built yet"); }
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arbor.h"
+#include "base/log.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: arbor run -m MODEL (-p PROMPT | -f FILE) [options]\n"
+        "\n"
+        "  -m, --model PATH          qwen35 GGUF model\n"
+        "  -p, --prompt TEXT         prompt text\n"
+        "  -f, --file PATH           read the prompt from a file\n"
+        "  -n, --n-predict N         tokens to generate (-1: until the model stops; default -1)\n"
+        "  -c, --ctx-size N          context size in tokens (default 4096)\n"
+        "  -t, --threads N           threads (default: one per core)\n"
+        "  -b, --batch-size N        most tokens per forward while reading the prompt (default 512)\n"
+        "      --chat                wrap the prompt in the model's chat template (thinking on)\n"
+        "      --no-think            with --chat: disable thinking (empty think block)\n"
+        "      --system TEXT         with --chat: system message\n"
+        "      --special             print control tokens (<|im_end|> ...) too\n"
+        "\n"
+        "sampling (llama.cpp's defaults and order: penalties, top-k, top-p, min-p, temperature):\n"
+        "      --temp T              temperature (default 0.8; 0 = greedy)\n"
+        "      --top-k K             (default 40; 0 = off)\n"
+        "      --top-p P             (default 0.95; 1 = off)\n"
+        "      --min-p P             (default 0.05; 0 = off)\n"
+        "      --repeat-penalty R    (default 1 = off)\n"
+        "      --repeat-last-n N     tokens the penalties look at (default 64; -1 = context)\n"
+        "      --presence-penalty P  (default 0)\n"
+        "      --frequency-penalty F (default 0)\n"
+        "      --seed S              random seed (default: random, printed)\n");
+}
+
+static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return cli_fail("%s: '%s' is not an integer in [%ld, %ld]", flag, s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *flag, const char *s, float lo, float hi, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        return cli_fail("%s: '%s' is not a number in [%g, %g]", flag, s, (double)lo, (double)hi);
+    *out = v;
+    return 0;
+}
+
+static char *read_text_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) { cli_fail("cannot open prompt file '%s': %s", path, strerror(errno)); return NULL; }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) break;
+        if (n + 1 >= cap) {
+            char *b = realloc(buf, cap *= 2);
+            if (!b) { free(buf); buf = NULL; break; }
+            buf = b;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    bool bad = !buf || ferror(f);
+    fclose(f);
+    if (bad) { free(buf); cli_fail("cannot read prompt file '%s'", path); return NULL; }
+    buf[n] = 0;
+    return buf;
+}
+
+typedef struct stream {
+    char last;   /* last byte written */
+    bool any;
+} stream;
+
+static bool on_token(void *user, int32_t token, const char *piece, size_t len)
+{
+    (void)token;
+    stream *st = user;
+    if (len) {
+        fwrite(piece, 1, len, stdout);
+        fflush(stdout);
+        st->last = piece[len - 1];
+        st->any = true;
+    }
+    return false;
+}
+
+static double rate(int n, double s) { return s > 0 ? n / s : 0.0; }
+
+int cmd_run(int argc, char **argv)
+{
+    const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL, *system = NULL;
+    long n_predict = -1, n_ctx = 4096, n_threads = 0, n_batch = 512;
+    bool chat = false, think = true, special = false;
+    ar_session_params sp = ar_session_defaults();
+    ar_sampler_params *smp = &sp.sampling;
+    bool seed_given = false;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long l;
+        int rc = 0;
+#define IS(s) (!strcmp(a, s))
+#define NEED() do { if (!v) return cli_fail("%s needs a value (see arbor run --help)", a); i++; } while (0)
+        if (IS("-h") || IS("--help")) { usage(stdout); return 0; }
+        else if (IS("-m") || IS("--model")) { NEED(); model_path = v; }
+        else if (IS("-p") || IS("--prompt")) { NEED(); prompt_arg = v; }
+        else if (IS("-f") || IS("--file")) { NEED(); prompt_file = v; }
+        else if (IS("-n") || IS("--n-predict")) { NEED(); rc = parse_long(a, v, -1, 1L << 30, &n_predict); }
+        else if (IS("-c") || IS("--ctx-size")) { NEED(); rc = parse_long(a, v, 1, 1L << 24, &n_ctx); }
+        else if (IS("-t") || IS("--threads")) { NEED(); rc = parse_long(a, v, 1, 1024, &n_threads); }
+        else if (IS("-b") || IS("--batch-size")) { NEED(); rc = parse_long(a, v, 1, 65536, &n_batch); }
+        else if (IS("--chat")) chat = true;
+        else if (IS("--no-think")) think = false;
+        else if (IS("--system")) { NEED(); system = v; }
+        else if (IS("--special")) special = true;
+        else if (IS("--temp")) { NEED(); rc = parse_float(a, v, 0.0f, 1e6f, &smp->temp); }
+        else if (IS("--top-k")) { NEED(); rc = parse_long(a, v, 0, 1L << 30, &l); smp->top_k = (int)l; }
+        else if (IS("--top-p")) { NEED(); rc = parse_float(a, v, 0.0f, 1.0f, &smp->top_p); }
+        else if (IS("--min-p")) { NEED(); rc = parse_float(a, v, 0.0f, 1.0f, &smp->min_p); }
+        else if (IS("--repeat-penalty")) { NEED(); rc = parse_float(a, v, 1e-6f, 1e6f, &smp->repeat_penalty); }
+        else if (IS("--repeat-last-n")) { NEED(); rc = parse_long(a, v, -1, 1L << 24, &l); smp->repeat_last_n = (int)l; }
+        else if (IS("--presence-penalty")) { NEED(); rc = parse_float(a, v, -1e6f, 1e6f, &smp->presence_penalty); }
+        else if (IS("--frequency-penalty")) { NEED(); rc = parse_float(a, v, -1e6f, 1e6f, &smp->frequency_penalty); }
+        else if (IS("--seed")) {
+            NEED();
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 10);
+            if (errno || end == v || *end || v[0] == '-' || s == AR_SEED_RANDOM)
+                return cli_fail("--seed: '%s' is not an integer in [0, 2^64 - 2]", v);
+            smp->seed = s;
+            seed_given = true;
+        }
+        else return cli_fail("run: unknown argument '%s' (see arbor run --help)", a);
+        if (rc) return rc;
+#undef IS
+#undef NEED
+    }
+    if (!model_path) return cli_fail("run: no model (-m MODEL)");
+    if (prompt_arg && prompt_file) return cli_fail("run: give the prompt with -p or -f, not both");
+    if ((system || !think) && !chat) return cli_fail("run: --system and --no-think need --chat");
+
+    char *file_text = NULL;
+    if (prompt_file && !(file_text = read_text_file(prompt_file))) return 1;
+    const char *prompt = prompt_arg ? prompt_arg : file_text;
+    if (!prompt || !*prompt) { free(file_text); return cli_fail("run: empty prompt (give one with -p TEXT or -f FILE)"); }
+
+    /* the chat template first: its errors are the user's, before any loading */
+    char *text = NULL;
+    ar_error err = {0};
+    if (chat) {
+        ar_chat_msg msgs[2];
+        int n = 0;
+        if (system) msgs[n++] = (ar_chat_msg){ .role = "system", .content = system };
+        msgs[n++] = (ar_chat_msg){ .role = "user", .content = prompt };
+        if (ar_chat_render(msgs, n, true, think, &text, &err)) { free(file_text); return cli_fail("%s", err.msg); }
+    } else {
+        text = strdup(prompt);
+    }
+    free(file_text);
+    if (!text) return cli_fail("out of memory");
+
+    int ret = 1;
+    ar_model *model = NULL;
+    ar_session *sess = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+
+    ar_model_params mp = ar_model_defaults();
+    mp.n_threads = (int)n_threads;
+    mp.max_batch = (int)n_batch;
+    ar_log(AR_LOG_INFO, "loading %s", model_path);
+    if (ar_model_load(&model, model_path, &mp, &err)) { cli_fail("%s", err.msg); goto done; }
+    if (ar_model_tokenize(model, text, strlen(text), true, &ids, &n_ids, &err)) { cli_fail("%s", err.msg); goto done; }
+    if (n_ids == 0) { cli_fail("run: the prompt has no tokens"); goto done; }
+    if ((long)n_ids > n_ctx) {
+        cli_fail("run: the prompt is %zu tokens, longer than the context (%ld); raise -c", n_ids, n_ctx);
+        goto done;
+    }
+    sp.n_ctx = (int)n_ctx;
+    sp.special = special;
+    if (ar_session_create(&sess, model, &sp, &err)) { cli_fail("%s", err.msg); goto done; }
+    if (smp->temp > 0.0f && !seed_given) ar_log(AR_LOG_INFO, "seed %llu", (unsigned long long)ar_session_seed(sess));
+
+    stream st = { 0 };
+    ar_gen_stats gs;
+    if (ar_generate(sess, ids, (int)n_ids, (int)n_predict, on_token, &st, &gs, &err)) {
+        if (st.any) fputc('\n', stdout);
+        cli_fail("%s", err.msg);
+        goto done;
+    }
+    if (st.any && st.last != '\n') fputc('\n', stdout);
+    fflush(stdout);
+    if (gs.stop == AR_STOP_CONTEXT) ar_log(AR_LOG_WARN, "stopped: the context (%d tokens) is full", ar_session_n_ctx(sess));
+    fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f t/s), generation: %d tokens in %.3f s (%.2f t/s)\n",
+            gs.n_prompt, gs.prompt_s, rate(gs.n_prompt, gs.prompt_s), gs.n_gen, gs.gen_s, rate(gs.n_gen, gs.gen_s));
+    ret = 0;
+done:
+    free(ids);
+    free(text);
+    ar_session_free(sess);
+    ar_model_free(model);
+    return ret;
+}

@@ -1,0 +1,106 @@
+/* include/arbor.h — arbor's public C API: load a model, open a session (one sequence with its
+ * sampler), generate tokens from a prompt with streaming text.
+ *
+ *     ar_model *m;  ar_session *s;  ar_error err;
+ *     ar_model_load(&m, "model.gguf", NULL, &err);
+ *     ar_session_params sp = ar_session_defaults();   sp.sampling.temp = 0;
+ *     ar_session_create(&s, m, &sp, &err);
+ *     ar_model_tokenize(m, text, strlen(text), true, &ids, &n, &err);
+ *     ar_generate(s, ids, n, 128, on_token, user, &stats, &err);    // on_token streams the text
+ *
+ * A session's context is every prompt and every generated token, in order: a second ar_generate
+ * continues the conversation where the first stopped (the last generated token is evaluated at the
+ * start of the next call). ar_session_reset empties it.
+ *
+ * Threads: a model runs one forward at a time; ar_generate calls on sessions of the same model must
+ * not overlap. Functions that can fail return 0 or a negative AR_E* code and fill the ar_error. */
+#ifndef ARBOR_H
+#define ARBOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "spec/sample.h"   /* ar_sampler_params, ar_sampler_defaults */
+#include "tok/chat.h"      /* ar_chat_msg, ar_chat_render */
+
+/* ---- model ---------------------------------------------------------------------------------- */
+
+typedef struct ar_model ar_model;
+
+typedef struct ar_model_params {
+    int  n_threads;   /* <= 0: one per core */
+    int  max_batch;   /* most nodes per forward (prompt chunk size); <= 0: 512 */
+    bool prefault;    /* read every weight page at load, with a progress line, so the first forward
+                         does not pay for page faults (like llama.cpp's MAP_POPULATE) */
+} ar_model_params;
+
+ar_model_params ar_model_defaults(void);
+
+/* Load a qwen35 GGUF: weights (mmap'd), tokenizer, compute context. p NULL: defaults. */
+int  ar_model_load(ar_model **out, const char *path, const ar_model_params *p, ar_error *err);
+void ar_model_free(ar_model *m);
+
+int32_t ar_model_n_vocab(const ar_model *m);
+int     ar_model_n_ctx_train(const ar_model *m);
+
+/* Text -> token ids (BOS prepended only when the vocabulary asks for it; Qwen's does not).
+ * parse_special: control-token texts like "<|im_start|>" become their tokens (needed for chat
+ * prompts). *ids is malloc'd (NULL when empty). */
+int  ar_model_tokenize(const ar_model *m, const char *text, size_t len, bool parse_special,
+                       int32_t **ids, size_t *n_ids, ar_error *err);
+bool ar_model_token_is_eog(const ar_model *m, int32_t id);
+
+/* ---- session -------------------------------------------------------------------------------- */
+
+typedef struct ar_session ar_session;
+
+typedef struct ar_session_params {
+    int  n_ctx;                   /* context size in tokens; <= 0: 4096 (at most the training context) */
+    ar_sampler_params sampling;   /* repeat_last_n < 0 means the whole context */
+    bool special;                 /* streamed text includes control tokens ("<|im_end|>") */
+} ar_session_params;
+
+ar_session_params ar_session_defaults(void);
+
+int  ar_session_create(ar_session **out, ar_model *m, const ar_session_params *p, ar_error *err);
+void ar_session_free(ar_session *s);
+void ar_session_reset(ar_session *s);          /* empty context, sampler history and seed reset */
+int  ar_session_n_past(const ar_session *s);   /* tokens in the context */
+int  ar_session_n_ctx(const ar_session *s);
+uint64_t ar_session_seed(const ar_session *s); /* the sampler's seed (the chosen one for AR_SEED_RANDOM) */
+
+/* ---- generation ----------------------------------------------------------------------------- */
+
+/* Called once per generated token with the text it completes (UTF-8, never half a character; may
+ * be empty, e.g. for a control token). Return true to stop. At the end of a call, bytes still held
+ * back (an incomplete character) are flushed with token = -1. */
+typedef bool (*ar_on_token)(void *user, int32_t token, const char *piece, size_t len);
+
+enum ar_stop {
+    AR_STOP_NONE = 0,
+    AR_STOP_EOG,        /* the model ended its turn (the end token is part of the context) */
+    AR_STOP_LENGTH,     /* n_predict tokens generated */
+    AR_STOP_CALLBACK,   /* on_token returned true */
+    AR_STOP_CONTEXT,    /* the context is full */
+};
+
+typedef struct ar_gen_stats {
+    int    n_prompt;    /* tokens evaluated before the first sample (the prompt, plus the previous
+                           call's last generated token when continuing) */
+    double prompt_s;    /* seconds for those */
+    int    n_gen;       /* tokens generated */
+    double gen_s;       /* seconds from the first sample to the last */
+    int    stop;        /* enum ar_stop */
+} ar_gen_stats;
+
+/* Append prompt to the session's context, then sample up to n_predict tokens (< 0: until the end of
+ * generation or of the context; 0: only evaluate the prompt), streaming each through on_token (may
+ * be NULL). Fails before any work when the prompt does not fit the context (AR_ERANGE), is empty
+ * with nothing pending (AR_EINVAL) or holds ids outside the vocabulary (AR_EINVAL). stats may be
+ * NULL. */
+int ar_generate(ar_session *s, const int32_t *prompt, int n_prompt, int n_predict, ar_on_token on_token,
+                void *user, ar_gen_stats *stats, ar_error *err);
+
+#endif

@@ -12,6 +12,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     { "tokenize", cmd_tokenize, "print token ids of a text (-m MODEL [--special] [-v] TEXT | -f FILE)" },
     { "quantize", cmd_quantize, "quantize a GGUF (IN OUT TYPE, e.g. q4_k_m, q8_0)" },
     { "mkmodel",  cmd_mkmodel,  "write a synthetic qwen35 GGUF with random weights" },
+    { "mkdraft",  cmd_mkdraft,  "write a synthetic DFlash drafter GGUF for a target" },
 };
 
 int cli_fail(const char *fmt, ...)

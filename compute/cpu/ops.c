@@ -1,0 +1,373 @@
+/* compute/cpu/ops.c — portable reference CPU backend for compute/ops.h.
+ *
+ * Plain C loops written so that GCC can vectorise them at -O2 (fixed-width partial sums, no
+ * intrinsics). The matmul dequantizes a small group of weight rows into a per-thread buffer and
+ * dots them with every activation row while they are in cache, so a forward over M nodes reads
+ * each weight once; work is split by output rows over the persistent pool. Faster kernels (SIMD,
+ * quantized activations) will live next to this file and be tested against it. */
+#include "compute/ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/half.h"
+#include "format/quant.h"
+
+enum { MM_ROWS = 4, LANES = 8 };
+
+struct ar_compute {
+    ar_pool *pool;
+    int n_threads;
+    int64_t max_in;
+    int max_rows;
+    float **wbuf;       /* per thread: MM_ROWS dequantized weight rows */
+    float *xround;      /* max_rows * max_in: activations rounded to F16/BF16 */
+};
+
+int ar_compute_create(ar_compute **out, int n_threads, int64_t max_in, int max_rows, ar_error *err)
+{
+    *out = NULL;
+    ar_compute *c = calloc(1, sizeof *c);
+    if (!c) return ar_fail(err, AR_ENOMEM, "out of memory creating the compute context");
+    c->pool = ar_pool_create(n_threads);
+    if (!c->pool) { free(c); return ar_fail(err, AR_ENOMEM, "cannot create the thread pool"); }
+    c->n_threads = ar_pool_size(c->pool);
+    c->max_in = max_in < 1 ? 1 : max_in;
+    c->max_rows = max_rows < 1 ? 1 : max_rows;
+    c->wbuf = calloc((size_t)c->n_threads, sizeof *c->wbuf);
+    c->xround = malloc((size_t)c->max_rows * (size_t)c->max_in * sizeof(float));
+    int ok = c->wbuf && c->xround;
+    for (int i = 0; ok && i < c->n_threads; i++) {
+        c->wbuf[i] = malloc((size_t)MM_ROWS * (size_t)c->max_in * sizeof(float));
+        ok = c->wbuf[i] != NULL;
+    }
+    if (!ok) {
+        ar_compute_free(c);
+        return ar_fail(err, AR_ENOMEM, "out of memory for matmul scratch (%d threads, rows of %lld)",
+                       n_threads, (long long)max_in);
+    }
+    *out = c;
+    return AR_OK;
+}
+
+void ar_compute_free(ar_compute *c)
+{
+    if (!c) return;
+    if (c->wbuf)
+        for (int i = 0; i < c->n_threads; i++) free(c->wbuf[i]);
+    free(c->wbuf);
+    free(c->xround);
+    ar_pool_free(c->pool);
+    free(c);
+}
+
+int ar_compute_n_threads(const ar_compute *c) { return c->n_threads; }
+
+void ar_compute_run(ar_compute *c, ar_pool_fn fn, void *ctx) { ar_pool_run(c->pool, fn, ctx); }
+
+/* ---- matmul ---------------------------------------------------------------------------- */
+
+static float dot(const float *a, const float *b, int64_t n)
+{
+    float acc[LANES] = { 0 };
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += a[i + j] * b[i + j];
+    float s = 0.0f;
+    for (int j = 0; j < LANES; j++) s += acc[j];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* Four weight rows against one activation row: x is read once for four outputs. */
+static void dot4(const float *x, const float *w0, const float *w1, const float *w2, const float *w3,
+                 int64_t n, float out[4])
+{
+    float a0[LANES] = { 0 }, a1[LANES] = { 0 }, a2[LANES] = { 0 }, a3[LANES] = { 0 };
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            float xv = x[i + j];
+            a0[j] += xv * w0[i + j];
+            a1[j] += xv * w1[i + j];
+            a2[j] += xv * w2[i + j];
+            a3[j] += xv * w3[i + j];
+        }
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int j = 0; j < LANES; j++) { s0 += a0[j]; s1 += a1[j]; s2 += a2[j]; s3 += a3[j]; }
+    for (; i < n; i++) { s0 += x[i] * w0[i]; s1 += x[i] * w1[i]; s2 += x[i] * w2[i]; s3 += x[i] * w3[i]; }
+    out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3;
+}
+
+typedef struct {
+    ar_compute *c;
+    const ar_weight *w;
+    const float *x;
+    int64_t ldx;
+    float *y;
+    int64_t ldy;
+    int M;
+} mm_task;
+
+static const float *weight_row(const ar_weight *w, int64_t o, float *buf)
+{
+    const uint8_t *src = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+    if (w->type == AR_F32) return (const float *)src;
+    ar_dequantize_row(w->type, src, buf, w->n_in);   /* type validated when the model was loaded */
+    return buf;
+}
+
+static void mm_worker(void *p, int ith, int nth)
+{
+    const mm_task *t = p;
+    const ar_weight *w = t->w;
+    const int64_t n = w->n_in;
+    long lo, hi;
+    ar_split_range((long)w->n_out, MM_ROWS, ith, nth, &lo, &hi);
+    float *buf = t->c->wbuf[ith];
+    const float *rows[MM_ROWS];
+    for (long o = lo; o < hi; o += MM_ROWS) {
+        int r = (int)(hi - o < MM_ROWS ? hi - o : MM_ROWS);
+        for (int k = 0; k < r; k++) rows[k] = weight_row(w, o + k, buf + (size_t)k * (size_t)n);
+        for (int m = 0; m < t->M; m++) {
+            const float *xm = t->x + (size_t)m * (size_t)t->ldx;
+            float *ym = t->y + (size_t)m * (size_t)t->ldy + o;
+            if (r == MM_ROWS) {
+                float s[4];
+                dot4(xm, rows[0], rows[1], rows[2], rows[3], n, s);
+                for (int k = 0; k < 4; k++) ym[k] = s[k];
+            } else {
+                for (int k = 0; k < r; k++) ym[k] = dot(xm, rows[k], n);
+            }
+            if (w->scale != 1.0f)
+                for (int k = 0; k < r; k++) ym[k] *= w->scale;
+        }
+    }
+}
+
+/* ---- activations as ggml's matmul sees them ----------------------------------------------
+ * ggml converts the activation row to the weight type's "vec_dot_type" before the dot product
+ * (specs/qwen35.md §8.11): F16 / BF16 rounding for F16 / BF16 weights, 8-bit block quantization
+ * (Q8_0 / Q8_1 blocks of 32, Q8_K blocks of 256) for quantized weights. We reproduce the rounded
+ * values (x' = q * d) and keep a float dot product: the result then differs from llama.cpp only by
+ * summation order, instead of by the (much larger, and discontinuous) activation rounding. */
+
+enum { ACT_F32, ACT_F16, ACT_BF16, ACT_Q8_0, ACT_Q8_K };
+
+static int act_kind(int wtype)
+{
+    switch (wtype) {
+    case AR_F16: return ACT_F16;
+    case AR_BF16: return ACT_BF16;
+    case AR_Q4_0: case AR_Q4_1: case AR_Q5_0: case AR_Q5_1: case AR_Q8_0: case AR_Q8_1:
+    case AR_IQ4_NL: case AR_MXFP4: case AR_NVFP4:
+        return ACT_Q8_0;   /* Q8_1 blocks hold the same rounded values as Q8_0 */
+    case AR_F32: case AR_F64: case AR_I8: case AR_I16: case AR_I32: case AR_I64:
+        return ACT_F32;
+    default:
+        return ACT_Q8_K;   /* k-quants, IQ types, TQ types */
+    }
+}
+
+/* ggml's x86 quantize_row_q8_0 / q8_1: d = amax/127 stored as F16, q = round_even(x * 127/amax). */
+static void act_q8_0(const float *x, float *y, int64_t n)
+{
+    for (int64_t b = 0; b < n; b += 32) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b + j]));
+        const float d = ar_f16_to_f32(ar_f32_to_f16(amax / 127.f));
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        for (int j = 0; j < 32; j++) y[b + j] = nearbyintf(x[b + j] * id) * d;
+    }
+}
+
+/* ggml's quantize_row_q8_K_ref: iscale = -127/max (signed max-abs element), q = min(127,
+ * round_even(iscale x)), d = 1/iscale (F32). */
+static void act_q8_k(const float *x, float *y, int64_t n)
+{
+    for (int64_t b = 0; b < n; b += AR_QK_K) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < AR_QK_K; j++) {
+            float ax = fabsf(x[b + j]);
+            if (ax > amax) { amax = ax; max = x[b + j]; }
+        }
+        if (amax == 0.0f) {
+            for (int j = 0; j < AR_QK_K; j++) y[b + j] = 0.0f;
+            continue;
+        }
+        const float iscale = -127.f / max, d = 1 / iscale;
+        for (int j = 0; j < AR_QK_K; j++) {
+            float q = nearbyintf(iscale * x[b + j]);
+            y[b + j] = (q > 127.f ? 127.f : q) * d;
+        }
+    }
+}
+
+typedef struct { const float *x; int64_t ldx; float *dst; int64_t n; int M; int kind; } round_task;
+
+static void round_worker(void *p, int ith, int nth)
+{
+    const round_task *t = p;
+    long lo, hi;
+    ar_split_range(t->M, 1, ith, nth, &lo, &hi);
+    for (long m = lo; m < hi; m++) {
+        const float *x = t->x + (size_t)m * (size_t)t->ldx;
+        float *d = t->dst + (size_t)m * (size_t)t->n;
+        switch (t->kind) {
+        case ACT_F16: for (int64_t i = 0; i < t->n; i++) d[i] = ar_f16_to_f32(ar_f32_to_f16(x[i])); break;
+        case ACT_BF16: for (int64_t i = 0; i < t->n; i++) d[i] = ar_bf16_to_f32(ar_f32_to_bf16(x[i])); break;
+        case ACT_Q8_0: act_q8_0(x, d, t->n); break;
+        default: act_q8_k(x, d, t->n); break;
+        }
+    }
+}
+
+void ar_matmul(ar_compute *c, const ar_weight *w, const float *x, int64_t ldx, float *y, int64_t ldy, int M)
+{
+    if (M <= 0) return;
+    const int kind = act_kind(w->type);
+    const int64_t blk = kind == ACT_Q8_0 ? 32 : kind == ACT_Q8_K ? AR_QK_K : 1;
+    if (kind != ACT_F32 && M <= c->max_rows && w->n_in <= c->max_in && w->n_in % blk == 0) {
+        round_task rt = { x, ldx, c->xround, w->n_in, M, kind };
+        ar_pool_run(c->pool, round_worker, &rt);
+        x = c->xround;
+        ldx = w->n_in;
+    }
+    mm_task t = { c, w, x, ldx, y, ldy, M };
+    ar_pool_run(c->pool, mm_worker, &t);
+}
+
+void ar_get_row(const ar_weight *w, int64_t row, float *y)
+{
+    const uint8_t *src = (const uint8_t *)w->data + (size_t)row * w->row_bytes;
+    if (w->type == AR_F32) memcpy(y, src, (size_t)w->n_in * sizeof(float));
+    else ar_dequantize_row(w->type, src, y, w->n_in);
+}
+
+/* ---- row kernels ----------------------------------------------------------------------- */
+
+void ar_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    if (w)
+        for (int i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+    else
+        for (int i = 0; i < n; i++) y[i] = x[i] * scale;
+}
+
+void ar_l2norm(float *x, int n, float eps)
+{
+    ar_rmsnorm(x, x, NULL, n, eps / (float)n);
+    const float s = 1.0f / sqrtf((float)n);
+    for (int i = 0; i < n; i++) x[i] *= s;
+}
+
+void ar_rope_cache(const ar_rope *r, int pos, float *cs)
+{
+    const int half = r->n_rot / 2;
+    const float theta_scale = powf(r->theta_base, -2.0f / (float)r->n_rot);
+    const int *s = r->sections;
+    int sect_dims = s[0] + s[1] + s[2] + s[3];
+    float theta = (float)pos;
+    for (int i = 0; i < half; i++) {
+        int e_stream;   /* 1 when this frequency follows the "e" position stream (0 for text) */
+        if (sect_dims <= 0) {
+            e_stream = 0;
+        } else {
+            int sector = i % sect_dims;
+            if (r->imrope)
+                e_stream = !((sector % 3 == 1 && sector < 3 * s[1]) || (sector % 3 == 2 && sector < 3 * s[2]) ||
+                             (sector % 3 == 0 && sector < 3 * s[0]));
+            else
+                e_stream = sector >= s[0] + s[1] + s[2];
+        }
+        float th = e_stream ? 0.0f : theta;
+        cs[2 * i] = cosf(th);
+        cs[2 * i + 1] = sinf(th);
+        theta *= theta_scale;
+    }
+}
+
+void ar_rope_apply(float *x, int n_heads, int head_stride, int n_rot, const float *cs)
+{
+    const int half = n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * (size_t)head_stride;
+        for (int i = 0; i < half; i++) {
+            const float c = cs[2 * i], s = cs[2 * i + 1];
+            const float x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * c - x1 * s;
+            v[i + half] = x0 * s + x1 * c;
+        }
+    }
+}
+
+void ar_conv_step(float *out, const float *const *rows, const float *w, int channels, int taps)
+{
+    for (int ch = 0; ch < channels; ch++) out[ch] = 0.0f;
+    for (int k = 0; k < taps; k++) {
+        const float *r = rows[k];
+        for (int ch = 0; ch < channels; ch++) out[ch] += r[ch] * w[(size_t)ch * (size_t)taps + k];
+    }
+}
+
+void ar_gdn_step(float *St, const float *q, const float *k, const float *v, float g, float beta,
+                 float *o, int d_k, int d_v, float scale)
+{
+    const float decay = expf(g);
+    for (int c = 0; c < d_v; c++) {
+        float *row = St + (size_t)c * (size_t)d_k;
+        for (int i = 0; i < d_k; i++) row[i] *= decay;
+        const float delta = (v[c] - dot(row, k, d_k)) * beta;
+        for (int i = 0; i < d_k; i++) row[i] += k[i] * delta;
+        if (o) o[c] = dot(row, q, d_k) * scale;
+    }
+}
+
+void ar_attn_begin(ar_attn_acc *a, float *o, int d)
+{
+    a->max = -INFINITY;
+    a->sum = 0.0f;
+    a->o = o;
+    a->d = d;
+    for (int i = 0; i < d; i++) o[i] = 0.0f;
+}
+
+enum { ATTN_BLOCK = 64 };
+
+void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
+                   int n, float scale)
+{
+    const int d = a->d;
+    float s[ATTN_BLOCK];
+    for (int j0 = 0; j0 < n; j0 += ATTN_BLOCK) {
+        int nb = n - j0 < ATTN_BLOCK ? n - j0 : ATTN_BLOCK;
+        float mx = a->max;
+        for (int j = 0; j < nb; j++) {
+            s[j] = dot(q, k + (size_t)(j0 + j) * stride, d) * scale;
+            if (s[j] > mx) mx = s[j];
+        }
+        if (mx > a->max) {
+            const float f = expf(a->max - mx);   /* 0 on the first block (max = -inf) */
+            a->sum *= f;
+            for (int i = 0; i < d; i++) a->o[i] *= f;
+            a->max = mx;
+        }
+        for (int j = 0; j < nb; j++) {
+            const float p = expf(s[j] - mx);
+            const float *vr = v + (size_t)(j0 + j) * stride;
+            a->sum += p;
+            for (int i = 0; i < d; i++) a->o[i] += p * vr[i];
+        }
+    }
+}
+
+void ar_attn_finish(ar_attn_acc *a, float *out)
+{
+    const float inv = a->sum > 0.0f ? 1.0f / a->sum : 0.0f;
+    for (int i = 0; i < a->d; i++) out[i] = a->o[i] * inv;
+}

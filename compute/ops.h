@@ -1,0 +1,106 @@
+/* compute/ops.h — the compute backend interface the models are written against.
+ *
+ * Everything here works on host F32 activations; weights are ar_weight views of (possibly
+ * quantized) matrices, used in place. compute/cpu/ops.c is the portable reference backend:
+ * plain C loops the compiler can vectorise. Faster backends (SIMD kernels, later CUDA) replace
+ * the bodies behind the same calls and are tested against this reference.
+ *
+ * Threading: an ar_compute owns the persistent thread pool and per-thread scratch. Ops that take
+ * an ar_compute split their work over the pool (matmul by output rows); row-wise helpers without
+ * one are single-row kernels the caller parallelises (e.g. over nodes or heads) with
+ * ar_compute_run. Nothing here allocates after ar_compute_create.
+ *
+ * Numerics follow ggml's CPU reference where it matters for parity with llama.cpp
+ * (specs/qwen35.md §3.1, §8): RMSNorm sums squares in double, GDN L2 norm = rmsnorm(eps/n)/sqrt(n),
+ * softplus is the identity above 20, F16/BF16 weights see activations rounded to F16/BF16 (as
+ * ggml's vec_dot_type does). */
+#ifndef AR_COMPUTE_OPS_H
+#define AR_COMPUTE_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "base/pool.h"
+
+/* A weight matrix W[n_out][n_in] in any type ar_dequantize_row handles; rows are row_bytes apart. */
+typedef struct ar_weight {
+    int type;                 /* ar_dtype */
+    int64_t n_in, n_out;
+    size_t row_bytes;
+    const void *data;
+    float scale;              /* result multiplier (GGUF "<name>.scale" tensors); 1 when absent */
+} ar_weight;
+
+typedef struct ar_compute ar_compute;
+
+/* n_threads <= 0: one per core. max_in = the longest matmul input row, max_rows = the largest M
+ * it will see (scratch for activations rounded to a weight's dot type). */
+int  ar_compute_create(ar_compute **out, int n_threads, int64_t max_in, int max_rows, ar_error *err);
+void ar_compute_free(ar_compute *c);
+int  ar_compute_n_threads(const ar_compute *c);
+/* Run fn(ctx, ith, nth) on every thread of the pool. */
+void ar_compute_run(ar_compute *c, ar_pool_fn fn, void *ctx);
+
+/* y[m][o] = sum_i x[m][i] * W[o][i] for m < M, o < n_out. x rows are ldx floats apart, y rows ldy.
+ * Each weight row is dequantized once and used for all M rows while in cache. */
+void ar_matmul(ar_compute *c, const ar_weight *w, const float *x, int64_t ldx, float *y, int64_t ldy, int M);
+
+/* Embedding lookup: y = W[row] dequantized (n_in floats). */
+void ar_get_row(const ar_weight *w, int64_t row, float *y);
+
+/* ---- row kernels ----------------------------------------------------------------------- */
+/* y = (x * 1/sqrt(mean(x^2) + eps)) * w   (w may be NULL: no gain). y may alias x. */
+void ar_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+/* x = x / sqrt(sum(x^2) + eps), computed as ggml does: rmsnorm(x, eps/n) * 1/sqrt(n). */
+void ar_l2norm(float *x, int n, float eps);
+
+static inline float ar_sigmoid(float x);
+static inline float ar_silu(float x);
+static inline float ar_softplus(float x);
+
+/* Rotary embedding, NeoX pairing on the first n_rot dims of each of n_heads heads of head_dim
+ * (pair (i, i + n_rot/2)); dims >= n_rot pass through. Angles as ggml's multi-section (IMROPE)
+ * rope for text positions: pair i belongs to sector i % sum(sections); sectors mapped to the
+ * t/h/w streams rotate by pos * theta_base^(-2i/n_rot) (built by repeated multiplication, as
+ * ggml), sectors mapped to the e stream do not rotate (its position is 0 for text). */
+typedef struct ar_rope {
+    int n_rot;
+    float theta_base;
+    int sections[4];
+    int imrope;               /* 1: interleaved sector->stream mapping (qwen35), 0: contiguous */
+} ar_rope;
+/* cs = [n_rot/2][2] (cos, sin) for position pos */
+void ar_rope_cache(const ar_rope *r, int pos, float *cs);
+void ar_rope_apply(float *x, int n_heads, int head_stride, int n_rot, const float *cs);
+
+/* Causal depthwise conv, one token: out[ch] = sum_k w[ch][k] * rows[k][ch] for k < taps (summed in
+ * tap order), rows oldest first: rows[taps-1] is the current token's conv input. */
+void ar_conv_step(float *out, const float *const *rows, const float *w, int channels, int taps);
+
+/* Gated DeltaNet recurrence for one head and one token (specs/qwen35.md §3.4). The state is stored
+ * transposed, St[c][i] = S[i][c] (d_v rows of d_k), as llama.cpp:
+ *   St *= exp(g); delta[c] = beta (v[c] - St[c]·k); St[c] += delta[c] k; o[c] = scale St[c]·q.
+ * q and o may be NULL (state update only, as commit needs). */
+void ar_gdn_step(float *St, const float *q, const float *k, const float *v, float g, float beta,
+                 float *o, int d_k, int d_v, float scale);
+
+/* Online-softmax attention for one query head: accumulate a block of n keys/values (rows stride
+ * floats apart) into st. ar_attn_finish writes o = sum softmax(s) v. s_j = scale * q·k_j. */
+typedef struct ar_attn_acc {
+    float max, sum;
+    float *o;                 /* [d] accumulator, caller-provided */
+    int d;
+} ar_attn_acc;
+void ar_attn_begin(ar_attn_acc *a, float *o, int d);
+void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
+                   int n, float scale);
+void ar_attn_finish(ar_attn_acc *a, float *out);
+
+/* ---- inline scalar activations (expf as ggml's scalar reference) ---------------------------- */
+#include <math.h>
+static inline float ar_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float ar_silu(float x) { return x / (1.0f + expf(-x)); }
+static inline float ar_softplus(float x) { return x > 20.0f ? x : logf(1.0f + expf(x)); }
+
+#endif

@@ -1,0 +1,645 @@
+/* model/qwen35.c — the qwen35 forward pass over a batch of nodes, and commit.
+ *
+ * Reads like the math of specs/qwen35.md §3: embed, then per layer RMSNorm -> (gated DeltaNet |
+ * gated attention) -> residual -> RMSNorm -> SwiGLU FFN -> residual, then the final norm and the LM
+ * head for the nodes that want logits. Every step runs on all M nodes of the batch at once, so each
+ * weight matrix is read once per forward (compute/ops.h matmul).
+ *
+ * The batch is a forest of nodes (model/qwen35.h). The two rules that make any forest work:
+ *   attention  a node attends to its sequence's committed KV (pages) and then to its in-batch
+ *              ancestors and itself, root first (walked through parent links);
+ *   GDN        a node's state = its parent's state advanced by its token. Per GDN layer and V head
+ *              the nodes run in batch order with a small set of state slots: a root copies the
+ *              committed state, a parent's LAST child takes the parent's slot over (so a chain is
+ *              one running state, updated in place), other children copy it; a slot is released
+ *              when its node has no children. The slot plan is made once per forward (prepare).
+ *   conv       a node's window = the conv inputs of its d_conv-1 nearest ancestors, continued into
+ *              the committed window.
+ * Nothing committed is written by a forward. The forward keeps, per node, what commit needs:
+ * K (normed, roped) and V of every attention layer, and the raw conv input, g and beta of every
+ * GDN layer. Commit appends the path's K/V to the pages and replays conv + L2 norm + the delta
+ * rule along the path with the same kernels, so the committed state is bit-identical to the state
+ * the forward used for the path's last node. */
+#include "model/qwen35_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+struct qwen35_ctx {
+    const qwen35_model *m;
+    ar_compute *comp;
+    int max_nodes, n_threads;
+
+    /* the last forward */
+    bool valid;
+    int n_nodes;
+    ar_node *nodes;
+    qwen35_seq **node_seq;
+    int *node_past;            /* n_past of the node's sequence at forward time */
+    int *depth, *n_children, *remaining;
+    int *conv_src;             /* [node][d_conv-1]: >= 0 node, < 0: -(1 + committed window row) */
+    int *gdn_slot, *gdn_from;  /* slot of each node; from: -1 committed, -2 in place, >= 0 copy slot */
+    int *free_slots;
+    int n_slots, cap_slots;
+    float *slots;              /* [n_threads][cap_slots][d_v * d_k] */
+
+    /* activations, [max_nodes][...] */
+    float *x, *h, *proj, *proj2, *mix;
+    size_t ld_proj, ld_proj2, ld_mix;
+    int *logit_nodes;
+
+    /* per thread */
+    float *attn_o;             /* [n_threads][head_dim] */
+    int *anc_stack;            /* [n_threads][max_nodes] */
+    float *rope_cs;            /* [n_threads][n_rot] */
+
+    /* kept for commit */
+    float *keep_k, *keep_v;            /* [n_attn][max_nodes][kv_dim] */
+    float *keep_mixed;                 /* [n_gdn][max_nodes][channels] raw conv input */
+    float *keep_g, *keep_beta;         /* [n_gdn][max_nodes][n_v_heads] */
+};
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+static void *xalloc(size_t n, size_t size, bool *ok)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p) *ok = false;
+    return p;
+}
+
+/* Parallel loop over [0, n) on the pool: fn(c, arg, lo, hi, ith). */
+typedef void (*range_fn)(qwen35_ctx *c, void *arg, int lo, int hi, int ith);
+typedef struct { qwen35_ctx *c; range_fn fn; void *arg; int n; } par_task;
+
+static void par_worker(void *p, int ith, int nth)
+{
+    par_task *t = p;
+    long lo, hi;
+    ar_split_range(t->n, 1, ith, nth, &lo, &hi);
+    if (lo < hi) t->fn(t->c, t->arg, (int)lo, (int)hi, ith);
+}
+
+static void par_for(qwen35_ctx *c, int n, range_fn fn, void *arg)
+{
+    par_task t = { c, fn, arg, n };
+    ar_compute_run(c->comp, par_worker, &t);
+}
+
+/* ---- ctx ------------------------------------------------------------------------------------ */
+
+int qwen35_ctx_create(qwen35_ctx **out, const qwen35_model *m, int max_nodes, int n_threads, ar_error *err)
+{
+    *out = NULL;
+    const qwen35_hparams *hp = &m->hp;
+    if (max_nodes < 1) return ar_fail(err, AR_EINVAL, "max_nodes must be >= 1 (got %d)", max_nodes);
+    qwen35_ctx *c = calloc(1, sizeof *c);
+    if (!c) return ar_fail(err, AR_ENOMEM, "out of memory creating a model context");
+    c->m = m;
+    c->max_nodes = max_nodes;
+
+    const size_t E = (size_t)hp->n_embd, M = (size_t)max_nodes, D = (size_t)hp->head_dim;
+    const size_t qd2 = 2 * (size_t)hp->n_head * D, kvd = (size_t)hp->n_head_kv * D;
+    const size_t C = (size_t)hp->ssm_conv_channels, vd = (size_t)hp->ssm_d_inner;
+    const size_t Hv = (size_t)hp->ssm_n_v_heads, taps1 = (size_t)(hp->ssm_d_conv > 0 ? hp->ssm_d_conv - 1 : 0);
+    const size_t F = (size_t)hp->n_ff;
+
+    int64_t max_in = (int64_t)max3(E, (size_t)hp->n_head * D, max3(vd, F, 1));
+    int rc = ar_compute_create(&c->comp, n_threads, max_in, max_nodes, err);
+    if (rc != AR_OK) { free(c); return rc; }
+    c->n_threads = ar_compute_n_threads(c->comp);
+    const size_t T = (size_t)c->n_threads;
+
+    c->ld_proj = max3(qd2 + 2 * kvd, C, F);
+    c->ld_proj2 = max3(F, vd, 1);
+    c->ld_mix = max3((size_t)hp->n_head * D, vd, 1);
+
+    bool ok = true;
+    c->nodes = xalloc(M, sizeof *c->nodes, &ok);
+    c->node_seq = xalloc(M, sizeof *c->node_seq, &ok);
+    c->node_past = xalloc(M, sizeof(int), &ok);
+    c->depth = xalloc(M, sizeof(int), &ok);
+    c->n_children = xalloc(M, sizeof(int), &ok);
+    c->remaining = xalloc(M, sizeof(int), &ok);
+    c->conv_src = xalloc(M * taps1, sizeof(int), &ok);
+    c->gdn_slot = xalloc(M, sizeof(int), &ok);
+    c->gdn_from = xalloc(M, sizeof(int), &ok);
+    c->free_slots = xalloc(M, sizeof(int), &ok);
+    c->logit_nodes = xalloc(M, sizeof(int), &ok);
+    c->x = xalloc(M * E, sizeof(float), &ok);
+    c->h = xalloc(M * E, sizeof(float), &ok);
+    c->proj = xalloc(M * c->ld_proj, sizeof(float), &ok);
+    c->proj2 = xalloc(M * c->ld_proj2, sizeof(float), &ok);
+    c->mix = xalloc(M * c->ld_mix, sizeof(float), &ok);
+    c->attn_o = xalloc(T * (D ? D : 1), sizeof(float), &ok);
+    c->anc_stack = xalloc(T * M, sizeof(int), &ok);
+    c->rope_cs = xalloc(T * (size_t)(hp->n_rot > 0 ? hp->n_rot : 1), sizeof(float), &ok);
+    c->keep_k = xalloc((size_t)hp->n_attn_layers * M * kvd, sizeof(float), &ok);
+    c->keep_v = xalloc((size_t)hp->n_attn_layers * M * kvd, sizeof(float), &ok);
+    c->keep_mixed = xalloc((size_t)hp->n_gdn_layers * M * C, sizeof(float), &ok);
+    c->keep_g = xalloc((size_t)hp->n_gdn_layers * M * Hv, sizeof(float), &ok);
+    c->keep_beta = xalloc((size_t)hp->n_gdn_layers * M * Hv, sizeof(float), &ok);
+    c->cap_slots = max_nodes < 4 ? max_nodes : 4;
+    c->slots = xalloc(T * (size_t)c->cap_slots * (size_t)hp->ssm_head_dim * (size_t)hp->ssm_head_dim, sizeof(float), &ok);
+    if (!ok) {
+        qwen35_ctx_free(c);
+        return ar_fail(err, AR_ENOMEM, "out of memory for a context of %d nodes", max_nodes);
+    }
+    *out = c;
+    return AR_OK;
+}
+
+void qwen35_ctx_free(qwen35_ctx *c)
+{
+    if (!c) return;
+    ar_compute_free(c->comp);
+    void *bufs[] = { c->nodes, c->node_seq, c->node_past, c->depth, c->n_children, c->remaining, c->conv_src,
+                     c->gdn_slot, c->gdn_from, c->free_slots, c->slots, c->x, c->h, c->proj, c->proj2, c->mix,
+                     c->logit_nodes, c->attn_o, c->anc_stack, c->rope_cs, c->keep_k, c->keep_v, c->keep_mixed,
+                     c->keep_g, c->keep_beta };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(c);
+}
+
+int qwen35_ctx_max_nodes(const qwen35_ctx *c) { return c->max_nodes; }
+
+/* ---- batch preparation ------------------------------------------------------------------- */
+
+static int validate(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, ar_error *err)
+{
+    const qwen35_hparams *hp = &c->m->hp;
+    if (!b || b->n_nodes < 1) return ar_fail(err, AR_EINVAL, "empty batch");
+    if (b->n_nodes > c->max_nodes)
+        return ar_fail(err, AR_EINVAL, "batch of %d nodes exceeds the context's max_nodes %d", b->n_nodes, c->max_nodes);
+    if (!b->nodes || !seqs) return ar_fail(err, AR_EINVAL, "batch without nodes or sequences");
+    if (b->n_taps < 0 || (b->n_taps > 0 && (!b->tap_layers || !b->taps)))
+        return ar_fail(err, AR_EINVAL, "batch asks for %d taps without tap_layers/taps buffers", b->n_taps);
+    for (int t = 0; t < b->n_taps; t++)
+        if (b->tap_layers[t] < 0 || b->tap_layers[t] > hp->n_layer)
+            return ar_fail(err, AR_EINVAL, "tap layer %d out of range 0..%d", b->tap_layers[t], hp->n_layer);
+    int n_logits = 0;
+    for (int i = 0; i < b->n_nodes; i++) {
+        const ar_node *nd = &b->nodes[i];
+        if (nd->seq < 0 || !seqs[nd->seq]) return ar_fail(err, AR_EINVAL, "node %d: sequence %d is missing", i, nd->seq);
+        if (seqs[nd->seq]->m != c->m) return ar_fail(err, AR_EINVAL, "node %d: sequence %d belongs to another model", i, nd->seq);
+        if (nd->token < 0 || nd->token >= hp->n_vocab)
+            return ar_fail(err, AR_EINVAL, "node %d: token %d out of range (vocab %d)", i, nd->token, hp->n_vocab);
+        if (nd->pos < 0) return ar_fail(err, AR_EINVAL, "node %d: negative position %d", i, nd->pos);
+        if (nd->parent < -1 || nd->parent >= i)
+            return ar_fail(err, AR_EINVAL, "node %d: parent %d must be -1 or an earlier node", i, nd->parent);
+        if (nd->parent >= 0 && b->nodes[nd->parent].seq != nd->seq)
+            return ar_fail(err, AR_EINVAL, "node %d: parent %d belongs to sequence %d, not %d", i, nd->parent,
+                           b->nodes[nd->parent].seq, nd->seq);
+        int d = nd->parent < 0 ? 0 : c->depth[nd->parent] + 1;
+        c->depth[i] = d;
+        const qwen35_seq *s = seqs[nd->seq];
+        if (s->n_past + d + 1 > s->n_ctx)
+            return ar_fail(err, AR_ERANGE, "node %d: position %d of sequence %d is beyond its context of %d tokens",
+                           i, s->n_past + d, nd->seq, s->n_ctx);
+        n_logits += nd->want_logits;
+    }
+    if (n_logits && !b->logits) return ar_fail(err, AR_EINVAL, "%d nodes want logits but batch.logits is NULL", n_logits);
+    return AR_OK;
+}
+
+/* Node bookkeeping shared by all layers: children counts, conv window sources, GDN slot plan. */
+static int prepare(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, ar_error *err)
+{
+    const qwen35_hparams *hp = &c->m->hp;
+    const int M = b->n_nodes, taps1 = hp->ssm_d_conv - 1;
+    c->n_nodes = M;
+    memcpy(c->nodes, b->nodes, (size_t)M * sizeof *c->nodes);
+    for (int i = 0; i < M; i++) {
+        c->node_seq[i] = seqs[b->nodes[i].seq];
+        c->node_past[i] = c->node_seq[i]->n_past;
+        c->n_children[i] = 0;
+    }
+    for (int i = 0; i < M; i++)
+        if (c->nodes[i].parent >= 0) c->n_children[c->nodes[i].parent]++;
+
+    /* conv sources, oldest tap first */
+    for (int i = 0; i < M && taps1 > 0 && hp->n_gdn_layers > 0; i++) {
+        int *src = c->conv_src + (size_t)i * (size_t)taps1;
+        int cur = i, crow = taps1 - 1;
+        for (int k = taps1 - 1; k >= 0; k--) {
+            if (cur >= 0) cur = c->nodes[cur].parent;
+            if (cur >= 0) src[k] = cur;
+            else src[k] = -(1 + crow--);
+        }
+    }
+
+    /* GDN slot plan */
+    int n_free = 0, n_used = 0, peak = 0;
+    for (int i = 0; i < M; i++) c->remaining[i] = c->n_children[i];
+    for (int i = 0; i < M; i++) {
+        int p = c->nodes[i].parent, slot;
+        if (p >= 0 && --c->remaining[p] == 0) {
+            slot = c->gdn_slot[p];
+            c->gdn_from[i] = -2;
+        } else {
+            slot = n_free ? c->free_slots[--n_free] : n_used++;
+            c->gdn_from[i] = p < 0 ? -1 : c->gdn_slot[p];
+        }
+        c->gdn_slot[i] = slot;
+        if (n_used > peak) peak = n_used;
+        if (c->n_children[i] == 0) c->free_slots[n_free++] = slot;
+    }
+    c->n_slots = peak;
+    if (hp->n_gdn_layers > 0 && peak > c->cap_slots) {
+        /* grows only when a batch has more live branches than any before it */
+        size_t per = (size_t)hp->ssm_head_dim * (size_t)hp->ssm_head_dim;
+        float *ns = realloc(c->slots, (size_t)c->n_threads * (size_t)peak * per * sizeof(float));
+        if (!ns) return ar_fail(err, AR_ENOMEM, "out of memory for %d GDN state slots", peak);
+        c->slots = ns;
+        c->cap_slots = peak;
+    }
+    return AR_OK;
+}
+
+/* ---- per-node elementwise steps ---------------------------------------------------------- */
+
+typedef struct { const float *w; float *dst; size_t ld_dst; } norm_arg;
+
+static void embed_rows(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    (void)arg; (void)ith;
+    const int E = c->m->hp.n_embd;
+    for (int i = lo; i < hi; i++) ar_get_row(&c->m->token_embd, c->nodes[i].token, c->x + (size_t)i * E);
+}
+
+static void norm_rows(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    (void)ith;
+    norm_arg *a = arg;
+    const int E = c->m->hp.n_embd;
+    for (int i = lo; i < hi; i++) ar_rmsnorm(c->h + (size_t)i * E, c->x + (size_t)i * E, a->w, E, c->m->hp.rms_eps);
+}
+
+static void residual_rows(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    (void)arg; (void)ith;
+    const size_t E = (size_t)c->m->hp.n_embd;
+    for (size_t j = (size_t)lo * E; j < (size_t)hi * E; j++) c->x[j] += c->h[j];
+}
+
+static void swiglu_rows(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    (void)ith;
+    const int F = *(const int *)arg;
+    for (int i = lo; i < hi; i++) {
+        float *g = c->proj + (size_t)i * c->ld_proj;
+        const float *u = c->proj2 + (size_t)i * c->ld_proj2;
+        for (int j = 0; j < F; j++) g[j] = ar_silu(g[j]) * u[j];
+    }
+}
+
+/* ---- gated full attention (§3.3) ---------------------------------------------------------- */
+
+typedef struct { const qwen35_layer *L; float *K, *V; size_t ld_q; } attn_arg;
+
+static void qk_norm_rope(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    attn_arg *a = arg;
+    const qwen35_hparams *hp = &c->m->hp;
+    const int D = hp->head_dim, kvd = hp->n_head_kv * D;
+    float *cs = c->rope_cs + (size_t)ith * (size_t)hp->n_rot;
+    for (int i = lo; i < hi; i++) {
+        float *q = c->proj + (size_t)i * a->ld_q, *k = a->K + (size_t)i * kvd;
+        for (int h = 0; h < hp->n_head; h++) ar_rmsnorm(q + 2 * h * D, q + 2 * h * D, a->L->q_norm, D, hp->rms_eps);
+        for (int h = 0; h < hp->n_head_kv; h++) ar_rmsnorm(k + h * D, k + h * D, a->L->k_norm, D, hp->rms_eps);
+        ar_rope_cache(&c->m->rope, c->nodes[i].pos, cs);
+        ar_rope_apply(q, hp->n_head, 2 * D, hp->n_rot, cs);
+        ar_rope_apply(k, hp->n_head_kv, D, hp->n_rot, cs);
+    }
+}
+
+/* One (node, query head) per item: committed pages, then in-batch ancestors root first. */
+static void attend(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    attn_arg *a = arg;
+    const qwen35_hparams *hp = &c->m->hp;
+    const int D = hp->head_dim, H = hp->n_head, kvd = hp->n_head_kv * D, group = H / hp->n_head_kv;
+    const int li = a->L->kind_index;
+    const float scale = 1.0f / sqrtf((float)D);
+    float *acc_o = c->attn_o + (size_t)ith * (size_t)D;
+    int *stack = c->anc_stack + (size_t)ith * (size_t)c->max_nodes;
+    for (int item = lo; item < hi; item++) {
+        const int i = item / H, h = item % H, kvh = h / group;
+        const float *q = c->proj + (size_t)i * a->ld_q + (size_t)(2 * h * D);
+        const float *gate = q + D;
+        ar_attn_acc acc;
+        ar_attn_begin(&acc, acc_o, D);
+        const qwen35_seq *s = c->node_seq[i];
+        const int n_past = c->node_past[i];
+        for (int t = 0; t < n_past;) {
+            int run = ar_kv_run(&s->kv, t, n_past);
+            ar_attn_block(&acc, q, ar_kv_k(&s->kv, li, t) + kvh * D, ar_kv_v(&s->kv, li, t) + kvh * D, (size_t)kvd,
+                          run, scale);
+            t += run;
+        }
+        int n = 0;
+        for (int j = i; j >= 0; j = c->nodes[j].parent) stack[n++] = j;
+        for (int top = n - 1; top >= 0;) {           /* root first, consecutive indices as one block */
+            int start = stack[top], len = 1;
+            while (top - len >= 0 && stack[top - len] == start + len) len++;
+            ar_attn_block(&acc, q, a->K + (size_t)start * kvd + kvh * D, a->V + (size_t)start * kvd + kvh * D,
+                          (size_t)kvd, len, scale);
+            top -= len;
+        }
+        float *o = c->mix + (size_t)i * c->ld_mix + (size_t)h * D;
+        ar_attn_finish(&acc, o);
+        for (int d = 0; d < D; d++) o[d] *= ar_sigmoid(gate[d]);
+    }
+}
+
+static void split_fused_kv(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    (void)ith;
+    attn_arg *a = arg;
+    const qwen35_hparams *hp = &c->m->hp;
+    const size_t qd2 = 2 * (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
+    for (int i = lo; i < hi; i++) {
+        const float *r = c->proj + (size_t)i * a->ld_q;
+        memcpy(a->K + (size_t)i * kvd, r + qd2, kvd * sizeof(float));
+        memcpy(a->V + (size_t)i * kvd, r + qd2 + kvd, kvd * sizeof(float));
+    }
+}
+
+/* h (normed input) -> h (attention output, before the residual) */
+static void attention_layer(qwen35_ctx *c, const qwen35_layer *L)
+{
+    const qwen35_hparams *hp = &c->m->hp;
+    const int M = c->n_nodes, E = hp->n_embd;
+    const size_t kvd = (size_t)hp->n_head_kv * hp->head_dim, off = (size_t)L->kind_index * c->max_nodes * kvd;
+    attn_arg a = { L, c->keep_k + off, c->keep_v + off, c->ld_proj };
+    if (L->wqkv_attn.type >= 0) {                       /* fused q|k|v */
+        ar_matmul(c->comp, &L->wqkv_attn, c->h, E, c->proj, (int64_t)c->ld_proj, M);
+        par_for(c, M, split_fused_kv, &a);
+    } else {
+        ar_matmul(c->comp, &L->wq, c->h, E, c->proj, (int64_t)c->ld_proj, M);   /* query|gate per head */
+        ar_matmul(c->comp, &L->wk, c->h, E, a.K, (int64_t)kvd, M);
+        ar_matmul(c->comp, &L->wv, c->h, E, a.V, (int64_t)kvd, M);
+    }
+    par_for(c, M, qk_norm_rope, &a);
+    par_for(c, M * hp->n_head, attend, &a);
+    ar_matmul(c->comp, &L->wo, c->mix, (int64_t)c->ld_mix, c->h, E, M);
+}
+
+/* ---- gated DeltaNet (§3.4) ---------------------------------------------------------------- */
+
+typedef struct {
+    const qwen35_layer *L;
+    qwen35_seq *seq;           /* commit only: the sequence and the committed path */
+    const int *path;
+    int n_path;
+    float *mixed, *g, *beta;   /* kept inputs of this layer */
+    float *u;                  /* conv output (post SiLU, q/k L2-normed), ld channels */
+} gdn_arg;
+
+static const float *committed_conv_row(const qwen35_seq *s, int gi, int row)
+{
+    return s->conv + (size_t)gi * s->conv_floats + (size_t)row * (size_t)s->m->hp.ssm_conv_channels;
+}
+
+/* silu(conv) then L2-normalise each q and k head, in place in u. */
+static void conv_finish(const qwen35_hparams *hp, float *u)
+{
+    const int C = hp->ssm_conv_channels, dk = hp->ssm_head_dim, Hk = hp->ssm_n_k_heads;
+    for (int ch = 0; ch < C; ch++) u[ch] = ar_silu(u[ch]);
+    for (int h = 0; h < 2 * Hk; h++) ar_l2norm(u + (size_t)h * dk, dk, hp->rms_eps);
+}
+
+static void gdn_gates_conv(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    (void)ith;
+    gdn_arg *a = arg;
+    const qwen35_hparams *hp = &c->m->hp;
+    const int C = hp->ssm_conv_channels, Hv = hp->ssm_n_v_heads, taps = hp->ssm_d_conv;
+    const int gi = a->L->kind_index;
+    const float *rows[64];
+    for (int i = lo; i < hi; i++) {
+        float *g = a->g + (size_t)i * Hv, *beta = a->beta + (size_t)i * Hv;
+        for (int j = 0; j < Hv; j++) {
+            beta[j] = ar_sigmoid(beta[j]);
+            g[j] = ar_softplus(g[j] + a->L->ssm_dt_bias[j]) * a->L->ssm_a[j];
+        }
+        const int *src = c->conv_src + (size_t)i * (size_t)(taps - 1);
+        for (int k = 0; k < taps - 1; k++)
+            rows[k] = src[k] >= 0 ? a->mixed + (size_t)src[k] * C : committed_conv_row(c->node_seq[i], gi, -src[k] - 1);
+        rows[taps - 1] = a->mixed + (size_t)i * C;
+        float *u = a->u + (size_t)i * C;
+        ar_conv_step(u, rows, a->L->ssm_conv1d, C, taps);
+        conv_finish(hp, u);
+    }
+}
+
+/* V heads [lo, hi): run every node's recurrence step in batch order with the slot plan. */
+static void gdn_recurrence(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    gdn_arg *a = arg;
+    const qwen35_hparams *hp = &c->m->hp;
+    const int C = hp->ssm_conv_channels, Hv = hp->ssm_n_v_heads, Hk = hp->ssm_n_k_heads, d = hp->ssm_head_dim;
+    const size_t per = (size_t)d * d;
+    const int gi = a->L->kind_index;
+    const float scale = 1.0f / sqrtf((float)d);
+    float *slots = c->slots + (size_t)ith * (size_t)c->cap_slots * per;
+    for (int j = lo; j < hi; j++) {
+        const int kh = j % Hk;                          /* tiled V-head order (§2.4) */
+        for (int i = 0; i < c->n_nodes; i++) {
+            float *St = slots + (size_t)c->gdn_slot[i] * per;
+            if (c->gdn_from[i] == -1)
+                memcpy(St, c->node_seq[i]->gdn_state + ((size_t)gi * Hv + j) * per, per * sizeof(float));
+            else if (c->gdn_from[i] >= 0)
+                memcpy(St, slots + (size_t)c->gdn_from[i] * per, per * sizeof(float));
+            const float *u = a->u + (size_t)i * C;
+            ar_gdn_step(St, u + (size_t)kh * d, u + (size_t)(Hk + kh) * d, u + (size_t)(2 * Hk) * d + (size_t)j * d,
+                        a->g[(size_t)i * Hv + j], a->beta[(size_t)i * Hv + j],
+                        c->mix + (size_t)i * c->ld_mix + (size_t)j * d, d, d, scale);
+        }
+    }
+}
+
+/* y = RMSNorm(o; ssm_norm) * SiLU(z) per head, in place in mix. */
+static void gdn_gated_norm(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    (void)ith;
+    gdn_arg *a = arg;
+    const qwen35_hparams *hp = &c->m->hp;
+    const int d = hp->ssm_head_dim, Hv = hp->ssm_n_v_heads;
+    for (int i = lo; i < hi; i++) {
+        float *o = c->mix + (size_t)i * c->ld_mix;
+        const float *z = c->proj2 + (size_t)i * c->ld_proj2;
+        for (int j = 0; j < Hv; j++) ar_rmsnorm(o + j * d, o + j * d, a->L->ssm_norm, d, hp->rms_eps);
+        for (int k = 0; k < Hv * d; k++) o[k] *= ar_silu(z[k]);
+    }
+}
+
+static gdn_arg gdn_kept(qwen35_ctx *c, const qwen35_layer *L)
+{
+    const qwen35_hparams *hp = &c->m->hp;
+    const size_t M = (size_t)c->max_nodes, gi = (size_t)L->kind_index;
+    gdn_arg a = { .L = L };
+    a.mixed = c->keep_mixed + gi * M * (size_t)hp->ssm_conv_channels;
+    a.g = c->keep_g + gi * M * (size_t)hp->ssm_n_v_heads;
+    a.beta = c->keep_beta + gi * M * (size_t)hp->ssm_n_v_heads;
+    a.u = c->proj;
+    return a;
+}
+
+/* h (normed input) -> h (GDN output, before the residual) */
+static void gdn_layer(qwen35_ctx *c, const qwen35_layer *L)
+{
+    const qwen35_hparams *hp = &c->m->hp;
+    const int M = c->n_nodes, E = hp->n_embd, Hv = hp->ssm_n_v_heads;
+    gdn_arg a = gdn_kept(c, L);
+    ar_matmul(c->comp, &L->ssm_qkv, c->h, E, a.mixed, hp->ssm_conv_channels, M);
+    ar_matmul(c->comp, &L->ssm_gate, c->h, E, c->proj2, (int64_t)c->ld_proj2, M);   /* z */
+    ar_matmul(c->comp, &L->ssm_beta, c->h, E, a.beta, Hv, M);
+    ar_matmul(c->comp, &L->ssm_alpha, c->h, E, a.g, Hv, M);
+    par_for(c, M, gdn_gates_conv, &a);
+    par_for(c, Hv, gdn_recurrence, &a);
+    par_for(c, M, gdn_gated_norm, &a);
+    ar_matmul(c->comp, &L->ssm_out, c->mix, (int64_t)c->ld_mix, c->h, E, M);
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+static void take_taps(qwen35_ctx *c, const ar_batch *b, int layer)
+{
+    const int E = c->m->hp.n_embd;
+    for (int t = 0; t < b->n_taps; t++) {
+        if (b->tap_layers[t] != layer) continue;
+        for (int i = 0; i < c->n_nodes; i++)
+            memcpy(b->taps + ((size_t)i * b->n_taps + t) * E, c->x + (size_t)i * E, (size_t)E * sizeof(float));
+    }
+}
+
+int qwen35_forward(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, ar_error *err)
+{
+    const qwen35_model *m = c->m;
+    const qwen35_hparams *hp = &m->hp;
+    c->valid = false;
+    int rc = validate(c, seqs, b, err);
+    if (rc == AR_OK) rc = prepare(c, seqs, b, err);
+    if (rc != AR_OK) return rc;
+    const int M = c->n_nodes, E = hp->n_embd;
+
+    par_for(c, M, embed_rows, NULL);                            /* x = token_embd[token] */
+    for (int il = 0; il < hp->n_layer; il++) {
+        const qwen35_layer *L = &m->layers[il];
+        take_taps(c, b, il);
+        par_for(c, M, norm_rows, &(norm_arg){ .w = L->attn_norm });            /* h = RMSNorm(x) */
+        if (L->recurrent) gdn_layer(c, L);
+        else attention_layer(c, L);
+        par_for(c, M, residual_rows, NULL);                                    /* x += mixer(h) */
+        par_for(c, M, norm_rows, &(norm_arg){ .w = L->post_attention_norm });  /* h = RMSNorm(x) */
+        ar_matmul(c->comp, &L->ffn_gate, c->h, E, c->proj, (int64_t)c->ld_proj, M);
+        ar_matmul(c->comp, &L->ffn_up, c->h, E, c->proj2, (int64_t)c->ld_proj2, M);
+        par_for(c, M, swiglu_rows, (void *)&L->n_ff);                           /* silu(gate) * up */
+        ar_matmul(c->comp, &L->ffn_down, c->proj, (int64_t)c->ld_proj, c->h, E, M);
+        par_for(c, M, residual_rows, NULL);                                    /* x += ffn(h) */
+    }
+    take_taps(c, b, hp->n_layer);
+
+    /* final norm and LM head, only for the nodes that want logits */
+    int n_logits = 0;
+    for (int i = 0; i < M; i++)
+        if (c->nodes[i].want_logits) {
+            ar_rmsnorm(c->h + (size_t)n_logits * E, c->x + (size_t)i * E, m->output_norm, E, hp->rms_eps);
+            c->logit_nodes[n_logits++] = i;
+        }
+    if (n_logits) ar_matmul(c->comp, &m->output, c->h, E, b->logits, hp->n_vocab, n_logits);
+    c->valid = true;
+    return AR_OK;
+}
+
+/* ---- commit ------------------------------------------------------------------------------- */
+
+static void commit_recurrence(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
+{
+    (void)ith;
+    gdn_arg *a = arg;
+    const qwen35_hparams *hp = &c->m->hp;
+    const int C = hp->ssm_conv_channels, Hv = hp->ssm_n_v_heads, Hk = hp->ssm_n_k_heads, d = hp->ssm_head_dim;
+    const size_t per = (size_t)d * d;
+    const int gi = a->L->kind_index, n_path = a->n_path;
+    const int *path = a->path;
+    for (int j = lo; j < hi; j++) {
+        const int kh = j % Hk;
+        float *St = a->seq->gdn_state + ((size_t)gi * Hv + j) * per;
+        for (int t = 0; t < n_path; t++) {
+            const float *u = a->u + (size_t)t * C;
+            const int i = path[t];
+            ar_gdn_step(St, NULL, u + (size_t)(Hk + kh) * d, u + (size_t)(2 * Hk) * d + (size_t)j * d,
+                        a->g[(size_t)i * Hv + j], a->beta[(size_t)i * Hv + j], NULL, d, d, 1.0f);
+        }
+    }
+}
+
+int qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_error *err)
+{
+    const qwen35_hparams *hp = &c->m->hp;
+    if (n_path == 0) return AR_OK;
+    if (!c->valid) return ar_fail(err, AR_EINVAL, "commit without a successful forward on this context");
+    if (n_path < 0 || !path || !s) return ar_fail(err, AR_EINVAL, "commit: bad path");
+    for (int t = 0; t < n_path; t++) {
+        int i = path[t];
+        if (i < 0 || i >= c->n_nodes) return ar_fail(err, AR_EINVAL, "commit: path[%d] = %d is not a node of the last forward", t, i);
+        if (c->node_seq[i] != s) return ar_fail(err, AR_EINVAL, "commit: node %d belongs to another sequence", i);
+        int want = t == 0 ? -1 : path[t - 1];
+        if (c->nodes[i].parent != want)
+            return ar_fail(err, AR_EINVAL, "commit: node %d's parent is %d, not %d (a path goes root first, parent to child)",
+                           i, c->nodes[i].parent, want);
+        if (c->node_past[i] != s->n_past)
+            return ar_fail(err, AR_EINVAL, "commit: the sequence changed since the forward (already committed?)");
+    }
+    if (n_path > c->max_nodes) return ar_fail(err, AR_EINVAL, "commit: path too long");
+    const int n_past = s->n_past;
+    int rc = ar_kv_reserve(&s->kv, n_past + n_path, err);
+    if (rc != AR_OK) return rc;
+
+    /* attention: K/V of the path's nodes go to slots n_past.. */
+    const size_t kvd = (size_t)hp->n_head_kv * hp->head_dim, M = (size_t)c->max_nodes;
+    for (int li = 0; li < hp->n_attn_layers; li++)
+        for (int t = 0; t < n_path; t++) {
+            memcpy(ar_kv_k(&s->kv, li, n_past + t), c->keep_k + ((size_t)li * M + (size_t)path[t]) * kvd, kvd * sizeof(float));
+            memcpy(ar_kv_v(&s->kv, li, n_past + t), c->keep_v + ((size_t)li * M + (size_t)path[t]) * kvd, kvd * sizeof(float));
+        }
+
+    /* GDN: replay conv + delta rule along the path, then slide the conv window */
+    const int C = hp->ssm_conv_channels, taps = hp->ssm_d_conv, taps1 = taps - 1;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const qwen35_layer *L = &c->m->layers[il];
+        if (!L->recurrent) continue;
+        gdn_arg a = gdn_kept(c, L);
+        a.seq = s;
+        a.path = path;
+        a.n_path = n_path;
+        const int gi = L->kind_index;
+        float *window = s->conv + (size_t)gi * s->conv_floats;
+        const float *rows[64];
+        for (int t = 0; t < n_path; t++) {
+            /* virtual sequence W = [committed window rows | path rows]; step t uses W[t .. t + taps-1] */
+            for (int k = 0; k < taps; k++) {
+                int w = t + k;
+                rows[k] = w < taps1 ? window + (size_t)w * C : a.mixed + (size_t)path[w - taps1] * C;
+            }
+            float *u = a.u + (size_t)t * C;
+            ar_conv_step(u, rows, L->ssm_conv1d, C, taps);
+            conv_finish(hp, u);
+        }
+        par_for(c, hp->ssm_n_v_heads, commit_recurrence, &a);
+        for (int r = 0; r < taps1; r++) {
+            int w = n_path + r;
+            const float *src = w < taps1 ? window + (size_t)w * C : a.mixed + (size_t)path[w - taps1] * C;
+            memmove(window + (size_t)r * C, src, (size_t)C * sizeof(float));
+        }
+    }
+    s->n_past = n_past + n_path;
+    return AR_OK;
+}

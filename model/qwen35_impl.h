@@ -1,0 +1,48 @@
+/* model/qwen35_impl.h — internal structs shared by the qwen35 model files (not a public header).
+ *
+ *   qwen35_load.c   hparams, tensor binding and validation, qwen35_model lifetime
+ *   qwen35_seq.c    per-sequence state (KV pages, GDN state, conv window), memory check
+ *   qwen35.c        ctx, forward over a batch of nodes, commit */
+#ifndef AR_MODEL_QWEN35_IMPL_H
+#define AR_MODEL_QWEN35_IMPL_H
+
+#include "compute/ops.h"
+#include "model/kvcache.h"
+#include "model/qwen35.h"
+
+typedef struct qwen35_layer {
+    bool recurrent;
+    int  kind_index;              /* index among attention layers or among GDN layers */
+    int  n_ff;
+    const float *attn_norm, *post_attention_norm;
+    ar_weight ffn_gate, ffn_up, ffn_down;
+    /* attention */
+    ar_weight wq, wk, wv;         /* wq: 2 * n_head * head_dim rows (query and gate per head) */
+    ar_weight wqkv_attn;          /* fused alternative (n_rows = q + k + v); type < 0 when absent */
+    ar_weight wo;
+    const float *q_norm, *k_norm;
+    /* gated DeltaNet */
+    ar_weight ssm_qkv, ssm_gate, ssm_beta, ssm_alpha, ssm_out;
+    const float *ssm_conv1d;      /* [channels][taps] */
+    const float *ssm_dt_bias, *ssm_a, *ssm_norm;
+} qwen35_layer;
+
+struct qwen35_model {
+    gguf_file *gguf;
+    qwen35_hparams hp;
+    ar_weight token_embd, output;
+    const float *output_norm;
+    qwen35_layer *layers;         /* n_layer trunk layers */
+    ar_rope rope;
+};
+
+struct qwen35_seq {
+    const qwen35_model *m;
+    int n_ctx, n_past;
+    ar_kv_pages kv;
+    float *gdn_state;             /* [n_gdn][n_v_heads][d_v][d_k] (transposed, as llama.cpp) */
+    float *conv;                  /* [n_gdn][taps-1][channels], oldest row first */
+    size_t state_floats, conv_floats;   /* per GDN layer */
+};
+
+#endif

@@ -1,0 +1,116 @@
+/* model/qwen35_seq.c — per-sequence state of a qwen35 model.
+ *
+ * Holds what a sequence has committed: attention K/V in pages (model/kvcache.h, allocated as the
+ * sequence grows), the GDN state S of every GDN layer and V head (F32, stored transposed as
+ * llama.cpp does: St[c][i] = S[i][c]) and the conv window (last d_conv-1 raw conv inputs per GDN
+ * layer). Only qwen35_commit (model/qwen35.c) changes it; a forward only reads it. Creation
+ * computes the full-context memory need up front and refuses, with numbers, when it would not fit
+ * in the machine's available memory. */
+#include "model/qwen35_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+enum { DEFAULT_PAGE_TOKENS = 256 };
+
+static size_t state_floats(const qwen35_hparams *hp)
+{
+    return (size_t)hp->ssm_n_v_heads * (size_t)hp->ssm_head_dim * (size_t)hp->ssm_head_dim;
+}
+
+static size_t conv_floats(const qwen35_hparams *hp)
+{
+    return (size_t)(hp->ssm_d_conv - 1) * (size_t)hp->ssm_conv_channels;
+}
+
+uint64_t qwen35_seq_bytes(const qwen35_model *m, int n_ctx)
+{
+    const qwen35_hparams *hp = &m->hp;
+    uint64_t rec = (uint64_t)hp->n_gdn_layers * (state_floats(hp) + conv_floats(hp)) * sizeof(float);
+    uint64_t kv = (uint64_t)hp->n_attn_layers * 2 * (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim * sizeof(float);
+    return rec + kv * (uint64_t)(n_ctx > 0 ? n_ctx : 0);
+}
+
+/* MemAvailable from /proc/meminfo in bytes; 0 when unknown. */
+static uint64_t mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+static void human(char *buf, size_t n, uint64_t bytes)
+{
+    if (bytes >= (1ull << 30)) snprintf(buf, n, "%.1f GiB", (double)bytes / (double)(1ull << 30));
+    else if (bytes >= (1ull << 20)) snprintf(buf, n, "%.1f MiB", (double)bytes / (double)(1ull << 20));
+    else snprintf(buf, n, "%.1f KiB", (double)bytes / 1024.0);
+}
+
+int qwen35_seq_create_paged(qwen35_seq **out, const qwen35_model *m, int n_ctx, int page_tokens, ar_error *err)
+{
+    *out = NULL;
+    const qwen35_hparams *hp = &m->hp;
+    if (n_ctx <= 0) n_ctx = hp->n_ctx_train;
+    if (n_ctx <= 0) return ar_fail(err, AR_EINVAL, "context size must be positive");
+    if (page_tokens <= 0) page_tokens = DEFAULT_PAGE_TOKENS;
+
+    uint64_t need = qwen35_seq_bytes(m, n_ctx), avail = mem_available();
+    char hn[32], ha[32];
+    human(hn, sizeof hn, need);
+    human(ha, sizeof ha, avail);
+    ar_log(AR_LOG_INFO, "sequence needs %s for %d tokens (KV pages allocated as it grows)", hn, n_ctx);
+    if (avail && need > avail)
+        return ar_fail(err, AR_ENOMEM, "a sequence of %d tokens needs %s but only %s is available; use a smaller context",
+                       n_ctx, hn, ha);
+
+    qwen35_seq *s = calloc(1, sizeof *s);
+    if (!s) return ar_fail(err, AR_ENOMEM, "out of memory creating a sequence");
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->state_floats = state_floats(hp);
+    s->conv_floats = conv_floats(hp);
+    int rc = ar_kv_init(&s->kv, hp->n_attn_layers, hp->n_head_kv * hp->head_dim, page_tokens, n_ctx, err);
+    if (rc != AR_OK) { free(s); return rc; }
+    size_t ng = (size_t)hp->n_gdn_layers;
+    s->gdn_state = calloc(ng * s->state_floats + 1, sizeof(float));
+    s->conv = calloc(ng * s->conv_floats + 1, sizeof(float));
+    if (!s->gdn_state || !s->conv) {
+        qwen35_seq_free(s);
+        return ar_fail(err, AR_ENOMEM, "out of memory for the recurrent state (%s)", hn);
+    }
+    *out = s;
+    return AR_OK;
+}
+
+int qwen35_seq_create(qwen35_seq **out, const qwen35_model *m, int n_ctx, ar_error *err)
+{
+    return qwen35_seq_create_paged(out, m, n_ctx, DEFAULT_PAGE_TOKENS, err);
+}
+
+void qwen35_seq_free(qwen35_seq *s)
+{
+    if (!s) return;
+    ar_kv_release(&s->kv);
+    free(s->gdn_state);
+    free(s->conv);
+    free(s);
+}
+
+void qwen35_seq_reset(qwen35_seq *s)
+{
+    size_t ng = (size_t)s->m->hp.n_gdn_layers;
+    memset(s->gdn_state, 0, ng * s->state_floats * sizeof(float));
+    memset(s->conv, 0, ng * s->conv_floats * sizeof(float));
+    s->n_past = 0;
+}
+
+int qwen35_seq_n_past(const qwen35_seq *s) { return s->n_past; }
+int qwen35_seq_n_ctx(const qwen35_seq *s) { return s->n_ctx; }

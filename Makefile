@@ -9,7 +9,7 @@ SAN      ?=
 CFLAGS   ?=
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) $(SAN) -pthread \
             -I. -Iinclude $(shell pkg-config --cflags libpcre2-8 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs libpcre2-8 2>/dev/null) -lutf8proc -lm -pthread -ldl
+LDLIBS   += $(shell pkg-config --libs libpcre2-8 2>/dev/null) -lutf8proc -lmicrohttpd -ljansson -lm -pthread -ldl
 LDFLAGS  += $(SAN)
 
 LAYERS   := base format tok compute compute/cpu model spec engine server

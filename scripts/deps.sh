@@ -22,3 +22,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 scripts/oracle.sh
+scripts/test-template.sh --install

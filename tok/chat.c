@@ -1,14 +1,20 @@
-/* tok/chat.c — the Qwen3.5/3.6 chat template (llama.cpp models/templates/Qwen3.5-4B.jinja) in C.
+/* tok/chat.c — the Qwen3.5/3.6 chat templates (llama.cpp models/templates/Qwen3.5-4B.jinja) in C.
  *
  * The render follows the template statement by statement (spec qwen35.md §6); comments quote the
  * Jinja where a rule is subtle. Strings are handled as (pointer, length) slices of the caller's text;
  * the output grows in one malloc'd buffer. A small JSON reader re-serialises tool definitions and
  * tool-call arguments the way llama.cpp's Jinja does: `tojson` with ", " / ": " separators, key order
- * kept, non-ASCII left as is; `string` of a bool is True/False, of null None, of a float C's %g. */
+ * kept, non-ASCII left as is, floats like C++ ostream (%g), integers through int64_t; Qwen3.5 prints
+ * scalar arguments with `string` (True/False/None), Qwen3.6 with `tojson` (true/false/null).
+ * ar_chat_render_json turns an OpenAI request into ar_chat_msg the way llama.cpp's server does (jansson
+ * reads it); ar_chat_family picks the renderer from a model's template text. tests/test_template.c
+ * checks all of it byte for byte against the real template. */
 #include "tok/chat.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -255,9 +261,16 @@ static int jnumber(jreader *j, sbuf *out)
         long long v = strtoll(tmp, NULL, 10);
         if (errno != ERANGE) { snprintf(txt, sizeof txt, "%lld", v); puts_(out, txt); return 0; }
         if (tmp[0] != '-') {
+            /* llama.cpp keeps 2^63..2^64-1 as unsigned but prints every integer through int64_t, so
+             * these wrap to negative numbers; mirrored for byte identity */
             errno = 0;
             unsigned long long u = strtoull(tmp, NULL, 10);
-            if (errno != ERANGE) { snprintf(txt, sizeof txt, "%llu", u); puts_(out, txt); return 0; }
+            if (errno != ERANGE) {
+                long long wrapped = (long long)(u - (unsigned long long)LLONG_MAX - 1ULL) + LLONG_MIN;
+                snprintf(txt, sizeof txt, "%lld", wrapped);
+                puts_(out, txt);
+                return 0;
+            }
         }
     }
     snprintf(txt, sizeof txt, "%g", strtod(tmp, NULL));
@@ -338,10 +351,11 @@ static int put_tool(sbuf *b, const char *tool, int index, ar_error *err)
     return rc ? rc : jend(&j);
 }
 
-/* The parameters of a tool call: for each key of the arguments object,
- * "<parameter=KEY>\n" + (objects/arrays: tojson; strings: raw; bool: True/False; null: None;
- * numbers: as tojson) + "\n</parameter>\n". */
-static int put_arguments(sbuf *b, const ar_chat_tool_call *tc, ar_error *err)
+/* The parameters of a tool call: for each key of the arguments object, "<parameter=KEY>\n" + value +
+ * "\n</parameter>\n". Strings are written raw. Qwen3.5 (`args_value | string` for scalars): true/false/null
+ * as True/False/None; Qwen3.6 (`args_value | tojson` for every non-string): true/false/null. Numbers,
+ * objects and arrays are written as tojson in both. */
+static int put_arguments(sbuf *b, const ar_chat_tool_call *tc, bool json_scalars, ar_error *err)
 {
     char what[160];
     snprintf(what, sizeof what, "tool call '%.100s' arguments", tc->name ? tc->name : "");
@@ -371,11 +385,11 @@ static int put_arguments(sbuf *b, const ar_chat_tool_call *tc, ar_error *err)
             if ((rc = jstring(&j, &raw))) break;
             put(b, raw.p ? raw.p : "", raw.n);
         } else if (jliteral(&j, "true")) {
-            puts_(b, "True");
+            puts_(b, json_scalars ? "true" : "True");
         } else if (jliteral(&j, "false")) {
-            puts_(b, "False");
+            puts_(b, json_scalars ? "false" : "False");
         } else if (jliteral(&j, "null")) {
-            puts_(b, "None");
+            puts_(b, json_scalars ? "null" : "None");
         } else if ((rc = jvalue(&j, b, 1))) {
             break;
         }
@@ -409,7 +423,9 @@ static const char TOOLS_TAIL[] =
 
 static bool role_is(const ar_chat_msg *m, const char *r) { return m->role && !strcmp(m->role, r); }
 
-static int render_assistant(sbuf *b, const ar_chat_msg *m, bool current_turn, ar_error *err)
+/* show_think: the message belongs to the current agentic turn (index > last_query_index), or Qwen3.6 with
+ * preserve_thinking: its reasoning is rendered in a <think> block. */
+static int render_assistant(sbuf *b, const ar_chat_msg *m, bool show_think, bool json_scalars, ar_error *err)
 {
     slice content = trim(mk(m->content));
     slice reasoning = { "", 0 };
@@ -428,7 +444,7 @@ static int render_assistant(sbuf *b, const ar_chat_msg *m, bool current_turn, ar
     }
     reasoning = trim(reasoning);
     puts_(b, "<|im_start|>assistant\n");
-    if (current_turn) {
+    if (show_think) {
         puts_(b, "<think>\n");
         put_slice(b, reasoning);
         puts_(b, "\n</think>\n\n");
@@ -441,7 +457,7 @@ static int render_assistant(sbuf *b, const ar_chat_msg *m, bool current_turn, ar
         puts_(b, tc->name ? tc->name : "");
         puts_(b, ">\n");
         if (tc->arguments) {
-            int rc = put_arguments(b, tc, err);
+            int rc = put_arguments(b, tc, json_scalars, err);
             if (rc) return rc;
         }
         puts_(b, "</function>\n</tool_call>");
@@ -450,16 +466,39 @@ static int render_assistant(sbuf *b, const ar_chat_msg *m, bool current_turn, ar
     return 0;
 }
 
-int ar_chat_render_tools(const ar_chat_msg *msgs, int n_msgs, const char *const *tools, int n_tools,
-                         bool add_generation_prompt, bool enable_thinking, char **out, ar_error *err)
+/* Plain ChatML (llama.cpp's built-in "chatml"): contents as given, tools and tool calls not rendered. */
+static int render_chatml(sbuf *b, const ar_chat_msg *msgs, int n_msgs, bool add_generation_prompt)
 {
+    for (int i = 0; i < n_msgs; i++) {
+        puts_(b, "<|im_start|>");
+        puts_(b, msgs[i].role);
+        puts_(b, "\n");
+        puts_(b, msgs[i].content ? msgs[i].content : "");
+        puts_(b, "<|im_end|>\n");
+    }
+    if (add_generation_prompt) puts_(b, "<|im_start|>assistant\n");
+    return 0;
+}
+
+int ar_chat_render_opts(const ar_chat_msg *msgs, int n_msgs, const char *const *tools, int n_tools,
+                        const ar_chat_opts *opts, char **out, ar_error *err)
+{
+    static const ar_chat_opts defaults = {0};
+    if (!opts) opts = &defaults;
     *out = NULL;
     if (!msgs || n_msgs <= 0) return ar_fail(err, AR_EINVAL, "chat template: No messages provided.");
     for (int i = 0; i < n_msgs; i++)
         if (!msgs[i].role) return ar_fail(err, AR_EINVAL, "chat template: message %d has no role", i);
+    if (opts->family < AR_CHAT_QWEN35 || opts->family > AR_CHAT_CHATML)
+        return ar_fail(err, AR_EINVAL, "chat template: unknown family %d", opts->family);
 
     sbuf b = {0};
     int rc = 0;
+    if (opts->family == AR_CHAT_CHATML) {
+        render_chatml(&b, msgs, n_msgs, opts->add_generation_prompt);
+        goto done;
+    }
+    const bool qwen36 = opts->family == AR_CHAT_QWEN36;
     const bool first_is_system = role_is(&msgs[0], "system");
 
     if (tools && n_tools > 0) {
@@ -504,7 +543,8 @@ int ar_chat_render_tools(const ar_chat_msg *msgs, int n_msgs, const char *const 
             put_slice(&b, content);
             puts_(&b, "<|im_end|>\n");
         } else if (role_is(m, "assistant")) {
-            if ((rc = render_assistant(&b, m, i > last_query, err))) goto fail;
+            bool show_think = i > last_query || (qwen36 && opts->preserve_thinking);
+            if ((rc = render_assistant(&b, m, show_think, qwen36, err))) goto fail;
         } else if (role_is(m, "tool")) {
             /* consecutive tool results share one user turn */
             if (i > 0 && !role_is(&msgs[i - 1], "tool")) puts_(&b, "<|im_start|>user");
@@ -518,10 +558,11 @@ int ar_chat_render_tools(const ar_chat_msg *msgs, int n_msgs, const char *const 
         }
     }
 
-    if (add_generation_prompt) {
+    if (opts->add_generation_prompt) {
         puts_(&b, "<|im_start|>assistant\n");
-        puts_(&b, enable_thinking ? "<think>\n" : "<think>\n\n</think>\n\n");
+        puts_(&b, opts->disable_thinking ? "<think>\n\n</think>\n\n" : "<think>\n");
     }
+done:
     if (!b.p) puts_(&b, "");
     if (b.oom) { rc = ar_fail(err, AR_ENOMEM, "chat template: out of memory"); goto fail; }
     *out = b.p;
@@ -532,8 +573,263 @@ fail:
     return rc;
 }
 
+int ar_chat_render_tools(const ar_chat_msg *msgs, int n_msgs, const char *const *tools, int n_tools,
+                         bool add_generation_prompt, bool enable_thinking, char **out, ar_error *err)
+{
+    ar_chat_opts o = { .family = AR_CHAT_QWEN35, .add_generation_prompt = add_generation_prompt,
+                       .disable_thinking = !enable_thinking };
+    return ar_chat_render_opts(msgs, n_msgs, tools, n_tools, &o, out, err);
+}
+
 int ar_chat_render(const ar_chat_msg *msgs, int n_msgs, bool add_generation_prompt, bool enable_thinking,
                    char **out, ar_error *err)
 {
     return ar_chat_render_tools(msgs, n_msgs, NULL, 0, add_generation_prompt, enable_thinking, out, err);
+}
+
+
+/* ---- OpenAI-style request JSON ------------------------------------------------------------------ */
+
+/* Everything ar_chat_render_json allocates, freed together. */
+typedef struct req_arena {
+    char  **ptrs;
+    size_t  n, cap;
+    bool    oom;
+} req_arena;
+
+static void *arena_keep(req_arena *a, void *p)
+{
+    if (!p) { a->oom = true; return NULL; }
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 16;
+        char **np = realloc(a->ptrs, cap * sizeof *np);
+        if (!np) { free(p); a->oom = true; return NULL; }
+        a->ptrs = np;
+        a->cap = cap;
+    }
+    a->ptrs[a->n++] = p;
+    return p;
+}
+
+static void arena_free(req_arena *a)
+{
+    for (size_t i = 0; i < a->n; i++) free(a->ptrs[i]);
+    free(a->ptrs);
+}
+
+/* Compact JSON text of v with reals at full precision (the renderer re-prints them like llama.cpp). */
+static char *dump_json(req_arena *a, const json_t *v)
+{
+    return arena_keep(a, json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)));
+}
+
+/* A message's content: a string, null, or an array of {"type": "text", "text": ...} parts (the template
+ * concatenates the parts' texts). */
+static int req_content(req_arena *a, const json_t *c, int i, const char **out, ar_error *err)
+{
+    *out = NULL;
+    if (!c || json_is_null(c)) return 0;
+    if (json_is_string(c)) { *out = json_string_value(c); return 0; }
+    if (!json_is_array(c))
+        return ar_fail(err, AR_EINVAL, "messages[%d].content: expected a string, null or an array of parts", i);
+    sbuf b = {0};
+    size_t k;
+    const json_t *part;
+    json_array_foreach(c, k, part) {
+        const char *type = json_string_value(json_object_get(part, "type"));
+        if (!type) { free(b.p); return ar_fail(err, AR_EINVAL, "messages[%d].content[%zu]: no \"type\"", i, k); }
+        if (strcmp(type, "text")) {
+            free(b.p);
+            return ar_fail(err, AR_EUNSUPPORTED, "messages[%d].content[%zu]: content part type '%.40s' is not "
+                           "supported (this model takes text only)", i, k, type);
+        }
+        const json_t *text = json_object_get(part, "text");
+        if (!json_is_string(text)) {
+            free(b.p);
+            return ar_fail(err, AR_EINVAL, "messages[%d].content[%zu].text: expected a string", i, k);
+        }
+        put(&b, json_string_value(text), json_string_length(text));
+    }
+    if (!b.p) puts_(&b, "");
+    *out = arena_keep(a, b.oom ? (free(b.p), NULL) : b.p);
+    return a->oom ? ar_fail(err, AR_ENOMEM, "chat request: out of memory") : 0;
+}
+
+static int req_tool_calls(req_arena *a, const json_t *tcs, int i, ar_chat_msg *m, ar_error *err)
+{
+    if (!tcs || json_is_null(tcs)) return 0;
+    if (!json_is_array(tcs)) return ar_fail(err, AR_EINVAL, "messages[%d].tool_calls: expected an array", i);
+    size_t n = json_array_size(tcs);
+    if (!n) return 0;
+    ar_chat_tool_call *calls = arena_keep(a, calloc(n, sizeof *calls));
+    if (!calls) return ar_fail(err, AR_ENOMEM, "chat request: out of memory");
+    size_t k;
+    const json_t *tc;
+    json_array_foreach(tcs, k, tc) {
+        const json_t *type = json_object_get(tc, "type");
+        if (type && !(json_is_string(type) && !strcmp(json_string_value(type), "function")))
+            return ar_fail(err, AR_EINVAL, "messages[%d].tool_calls[%zu].type: only \"function\" is supported", i, k);
+        const json_t *fn = json_object_get(tc, "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        if (!name) return ar_fail(err, AR_EINVAL, "messages[%d].tool_calls[%zu].function.name: expected a string", i, k);
+        const json_t *args = json_object_get(fn, "arguments");
+        if (!args) return ar_fail(err, AR_EINVAL, "messages[%d].tool_calls[%zu].function.arguments: missing", i, k);
+        calls[k].name = name;
+        if (json_is_string(args)) calls[k].arguments = json_string_value(args);
+        else if (!(calls[k].arguments = dump_json(a, args))) return ar_fail(err, AR_ENOMEM, "chat request: out of memory");
+    }
+    m->tool_calls = calls;
+    m->n_tool_calls = (int)n;
+    return 0;
+}
+
+static int req_messages(req_arena *a, const json_t *arr, ar_chat_msg **out, int *n_out, ar_error *err)
+{
+    if (!json_is_array(arr)) return ar_fail(err, AR_EINVAL, "chat request: \"messages\" must be an array");
+    size_t n = json_array_size(arr);
+    if (n > (size_t)INT32_MAX / 2) return ar_fail(err, AR_EINVAL, "chat request: too many messages");
+    ar_chat_msg *msgs = arena_keep(a, calloc(n ? n : 1, sizeof *msgs));
+    if (!msgs) return ar_fail(err, AR_ENOMEM, "chat request: out of memory");
+    size_t i;
+    const json_t *m;
+    int rc;
+    json_array_foreach(arr, i, m) {
+        int ii = (int)i;
+        if (!json_is_object(m)) return ar_fail(err, AR_EINVAL, "messages[%d]: expected an object", ii);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (!role) return ar_fail(err, AR_EINVAL, "messages[%d].role: expected a string", ii);
+        msgs[i].role = !strcmp(role, "developer") ? "system" : role;
+        const json_t *content = json_object_get(m, "content");
+        const json_t *tcs = json_object_get(m, "tool_calls");
+        if (!content && (strcmp(role, "assistant") || !tcs))
+            return ar_fail(err, AR_EINVAL, "messages[%d] (%.20s) has no \"content\"", ii, role);
+        if ((rc = req_content(a, content, ii, &msgs[i].content, err))) return rc;
+        const json_t *rcj = json_object_get(m, "reasoning_content");
+        if (rcj && !json_is_null(rcj)) {
+            if (!json_is_string(rcj)) return ar_fail(err, AR_EINVAL, "messages[%d].reasoning_content: expected a string", ii);
+            /* llama.cpp passes reasoning_content to the template only when it is not empty */
+            if (json_string_length(rcj)) msgs[i].reasoning_content = json_string_value(rcj);
+        }
+        if ((rc = req_tool_calls(a, tcs, ii, &msgs[i], err))) return rc;
+    }
+    *out = msgs;
+    *n_out = (int)n;
+    return 0;
+}
+
+/* Each OpenAI tool rebuilt as {"type": "function", "function": {"name", "description", "parameters"}}. */
+static int req_tools(req_arena *a, const json_t *arr, const char ***out, int *n_out, ar_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!arr || json_is_null(arr)) return 0;
+    if (!json_is_array(arr)) return ar_fail(err, AR_EINVAL, "chat request: \"tools\" must be an array");
+    size_t n = json_array_size(arr);
+    if (!n) return 0;
+    if (n > (size_t)INT32_MAX / 2) return ar_fail(err, AR_EINVAL, "chat request: too many tools");
+    const char **tools = arena_keep(a, calloc(n, sizeof *tools));
+    if (!tools) return ar_fail(err, AR_ENOMEM, "chat request: out of memory");
+    size_t k;
+    const json_t *t;
+    json_array_foreach(arr, k, t) {
+        const char *type = json_string_value(json_object_get(t, "type"));
+        if (!type || strcmp(type, "function"))
+            return ar_fail(err, AR_EINVAL, "tools[%zu].type: only \"function\" tools are supported", k);
+        const json_t *fn = json_object_get(t, "function");
+        const json_t *name = json_object_get(fn, "name");
+        if (!json_is_string(name)) return ar_fail(err, AR_EINVAL, "tools[%zu].function.name: expected a string", k);
+        const json_t *desc = json_object_get(fn, "description");
+        if (desc && !json_is_string(desc) && !json_is_null(desc))
+            return ar_fail(err, AR_EINVAL, "tools[%zu].function.description: expected a string", k);
+        const json_t *params = json_object_get(fn, "parameters");
+        json_t *f = json_object();
+        json_t *tool = json_object();
+        int bad = !f || !tool;
+        bad |= json_object_set_new(tool, "type", json_string("function"));
+        bad |= json_object_set(f, "name", (json_t *)name);
+        bad |= json_is_string(desc) ? json_object_set(f, "description", (json_t *)desc)
+                                     : json_object_set_new(f, "description", json_string(""));
+        bad |= params ? json_object_set(f, "parameters", (json_t *)params)
+                      : json_object_set_new(f, "parameters", json_object());
+        bad |= json_object_set(tool, "function", f);
+        if (!bad) tools[k] = dump_json(a, tool);
+        json_decref(f);
+        json_decref(tool);
+        if (bad || !tools[k]) return ar_fail(err, AR_ENOMEM, "chat request: out of memory");
+    }
+    *out = tools;
+    *n_out = (int)n;
+    return 0;
+}
+
+int ar_chat_render_json(const char *messages_json, const char *tools_json, const ar_chat_opts *opts, char **out,
+                        ar_error *err)
+{
+    *out = NULL;
+    json_error_t je;
+    json_t *messages = json_loads(messages_json ? messages_json : "", JSON_DECODE_ANY, &je);
+    if (!messages)
+        return ar_fail(err, AR_EFORMAT, "chat request: \"messages\" is not valid JSON: %s (at byte %d)", je.text,
+                       je.position);
+    json_t *tools = NULL;
+    if (tools_json && !(tools = json_loads(tools_json, JSON_DECODE_ANY, &je))) {
+        json_decref(messages);
+        return ar_fail(err, AR_EFORMAT, "chat request: \"tools\" is not valid JSON: %s (at byte %d)", je.text,
+                       je.position);
+    }
+    req_arena a = {0};
+    ar_chat_msg *msgs = NULL;
+    const char **tool_texts = NULL;
+    int n_msgs = 0, n_tools = 0;
+    int rc = req_messages(&a, messages, &msgs, &n_msgs, err);
+    if (!rc) rc = req_tools(&a, tools, &tool_texts, &n_tools, err);
+    if (!rc) rc = ar_chat_render_opts(msgs, n_msgs, tool_texts, n_tools, opts, out, err);
+    arena_free(&a);
+    json_decref(messages);
+    json_decref(tools);
+    return rc;
+}
+
+/* ---- families ---------------------------------------------------------------------------------- */
+
+int ar_chat_family(const char *t)
+{
+    if (!t || !*t) return AR_CHAT_QWEN35;
+    static const char *const markers[] = { "<|im_start|>", "<tool_call>", "<function=", "<parameter=", "<think>" };
+    for (size_t i = 0; i < sizeof markers / sizeof markers[0]; i++)
+        if (!strstr(t, markers[i])) return AR_CHAT_CHATML;
+    return strstr(t, "preserve_thinking") ? AR_CHAT_QWEN36 : AR_CHAT_QWEN35;
+}
+
+const char *ar_chat_family_name(int family)
+{
+    switch (family) {
+    case AR_CHAT_QWEN35: return "qwen3.5";
+    case AR_CHAT_QWEN36: return "qwen3.6";
+    case AR_CHAT_CHATML: return "chatml";
+    default: return "unknown";
+    }
+}
+
+/* FNV-1a 64 and length of the published templates (trailing whitespace ignored, as GGUF converters may
+ * add a newline): Hugging Face Qwen/Qwen3.5-* chat_template.jinja (sha256 a4aee8af...), which is
+ * llama.cpp models/templates/Qwen3.5-4B.jinja, and Qwen/Qwen3.6-27B's (sha256 e84f32a2...). */
+static const struct { size_t len; uint64_t fnv; } KNOWN_TEMPLATES[] = {
+    { 7756, 0xf07c510f47fbaca0ULL },
+    { 7764, 0x8ae3a8bc6e68f114ULL },
+};
+
+bool ar_chat_template_is_known(const char *t)
+{
+    if (!t) return false;
+    size_t n = strlen(t);
+    while (n && is_ws(t[n - 1])) n--;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)t[i];
+        h *= 0x100000001b3ULL;
+    }
+    for (size_t k = 0; k < sizeof KNOWN_TEMPLATES / sizeof KNOWN_TEMPLATES[0]; k++)
+        if (KNOWN_TEMPLATES[k].len == n && KNOWN_TEMPLATES[k].fnv == h) return true;
+    return false;
 }

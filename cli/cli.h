@@ -9,6 +9,8 @@ int cmd_mkmodel(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_mkdraft(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Print "arbor: <msg>" to stderr and return 1. */
 int cli_fail(const char *fmt, ...);

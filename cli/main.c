@@ -6,8 +6,10 @@
 #include <string.h>
 
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } commands[] = {
+    { "serve",    cmd_serve,    "OpenAI/Anthropic-compatible HTTP server ([-m MODEL] [--port P])" },
     { "run",      cmd_run,      "generate text from a prompt (-m MODEL -p PROMPT [-n N] [--chat])" },
     { "eval",     cmd_eval,     "write the logits of every position (LLOGITS1) for comparisons" },
+    { "bench",    cmd_bench,    "measure prompt, decode and verify(M) speed (-m MODEL [--verify 1,2,4,...])" },
     { "info",     cmd_info,     "describe a GGUF file (architecture, tensors, tokenizer)" },
     { "tokenize", cmd_tokenize, "print token ids of a text (-m MODEL [--special] [-v] TEXT | -f FILE)" },
     { "quantize", cmd_quantize, "quantize a GGUF (IN OUT TYPE, e.g. q4_k_m, q8_0)" },

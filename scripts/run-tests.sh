@@ -26,6 +26,17 @@ for t in "$BUILD"/tests/test_*; do
     [ "$f" != 0 ] && failed_suites+=("$name")
     total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
 done
+# End-to-end: the official client SDKs against a running `arbor serve` (tests/server).
+echo "== sdk (scripts/test-server.sh)"
+out=$(scripts/test-server.sh "$BUILD" 2>&1); rc=$?
+echo "$out" | tail -n 40
+line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
+p=${p:-0}; f=${f:-0}
+if [ $rc -ne 0 ] && [ "$f" = 0 ]; then f=1; fi
+[ "$f" != 0 ] && failed_suites+=("sdk")
+total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+
 [ ${#failed_suites[@]} -gt 0 ] && echo "failed suites: ${failed_suites[*]}"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" = 0 ]

@@ -1,0 +1,126 @@
+/* cli/serve.c — `arbor serve`: the OpenAI-compatible HTTP server.
+ *
+ * Flow: parse flags (errors before any work), check the model file exists, start HTTP (so /health
+ * answers 503 "loading" while the weights load, as clients expect), load the model, attach it,
+ * then wait for SIGINT/SIGTERM and shut down cleanly (queued requests get 503, the running one is
+ * cancelled). Signals are blocked in every thread and taken with sigwait by the main thread. */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "arbor.h"
+#include "base/log.h"
+#include "server/serve.h"
+
+#define DEFAULT_MODEL "models/default-q8_0.gguf"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: arbor serve [-m MODEL] [options]\n"
+        "\n"
+        "  -m, --model PATH     qwen35 GGUF model (default " DEFAULT_MODEL ", made by `make run`)\n"
+        "      --host H         listen address (default 127.0.0.1: this machine only)\n"
+        "      --port P         port (default 8080; 0: any free port, printed at start)\n"
+        "      --api-key K      require this key (Authorization: Bearer K, or x-api-key: K);\n"
+        "                       the ARBOR_API_KEY environment variable works too\n"
+        "  -c, --ctx N          context size in tokens (default 4096, at most the training context)\n"
+        "  -t, --threads N      threads (default: one per core)\n"
+        "  -b, --batch-size N   most prompt tokens per forward (default 512)\n"
+        "      --cors           allow browser clients from any origin (CORS headers, preflight)\n"
+        "      --alias NAME     model id reported by /v1/models (default: the file name)\n"
+        "      --max-body N     largest request body in bytes (default 33554432)\n"
+        "\n"
+        "endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,\n"
+        "           GET /metrics, POST /tokenize, /detokenize, /apply-template\n");
+}
+
+static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return cli_fail("%s: '%s' is not an integer in [%ld, %ld]", flag, s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    const char *model_path = NULL;
+    long n_threads = 0, n_batch = 512, port, n_ctx, max_body;
+    srv_options so = srv_defaults();
+    so.api_key = getenv("ARBOR_API_KEY");
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+#define IS(s) (!strcmp(a, s))
+#define NEED() do { if (!v) return cli_fail("%s needs a value (see arbor serve --help)", a); i++; } while (0)
+        if (IS("-h") || IS("--help")) { usage(stdout); return 0; }
+        else if (IS("-m") || IS("--model")) { NEED(); model_path = v; }
+        else if (IS("--host")) { NEED(); so.host = v; }
+        else if (IS("--port")) { NEED(); rc = parse_long(a, v, 0, 65535, &port); so.port = (int)port; }
+        else if (IS("--api-key")) { NEED(); so.api_key = v; }
+        else if (IS("-c") || IS("--ctx") || IS("--ctx-size")) { NEED(); rc = parse_long(a, v, 16, 1L << 24, &n_ctx); so.n_ctx = (int)n_ctx; }
+        else if (IS("-t") || IS("--threads")) { NEED(); rc = parse_long(a, v, 1, 1024, &n_threads); }
+        else if (IS("-b") || IS("--batch-size")) { NEED(); rc = parse_long(a, v, 1, 65536, &n_batch); }
+        else if (IS("--cors")) so.cors = true;
+        else if (IS("--alias")) { NEED(); so.model_name = v; }
+        else if (IS("--max-body")) { NEED(); rc = parse_long(a, v, 1024, 1L << 34, &max_body); so.max_body = (size_t)max_body; }
+        else return cli_fail("serve: unknown argument '%s' (see arbor serve --help)", a);
+        if (rc) return rc;
+#undef IS
+#undef NEED
+    }
+    if (!model_path) {
+        struct stat st;
+        if (stat(DEFAULT_MODEL, &st))
+            return cli_fail("serve: no model: pass -m MODEL, or run `make run` once to make the default model "
+                            "(" DEFAULT_MODEL ")");
+        model_path = DEFAULT_MODEL;
+    }
+    struct stat st;
+    if (stat(model_path, &st)) return cli_fail("serve: cannot open model '%s': %s", model_path, strerror(errno));
+
+    /* every thread created from here on inherits the blocked signals; main takes them with sigwait */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    ar_error err = { 0 };
+    srv *server = NULL;
+    if (srv_create(&server, &so, &err)) return cli_fail("%s", err.msg);
+    ar_log(AR_LOG_INFO, "listening on http://%s:%d (loading the model; /health answers 503 until it is ready)",
+           so.host, srv_port(server));
+    fprintf(stderr, "arbor serve: port %d\n", srv_port(server));
+
+    ar_model_params mp = ar_model_defaults();
+    mp.n_threads = (int)n_threads;
+    mp.max_batch = (int)n_batch;
+    ar_model *model = NULL;
+    int ret = 1;
+    if (ar_model_load(&model, model_path, &mp, &err)) { cli_fail("%s", err.msg); goto done; }
+    if (srv_attach_model(server, model, model_path, &err)) { cli_fail("%s", err.msg); goto done; }
+    ar_log(AR_LOG_INFO, "ready: model '%s', context %d tokens, http://%s:%d/v1", srv_model_name(server),
+           srv_n_ctx(server), so.host, srv_port(server));
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    ar_log(AR_LOG_INFO, "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    ret = 0;
+done:
+    srv_free(server);
+    ar_model_free(model);
+    return ret;
+}

@@ -1,0 +1,394 @@
+/* server/gen.c — one request's generation: prompt preparation, chunked prefill, sampling through the
+ * public ar_generate, and the text pipeline that turns raw model text into events (see gen.h).
+ *
+ * Text pipeline, each stage holding back only what it cannot decide yet:
+ *   raw pieces -> stop strings (hold back a suffix that may start a stop string; cut at a match)
+ *              -> chat: tok/toolcall.h's incremental parser (reasoning inside <think>...</think>,
+ *                 content, and <tool_call> blocks of the tools the model was shown, as JSON
+ *                 arguments); completions: the raw text as content
+ *              -> gen_sink.
+ * Stop strings apply to the raw generated text (reasoning included), as llama.cpp does.
+ *
+ * The session is reset per request and its sampler replaced by one built from the request's
+ * parameters (engine/generate.h gives the server that access; nothing else of the engine is touched).
+ * Prefill runs in chunks of the model's batch size so a vanished client stops it between chunks;
+ * the last prompt token goes through ar_generate, which samples from its logits. */
+#include "server/gen.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/timer.h"
+#include "engine/generate.h"
+#include "tok/toolcall.h"
+
+/* ---- prompt ------------------------------------------------------------------------------------- */
+
+int gen_render_chat(const srv_request *r, char **out, api_error *e)
+{
+    *out = NULL;
+    ar_chat_msg *cm = calloc((size_t)(r->n_msgs ? r->n_msgs : 1), sizeof *cm);
+    const char **tools = calloc((size_t)(r->n_tools ? r->n_tools : 1), sizeof *tools);
+    ar_chat_tool_call **calls = calloc((size_t)(r->n_msgs ? r->n_msgs : 1), sizeof *calls);
+    int rc = 0;
+    if (!cm || !tools || !calls) { rc = api_fail(e, 500, "server_error", NULL, NULL, "out of memory"); goto done; }
+    for (int i = 0; i < r->n_msgs; i++) {
+        const req_msg *m = &r->msgs[i];
+        cm[i] = (ar_chat_msg){ .role = m->role, .content = m->content, .reasoning_content = m->reasoning };
+        if (m->n_tool_calls) {
+            calls[i] = calloc((size_t)m->n_tool_calls, sizeof **calls);
+            if (!calls[i]) { rc = api_fail(e, 500, "server_error", NULL, NULL, "out of memory"); goto done; }
+            for (int j = 0; j < m->n_tool_calls; j++)
+                calls[i][j] = (ar_chat_tool_call){ .name = m->tool_calls[j].name, .arguments = m->tool_calls[j].arguments };
+            cm[i].tool_calls = calls[i];
+            cm[i].n_tool_calls = m->n_tool_calls;
+        }
+    }
+    int n_tools = r->tool_choice == REQ_TOOLS_NONE ? 0 : r->n_tools;
+    for (int i = 0; i < n_tools; i++) tools[i] = r->tools[i].json;
+    ar_error err = { 0 };
+    if (ar_chat_render_tools(cm, r->n_msgs, tools, n_tools, true, r->enable_thinking, out, &err))
+        rc = api_bad(e, "messages", "%s", err.msg);
+done:
+    if (calls)
+        for (int i = 0; i < r->n_msgs; i++) free(calls[i]);
+    free(calls);
+    free(cm);
+    free(tools);
+    return rc;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !memcmp(s + n - k, suffix, k);
+}
+
+int gen_prepare(const ar_model *m, int n_ctx, const srv_request *r, gen_prompt *out, api_error *e)
+{
+    *out = (gen_prompt){ 0 };
+    const char *field = r->kind == REQ_CHAT ? "messages" : "prompt";
+    ar_error err = { 0 };
+    if (r->kind == REQ_CHAT) {
+        if (gen_render_chat(r, &out->text, e)) return -1;
+        out->reasoning_open = ends_with(out->text, "<think>\n");
+    } else if (r->prompt) {
+        if (!(out->text = strdup(r->prompt))) return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    if (out->text) {
+        size_t n = 0;
+        if (ar_model_tokenize(m, out->text, strlen(out->text), true, &out->ids, &n, &err)) {
+            gen_prompt_free(out);
+            return api_bad(e, field, "cannot tokenize the prompt: %s", err.msg);
+        }
+        if (n > (size_t)INT32_MAX / 2) { gen_prompt_free(out); return api_bad(e, field, "the prompt is too long"); }
+        out->n = (int)n;
+    } else {
+        int32_t nv = ar_model_n_vocab(m);
+        for (size_t i = 0; i < r->n_prompt_ids; i++)
+            if (r->prompt_ids[i] >= nv) {
+                char p[64];
+                js_path_index(p, sizeof p, "prompt", i);
+                return api_bad(e, p, "token id %d is outside the vocabulary [0, %d)", (int)r->prompt_ids[i], (int)nv);
+            }
+        out->ids = malloc((r->n_prompt_ids ? r->n_prompt_ids : 1) * sizeof *out->ids);
+        if (!out->ids) return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        memcpy(out->ids, r->prompt_ids, r->n_prompt_ids * sizeof *out->ids);
+        out->n = (int)r->n_prompt_ids;
+    }
+    if (out->n == 0) { gen_prompt_free(out); return api_bad(e, field, "the prompt is empty (no tokens)"); }
+    if (out->n >= n_ctx) {
+        int n = out->n;
+        gen_prompt_free(out);
+        return api_fail(e, 400, "invalid_request_error", "context_length_exceeded", field,
+                        "This model's maximum context length is %d tokens. However, your %s resulted in %d tokens, "
+                        "which leaves no room for the completion. Shorten the %s, or start the server with a "
+                        "larger --ctx.", n_ctx, field, n, field);
+    }
+    return 0;
+}
+
+void gen_prompt_free(gen_prompt *p)
+{
+    if (!p) return;
+    free(p->ids);
+    free(p->text);
+    *p = (gen_prompt){ 0 };
+}
+
+/* ---- the text pipeline -------------------------------------------------------------------------- */
+
+typedef struct gen_state {
+    ar_session        *s;
+    const srv_request *r;
+    const gen_sink    *sink;
+    gen_cancel_fn      cancelled;
+    void              *cancel_user;
+    bool cancel_hit, stop_hit;
+    const char *stop_word;
+    sbuf stop_buf;                 /* raw text the stop matcher holds back */
+    ar_toolcall_parser *tc;        /* chat: reasoning / content / tool calls; NULL: raw text (completions) */
+    int  tc_rc;                    /* the parser failed (out of memory): later text is dropped */
+    bool in_reasoning;             /* the text being generated is reasoning (for the token count) */
+    bool left_reasoning;           /* content or a tool call came: reasoning is over */
+    int  n_reasoning;
+    /* logprobs scratch: (GEN_MAX_TOP_LOGPROBS + 1) token texts */
+    char  *lp_text;
+    size_t lp_cap;                 /* bytes per text */
+} gen_state;
+
+static void sb_consume(sbuf *b, size_t k)
+{
+    if (k >= b->n) { sb_clear(b); return; }
+    memmove(b->p, b->p + k, b->n - k);
+    b->n -= k;
+    b->p[b->n] = 0;
+}
+
+/* Longest k < len(pat) such that the last k bytes of s[0..n) equal the first k of pat. */
+static size_t partial_suffix(const char *s, size_t n, const char *pat, size_t plen)
+{
+    size_t k = plen - 1 < n ? plen - 1 : n;
+    for (; k > 0; k--)
+        if (!memcmp(s + n - k, pat, k)) return k;
+    return 0;
+}
+
+/* tok/toolcall.h events -> the sink. */
+static int on_tc_event(void *ctx, const ar_tc_event *ev)
+{
+    gen_state *g = ctx;
+    const gen_sink *k = g->sink;
+    switch (ev->kind) {
+    case AR_TC_REASONING:
+        if (!g->left_reasoning) g->in_reasoning = true;
+        if (k->reasoning && ev->len) k->reasoning(k->user, ev->data, ev->len);
+        break;
+    case AR_TC_TEXT:
+        g->in_reasoning = false;
+        g->left_reasoning = true;
+        if (k->content && ev->len) k->content(k->user, ev->data, ev->len);
+        break;
+    case AR_TC_CALL_START:
+        g->in_reasoning = false;
+        g->left_reasoning = true;
+        if (k->tool_call_begin) k->tool_call_begin(k->user, ev->call_index, ev->id, ev->name);
+        break;
+    case AR_TC_CALL_ARGS:
+        if (k->tool_call_args && ev->len) k->tool_call_args(k->user, ev->call_index, ev->data, ev->len);
+        break;
+    case AR_TC_CALL_END:
+        if (k->tool_call_end) k->tool_call_end(k->user, ev->call_index);
+        break;
+    }
+    return 0;
+}
+
+/* Text that passed the stop strings: through the parser (chat) or straight to content (completions).
+ * final: no more text will come. */
+static void parse_feed(gen_state *g, const char *text, size_t len, bool final)
+{
+    if (!g->tc) {
+        if (len && g->sink->content) g->sink->content(g->sink->user, text, len);
+        return;
+    }
+    if (g->tc_rc) return;
+    if (len) g->tc_rc = ar_tc_feed(g->tc, text, len, on_tc_event, g);
+    if (final && !g->tc_rc) g->tc_rc = ar_tc_finish(g->tc, on_tc_event, g);
+}
+
+static void stop_feed(gen_state *g, const char *text, size_t len, bool final)
+{
+    const srv_request *r = g->r;
+    if (r->n_stop == 0) { parse_feed(g, text, len, final); return; }
+    sbuf *b = &g->stop_buf;
+    sb_put(b, text, len);
+    size_t best = SIZE_MAX;
+    int which = -1;
+    for (int i = 0; i < r->n_stop; i++) {
+        const char *hit = b->n ? memmem(b->p, b->n, r->stop[i], strlen(r->stop[i])) : NULL;
+        if (hit && (size_t)(hit - b->p) < best) { best = (size_t)(hit - b->p); which = i; }
+    }
+    if (which >= 0) {
+        g->stop_hit = true;
+        g->stop_word = r->stop[which];
+        parse_feed(g, b->p, best, true);
+        sb_clear(b);
+        return;
+    }
+    size_t hold = 0;
+    if (!final)
+        for (int i = 0; i < r->n_stop; i++) {
+            size_t k = partial_suffix(b->p, b->n, r->stop[i], strlen(r->stop[i]));
+            if (k > hold) hold = k;
+        }
+    parse_feed(g, b->p, b->n - hold, final);
+    sb_consume(b, b->n - hold);
+}
+
+/* ---- logprobs ----------------------------------------------------------------------------------- */
+
+static void emit_logprob(gen_state *g, int32_t token)
+{
+    const ar_session *s = g->s;
+    const float *lg = s->logits;
+    const int32_t nv = ar_model_n_vocab(s->m);
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < nv; i++) mx = lg[i] > mx ? lg[i] : mx;
+    double sum = 0;
+    for (int32_t i = 0; i < nv; i++) sum += exp((double)(lg[i] - mx));
+    const double lse = mx + log(sum);
+
+    gen_logprob lp = { 0 };
+    int k = g->r->top_logprobs < GEN_MAX_TOP_LOGPROBS ? g->r->top_logprobs : GEN_MAX_TOP_LOGPROBS;
+    /* top-k by insertion: k <= 20, one pass over the vocabulary */
+    for (int32_t i = 0; i < nv && k > 0; i++) {
+        if (lp.n_top == k && lg[i] <= lp.top[k - 1].logprob) continue;
+        int j = lp.n_top < k ? lp.n_top++ : k - 1;
+        while (j > 0 && lp.top[j - 1].logprob < lg[i]) { lp.top[j] = lp.top[j - 1]; j--; }
+        lp.top[j] = (gen_top){ .token = i, .logprob = lg[i] };
+    }
+    const ar_vocab *v = ar_model_vocab(s->m);
+    size_t cap = g->lp_cap;
+    lp.chosen.token = token;
+    lp.chosen.logprob = (float)(lg[token] - lse);
+    lp.chosen.text = g->lp_text;
+    lp.chosen.len = ar_token_to_bytes(v, token, false, g->lp_text, cap);
+    if (lp.chosen.len > cap) lp.chosen.len = cap;
+    for (int i = 0; i < lp.n_top; i++) {
+        char *t = g->lp_text + (size_t)(i + 1) * cap;
+        lp.top[i].logprob = (float)(lp.top[i].logprob - lse);
+        lp.top[i].text = t;
+        lp.top[i].len = ar_token_to_bytes(v, lp.top[i].token, false, t, cap);
+        if (lp.top[i].len > cap) lp.top[i].len = cap;
+    }
+    g->sink->logprob(g->sink->user, &lp);
+}
+
+/* ---- generation --------------------------------------------------------------------------------- */
+
+static bool on_token(void *user, int32_t token, const char *piece, size_t len)
+{
+    gen_state *g = user;
+    if (g->stop_hit || g->cancel_hit) return true;
+    if (token >= 0) {
+        if (g->r->logprobs && g->sink->logprob && !ar_model_token_is_eog(g->s->m, token)) emit_logprob(g, token);
+        if (g->in_reasoning) g->n_reasoning++;
+    }
+    stop_feed(g, piece, len, false);
+    if (g->stop_hit) return true;
+    if (g->cancelled && g->cancelled(g->cancel_user)) { g->cancel_hit = true; return true; }
+    return false;
+}
+
+/* Tests: the request's script stands in for the model's output, 3 bytes per "token". */
+static void run_script(gen_state *g, gen_result *res)
+{
+    const char *text = g->r->script;
+    size_t n = strlen(text);
+    res->finish = GEN_FINISH_STOP;
+    for (size_t i = 0; i < n;) {
+        if (g->r->max_tokens > 0 && res->n_gen >= g->r->max_tokens) { res->finish = GEN_FINISH_LENGTH; break; }
+        size_t k = n - i < 3 ? n - i : 3;
+        res->n_gen++;
+        if (g->in_reasoning) g->n_reasoning++;
+        stop_feed(g, text + i, k, false);
+        i += k;
+        if (g->stop_hit) break;
+        if (g->cancelled && g->cancelled(g->cancel_user)) { g->cancel_hit = true; break; }
+    }
+    if (g->cancel_hit) res->finish = GEN_FINISH_CANCELLED;
+    else if (!g->stop_hit) stop_feed(g, "", 0, true);
+}
+
+/* The output parser for a chat request: it knows the tools the model was shown (none when
+ * tool_choice is "none") and whether the prompt left a reasoning block open. */
+static int make_parser(const srv_request *r, const gen_prompt *p, ar_toolcall_parser **out, ar_error *err)
+{
+    sbuf tools = { 0 };
+    int n = r->tool_choice == REQ_TOOLS_NONE ? 0 : r->n_tools;
+    sb_puts(&tools, "[");
+    for (int i = 0; i < n; i++) {
+        if (i) sb_puts(&tools, ",");
+        sb_puts(&tools, r->tools[i].json);
+    }
+    sb_puts(&tools, "]");
+    if (tools.oom) { sb_free(&tools); return ar_fail(err, AR_ENOMEM, "out of memory"); }
+    *out = ar_tc_create(tools.p, p->reasoning_open, err);
+    sb_free(&tools);
+    return *out ? 0 : (err->code ? err->code : AR_ENOMEM);
+}
+
+/* Replace the session's sampler with one for this request's parameters. */
+static int set_sampler(ar_session *s, const ar_sampler_params *params, ar_error *err)
+{
+    ar_sampler_params p = *params;
+    if (p.repeat_last_n < 0) p.repeat_last_n = s->n_ctx;
+    ar_sampler *smp = NULL;
+    int rc = ar_sampler_create(&smp, &p, ar_model_n_vocab(s->m), err);
+    if (rc) return rc;
+    ar_sampler_free(s->sampler);
+    s->sampler = smp;
+    return 0;
+}
+
+int gen_run(ar_session *s, const srv_request *r, const gen_prompt *p, const gen_sink *sink, gen_cancel_fn cancelled,
+            void *cancel_user, gen_result *res, ar_error *err)
+{
+    *res = (gen_result){ .finish = GEN_FINISH_STOP, .n_prompt = p->n };
+    gen_state g = {
+        .s = s, .r = r, .sink = sink, .cancelled = cancelled, .cancel_user = cancel_user,
+        .in_reasoning = r->kind == REQ_CHAT && p->reasoning_open,
+    };
+    int rc = 0;
+    if (r->kind == REQ_CHAT && (rc = make_parser(r, p, &g.tc, err))) return rc;
+    if (r->logprobs) {
+        g.lp_cap = ar_vocab_max_piece(ar_model_vocab(s->m)) + 1;
+        g.lp_text = malloc((GEN_MAX_TOP_LOGPROBS + 1) * g.lp_cap);
+        if (!g.lp_text) { rc = ar_fail(err, AR_ENOMEM, "out of memory for logprobs"); goto out; }
+    }
+
+    if (r->script) { run_script(&g, res); goto done; }
+    ar_session_reset(s);
+    if ((rc = set_sampler(s, &r->sampling, err))) goto out;
+
+    /* prefill all but the last prompt token, chunk by chunk */
+    double t0 = ar_now();
+    const int chunk = s->m->max_batch > 0 ? s->m->max_batch : 512;
+    for (int i = 0; i < p->n - 1;) {
+        if (cancelled && cancelled(cancel_user)) { g.cancel_hit = true; break; }
+        int k = p->n - 1 - i < chunk ? p->n - 1 - i : chunk;
+        if ((rc = ar_session_eval(s, p->ids + i, k, err))) goto out;
+        for (int j = 0; j < k; j++) ar_sampler_accept(s->sampler, p->ids[i + j]);
+        i += k;
+    }
+    res->prompt_s = ar_now() - t0;
+    if (!g.cancel_hit && cancelled && cancelled(cancel_user)) g.cancel_hit = true;
+    if (!g.cancel_hit) {
+        int n_predict = r->max_tokens > 0 ? r->max_tokens : -1;
+        ar_gen_stats st;
+        rc = ar_generate(s, p->ids + p->n - 1, 1, n_predict, on_token, &g, &st, err);
+        res->prompt_s += st.prompt_s;
+        res->gen_s = st.gen_s;
+        res->n_gen = st.n_gen;
+        if (rc) goto out;
+        if (!g.stop_hit && !g.cancel_hit) stop_feed(&g, "", 0, true);
+        if (g.cancel_hit) res->finish = GEN_FINISH_CANCELLED;
+        else if (g.stop_hit || st.stop == AR_STOP_EOG) res->finish = GEN_FINISH_STOP;
+        else if (st.stop == AR_STOP_LENGTH || st.stop == AR_STOP_CONTEXT) res->finish = GEN_FINISH_LENGTH;
+    } else {
+        res->finish = GEN_FINISH_CANCELLED;
+    }
+done:
+    if (g.tc_rc) { rc = ar_fail(err, AR_ENOMEM, "out of memory parsing the model's output"); goto out; }
+    res->n_tool_calls = g.tc ? ar_tc_n_calls(g.tc) : 0;
+    if (res->finish == GEN_FINISH_STOP && res->n_tool_calls > 0) res->finish = GEN_FINISH_TOOL_CALLS;
+    res->n_reasoning = g.n_reasoning;
+    res->stop_word = g.stop_word;
+out:
+    sb_free(&g.stop_buf);
+    ar_tc_free(g.tc);
+    free(g.lp_text);
+    return rc;
+}

@@ -1,0 +1,542 @@
+/* server/serve.c — the server object: HTTP daemon + model + one session + a FIFO job queue with one
+ * worker thread, /health and /metrics (see serve.h).
+ *
+ * Job lifetime: a job has up to two owners, the HTTP side (the handler thread for a non-streamed
+ * request, the stream's connection for a streamed one) and the worker while it is queued or running;
+ * it is freed when both have let go. Everything a job shares between threads is under its mutex.
+ * The client's socket is polled for a hang-up only under that mutex and only while the connection
+ * still owns it (the stream's done callback clears it before libmicrohttpd closes the socket). */
+#include "server/serve.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "base/timer.h"
+#include "server/openai.h"
+
+/* ---- metrics ------------------------------------------------------------------------------------ */
+
+typedef struct status_count {
+    char endpoint[64];
+    int  status;
+    unsigned long long n;
+} status_count;
+
+typedef struct metrics {
+    status_count *by_status;
+    int n_by_status;
+    unsigned long long prompt_tokens, gen_tokens, generations, cancelled, gen_errors, queue_waits;
+    double prompt_s, gen_s, queue_wait_s;
+    double last_prompt_tps, last_gen_tps;
+} metrics;
+
+/* ---- server ------------------------------------------------------------------------------------- */
+
+struct srv_job {
+    srv *s;
+    srv_job_run run;
+    void *user;
+    void (*free_user)(void *);
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int   refs;
+    bool  queued_or_running;
+    bool  done;              /* run finished (or the job was dropped) */
+    bool  cancelled;
+    bool  stream;
+    int   fd;                /* the client's socket while the connection owns it; -1 after */
+    sbuf  out;               /* stream bytes not yet sent */
+    size_t out_pos;
+    double last_send;
+    char *keepalive;
+    int   status;            /* non-streamed answer */
+    char *body;
+    double t_queued;
+    srv_job *next;
+};
+
+struct srv {
+    srv_options     o;
+    char           *host, *api_key, *name;
+    http_server    *http;
+    ar_model       *model;
+    ar_session     *sess;
+    int             n_ctx;
+    atomic_bool     ready;
+    pthread_t       worker;
+    bool            worker_started;
+    pthread_mutex_t mu;       /* queue, stopping, metrics */
+    pthread_cond_t  cv;
+    srv_job        *head, *tail;
+    int             depth;
+    srv_job        *running;
+    bool            stopping;
+    metrics         m;
+};
+
+srv_options srv_defaults(void)
+{
+    return (srv_options){ .host = "127.0.0.1", .port = 8080, .max_body = 32u << 20, .n_ctx = 0, .ping_s = 10.0,
+                          .max_queue = 64, .conn_timeout_s = 300 };
+}
+
+static void on_response(void *user, const char *endpoint, int status)
+{
+    srv *s = user;
+    pthread_mutex_lock(&s->mu);
+    status_count *c = NULL;
+    for (int i = 0; i < s->m.n_by_status; i++)
+        if (s->m.by_status[i].status == status && !strcmp(s->m.by_status[i].endpoint, endpoint)) c = &s->m.by_status[i];
+    if (!c) {
+        status_count *b = realloc(s->m.by_status, (size_t)(s->m.n_by_status + 1) * sizeof *b);
+        if (b) {
+            s->m.by_status = b;
+            c = &b[s->m.n_by_status++];
+            *c = (status_count){ .status = status };
+            snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
+        }
+    }
+    if (c) c->n++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- jobs --------------------------------------------------------------------------------------- */
+
+srv_job *srv_job_new(srv *s, srv_job_run run, void *user, void (*free_user)(void *))
+{
+    srv_job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    j->s = s;
+    j->run = run;
+    j->user = user;
+    j->free_user = free_user;
+    j->refs = 1;
+    j->fd = -1;
+    return j;
+}
+
+void *srv_job_user(srv_job *j) { return j->user; }
+
+static void job_destroy(srv_job *j)
+{
+    if (j->free_user) j->free_user(j->user);
+    sb_free(&j->out);
+    free(j->keepalive);
+    free(j->body);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+static void job_release(srv_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->mu);
+    if (left == 0) job_destroy(j);
+}
+
+void srv_job_free_unsubmitted(srv_job *j)
+{
+    if (j) job_release(j);
+}
+
+void srv_job_write(srv_job *j, const char *bytes, size_t n)
+{
+    pthread_mutex_lock(&j->mu);
+    sb_put(&j->out, bytes, n);
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+void srv_job_set_keepalive(srv_job *j, const char *text)
+{
+    pthread_mutex_lock(&j->mu);
+    free(j->keepalive);
+    j->keepalive = text ? strdup(text) : NULL;
+    pthread_mutex_unlock(&j->mu);
+}
+
+void srv_job_reply(srv_job *j, int status, char *body)
+{
+    pthread_mutex_lock(&j->mu);
+    free(j->body);
+    j->status = status;
+    j->body = body;
+    pthread_mutex_unlock(&j->mu);
+}
+
+bool srv_job_cancelled(srv_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    if (!j->cancelled && j->fd >= 0) {
+        struct pollfd p = { .fd = j->fd, .events = POLLRDHUP };
+        if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) j->cancelled = true;
+    }
+    bool c = j->cancelled;
+    pthread_mutex_unlock(&j->mu);
+    return c;
+}
+
+void srv_job_account(srv_job *j, const gen_result *res)
+{
+    srv *s = j->s;
+    pthread_mutex_lock(&s->mu);
+    s->m.generations++;
+    s->m.prompt_tokens += (unsigned long long)res->n_prompt;
+    s->m.gen_tokens += (unsigned long long)res->n_gen;
+    s->m.prompt_s += res->prompt_s;
+    s->m.gen_s += res->gen_s;
+    if (res->prompt_s > 0) s->m.last_prompt_tps = res->n_prompt / res->prompt_s;
+    if (res->gen_s > 0 && res->n_gen > 1) s->m.last_gen_tps = (res->n_gen - 1) / res->gen_s;
+    if (res->finish == GEN_FINISH_CANCELLED) s->m.cancelled++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void srv_job_failed(srv_job *j)
+{
+    pthread_mutex_lock(&j->s->mu);
+    j->s->m.gen_errors++;
+    pthread_mutex_unlock(&j->s->mu);
+}
+
+/* Mark done (worker finished, or the job was dropped) and wake the HTTP side. */
+static void job_finish(srv_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    j->done = true;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Stream reader: runs on the connection's thread. */
+static ssize_t job_read(void *ctx, char *buf, size_t max)
+{
+    srv_job *j = ctx;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        if (j->out_pos < j->out.n) {
+            size_t k = j->out.n - j->out_pos < max ? j->out.n - j->out_pos : max;
+            memcpy(buf, j->out.p + j->out_pos, k);
+            j->out_pos += k;
+            if (j->out_pos == j->out.n) { sb_clear(&j->out); j->out_pos = 0; }
+            j->last_send = ar_now();
+            pthread_mutex_unlock(&j->mu);
+            return (ssize_t)k;
+        }
+        if (j->done) { pthread_mutex_unlock(&j->mu); return 0; }
+        double ping = j->s->o.ping_s > 0 ? j->s->o.ping_s : 10.0;
+        double due = j->last_send + ping, now = ar_now();
+        if (now >= due) {
+            const char *ka = j->keepalive ? j->keepalive : ": keep-alive\n\n";
+            sb_puts(&j->out, ka);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double wait = due - now;
+        long long ns = (long long)ts.tv_nsec + (long long)((wait - (long long)wait) * 1e9);
+        ts.tv_sec += (time_t)wait + (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    }
+}
+
+/* The connection is done with the stream: the client has it all, or went away. */
+static void job_stream_done(void *ctx, bool completed)
+{
+    srv_job *j = ctx;
+    pthread_mutex_lock(&j->mu);
+    j->fd = -1;
+    (void)completed;
+    if (!j->done) j->cancelled = true;   /* the stream ended before the job did: the client left */
+    pthread_mutex_unlock(&j->mu);
+    job_release(j);
+}
+
+static void reply_unavailable(http_req *r, const char *code, const char *msg)
+{
+    api_error e;
+    api_fail(&e, 503, "server_error", code, NULL, "%s", msg);
+    http_reply_error(r, &e);
+}
+
+void srv_submit(srv *s, http_req *r, srv_job *j, bool stream)
+{
+    api_error e;
+    if (srv_check_ready(s, &e)) { job_release(j); http_reply_error(r, &e); return; }
+    j->stream = stream;
+    j->fd = http_fd(r);
+    j->last_send = ar_now();
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping || s->depth >= s->o.max_queue) {
+        bool stopping = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        job_release(j);
+        if (stopping) reply_unavailable(r, "shutting_down", "The server is shutting down");
+        else reply_unavailable(r, "server_busy", "The server's queue is full; retry later");
+        return;
+    }
+    j->refs++;   /* the worker's */
+    j->queued_or_running = true;
+    j->t_queued = ar_now();
+    if (s->tail) s->tail->next = j;
+    else s->head = j;
+    s->tail = j;
+    s->depth++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+
+    if (stream) {
+        http_reply_stream(r, 200, "text/event-stream", job_read, job_stream_done, j);   /* takes our ref */
+        return;
+    }
+    /* non-streamed: wait here (this connection's own thread) */
+    pthread_mutex_lock(&j->mu);
+    while (!j->done) pthread_cond_wait(&j->cv, &j->mu);
+    j->fd = -1;
+    int status = j->status;
+    char *body = j->body;
+    j->body = NULL;
+    bool cancelled = j->cancelled;
+    pthread_mutex_unlock(&j->mu);
+    if (body) http_reply_json(r, status ? status : 200, body);
+    else if (cancelled) reply_unavailable(r, "cancelled", "The request was cancelled");
+    else {
+        api_fail(&e, 500, "server_error", NULL, NULL, "the generation produced no answer");
+        http_reply_error(r, &e);
+    }
+    free(body);
+    job_release(j);
+}
+
+static void *worker_main(void *arg)
+{
+    srv *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->head && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) break;
+        srv_job *j = s->head;
+        s->head = j->next;
+        if (!s->head) s->tail = NULL;
+        j->next = NULL;
+        s->depth--;
+        s->running = j;
+        s->m.queue_waits++;
+        s->m.queue_wait_s += ar_now() - j->t_queued;
+        pthread_mutex_unlock(&s->mu);
+
+        if (!srv_job_cancelled(j)) j->run(j, s->sess, j->user);
+        else {   /* the client left while the job waited */
+            pthread_mutex_lock(&s->mu);
+            s->m.cancelled++;
+            pthread_mutex_unlock(&s->mu);
+        }
+        job_finish(j);
+
+        pthread_mutex_lock(&s->mu);
+        s->running = NULL;
+        pthread_mutex_unlock(&s->mu);
+        job_release(j);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- /health, /metrics -------------------------------------------------------------------------- */
+
+static void handle_health(void *user, http_req *r)
+{
+    srv *s = user;
+    api_error e;
+    if (srv_check_ready(s, &e)) { http_reply_error(r, &e); return; }
+    http_reply_json(r, 200, "{\"status\":\"ok\"}");
+}
+
+static void handle_metrics(void *user, http_req *r)
+{
+    srv *s = user;
+    sbuf b = { 0 };
+    pthread_mutex_lock(&s->mu);
+    const metrics *m = &s->m;
+    sb_puts(&b, "# HELP arbor_requests_total HTTP responses by endpoint and status.\n"
+                "# TYPE arbor_requests_total counter\n");
+    for (int i = 0; i < m->n_by_status; i++)
+        sb_printf(&b, "arbor_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", m->by_status[i].endpoint,
+                  m->by_status[i].status, m->by_status[i].n);
+    unsigned long long errors = 0;
+    for (int i = 0; i < m->n_by_status; i++)
+        if (m->by_status[i].status >= 400) errors += m->by_status[i].n;
+    sb_printf(&b,
+              "# HELP arbor_request_errors_total HTTP responses with a 4xx or 5xx status.\n"
+              "# TYPE arbor_request_errors_total counter\narbor_request_errors_total %llu\n"
+              "# HELP arbor_generation_errors_total Generations the engine failed (500s and errors mid-stream).\n"
+              "# TYPE arbor_generation_errors_total counter\narbor_generation_errors_total %llu\n"
+              "# HELP arbor_generations_total Generations run.\n"
+              "# TYPE arbor_generations_total counter\narbor_generations_total %llu\n"
+              "# HELP arbor_cancelled_total Generations stopped because the client went away.\n"
+              "# TYPE arbor_cancelled_total counter\narbor_cancelled_total %llu\n"
+              "# HELP arbor_prompt_tokens_total Prompt tokens processed.\n"
+              "# TYPE arbor_prompt_tokens_total counter\narbor_prompt_tokens_total %llu\n"
+              "# HELP arbor_generated_tokens_total Tokens generated.\n"
+              "# TYPE arbor_generated_tokens_total counter\narbor_generated_tokens_total %llu\n"
+              "# HELP arbor_prompt_seconds_total Seconds spent on prompts.\n"
+              "# TYPE arbor_prompt_seconds_total counter\narbor_prompt_seconds_total %.6f\n"
+              "# HELP arbor_generation_seconds_total Seconds spent generating.\n"
+              "# TYPE arbor_generation_seconds_total counter\narbor_generation_seconds_total %.6f\n"
+              "# HELP arbor_prompt_tokens_per_second Prompt speed of the last generation.\n"
+              "# TYPE arbor_prompt_tokens_per_second gauge\narbor_prompt_tokens_per_second %.3f\n"
+              "# HELP arbor_generation_tokens_per_second Decode speed of the last generation.\n"
+              "# TYPE arbor_generation_tokens_per_second gauge\narbor_generation_tokens_per_second %.3f\n"
+              "# HELP arbor_queue_depth Jobs waiting for the worker.\n"
+              "# TYPE arbor_queue_depth gauge\narbor_queue_depth %d\n"
+              "# HELP arbor_requests_running Jobs being generated.\n"
+              "# TYPE arbor_requests_running gauge\narbor_requests_running %d\n"
+              "# HELP arbor_queue_wait_seconds Time jobs waited in the queue.\n"
+              "# TYPE arbor_queue_wait_seconds summary\narbor_queue_wait_seconds_sum %.6f\n"
+              "arbor_queue_wait_seconds_count %llu\n",
+              errors, m->gen_errors, m->generations, m->cancelled, m->prompt_tokens, m->gen_tokens, m->prompt_s,
+              m->gen_s, m->last_prompt_tps, m->last_gen_tps, s->depth, s->running ? 1 : 0, m->queue_wait_s,
+              m->queue_waits);
+    pthread_mutex_unlock(&s->mu);
+    if (b.oom) { sb_free(&b); http_reply(r, 500, "text/plain", "out of memory\n", 14); return; }
+    http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.n);
+    sb_free(&b);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------------- */
+
+const ar_model *srv_model(const srv *s) { return atomic_load(&s->ready) ? s->model : NULL; }
+int srv_n_ctx(const srv *s) { return s->n_ctx; }
+const char *srv_model_name(const srv *s) { return s->name ? s->name : "arbor"; }
+int srv_n_ctx_train(const srv *s) { return s->model ? ar_model_n_ctx_train(s->model) : 0; }
+int srv_port(const srv *s) { return http_port(s->http); }
+const char *srv_script(const srv *s) { return s->o.script; }
+
+int srv_check_ready(const srv *s, api_error *e)
+{
+    if (atomic_load(&s->ready)) return 0;
+    return api_fail(e, 503, "server_error", "model_loading", NULL, "Loading model");
+}
+
+int srv_create(srv **out, const srv_options *o, ar_error *err)
+{
+    *out = NULL;
+    srv *s = calloc(1, sizeof *s);
+    if (!s) return ar_fail(err, AR_ENOMEM, "out of memory creating the server");
+    s->o = *o;
+    srv_options d = srv_defaults();
+    if (s->o.max_queue <= 0) s->o.max_queue = d.max_queue;
+    if (s->o.ping_s <= 0) s->o.ping_s = d.ping_s;
+    if (!s->o.max_body) s->o.max_body = d.max_body;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    atomic_init(&s->ready, false);
+    if (o->model_name && !(s->name = strdup(o->model_name))) { srv_free(s); return ar_fail(err, AR_ENOMEM, "out of memory"); }
+
+    http_options ho = { .host = o->host, .port = o->port, .api_key = o->api_key, .cors = o->cors,
+                        .max_body = s->o.max_body, .conn_timeout_s = o->conn_timeout_s, .on_response = on_response,
+                        .user = s };
+    int rc = http_create(&s->http, &ho, err);
+    if (!rc) rc = http_route(s->http, "GET", "/health", handle_health, s, NULL, true);
+    if (!rc) rc = http_route(s->http, "GET", "/v1/health", handle_health, s, NULL, true);
+    if (!rc) rc = http_route(s->http, "GET", "/metrics", handle_metrics, s, NULL, false);
+    if (!rc) rc = openai_register(s, s->http);
+    if (rc == AR_ENOMEM) ar_fail(err, AR_ENOMEM, "out of memory registering routes");
+    if (!rc) rc = http_start(s->http, err);
+    if (rc) { srv_free(s); return rc; }
+    *out = s;
+    return 0;
+}
+
+static char *base_name(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    size_t n = strlen(b);
+    if (n > 5 && !strcmp(b + n - 5, ".gguf")) n -= 5;
+    return strndup(b, n);
+}
+
+int srv_attach_model(srv *s, ar_model *m, const char *path, ar_error *err)
+{
+    if (!s->name && !(s->name = base_name(path ? path : "arbor"))) return ar_fail(err, AR_ENOMEM, "out of memory");
+    ar_session_params sp = ar_session_defaults();
+    sp.n_ctx = s->o.n_ctx;
+    int rc = ar_session_create(&s->sess, m, &sp, err);
+    if (rc) return rc;
+    s->model = m;
+    s->n_ctx = ar_session_n_ctx(s->sess);
+    if (pthread_create(&s->worker, NULL, worker_main, s)) {
+        ar_session_free(s->sess);
+        s->sess = NULL;
+        return ar_fail(err, AR_ENOMEM, "cannot start the worker thread");
+    }
+    s->worker_started = true;
+    atomic_store(&s->ready, true);
+    return 0;
+}
+
+void srv_free(srv *s)
+{
+    if (!s) return;
+    /* 1. stop taking work; drop queued jobs, cancel the running one */
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    srv_job *q = s->head;
+    s->head = s->tail = NULL;
+    s->depth = 0;
+    if (s->running) {
+        pthread_mutex_lock(&s->running->mu);
+        s->running->cancelled = true;
+        pthread_mutex_unlock(&s->running->mu);
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    while (q) {
+        srv_job *next = q->next;
+        api_error e;
+        api_fail(&e, 503, "server_error", "shutting_down", NULL, "The server is shutting down");
+        if (q->stream) {
+            char *body = api_error_openai(&e);
+            if (body) {
+                srv_job_write(q, "data: ", 6);
+                srv_job_write(q, body, strlen(body));
+                srv_job_write(q, "\n\n", 2);
+            }
+            free(body);
+        } else {
+            srv_job_reply(q, 503, api_error_openai(&e));
+        }
+        pthread_mutex_lock(&q->mu);
+        q->cancelled = true;
+        pthread_mutex_unlock(&q->mu);
+        job_finish(q);
+        job_release(q);
+        q = next;
+    }
+    /* 2. the worker ends after its current job */
+    if (s->worker_started) pthread_join(s->worker, NULL);
+    /* 3. connections drain (streams see their jobs done) and close */
+    http_free(s->http);
+    ar_session_free(s->sess);
+    free(s->m.by_status);
+    free(s->name);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}

@@ -1,0 +1,86 @@
+/* server/serve.h — the server object: the HTTP daemon, the model and its one session, a FIFO queue of
+ * generation jobs served one at a time by a worker thread, /health, /metrics, and the job API the
+ * endpoint modules (openai.c, later anthropic.c and responses.c) build on.
+ *
+ * A job is one generation request. The endpoint's HTTP handler parses and prepares it (all client
+ * errors are answered there, before queuing), then srv_submit queues it:
+ *   - streamed: the connection answers at once with an SSE stream fed by srv_job_write (bytes the
+ *     endpoint already wrote, e.g. a first role chunk, go out while the job waits in the queue);
+ *     when the stream is idle for ping_s seconds the connection sends the job's keep-alive text
+ *     (": keep-alive\n\n" by default) — during queue waits and long prefills alike;
+ *   - non-streamed: the handler thread waits for srv_job_reply and answers with it.
+ * The worker runs job->run(job, session, user) on the model's one session. srv_job_cancelled turns
+ * true when the client has gone (its socket hung up, or its stream ended early) or the server stops;
+ * generation polls it after every token and between prefill chunks. */
+#ifndef AR_SERVER_SERVE_H
+#define AR_SERVER_SERVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "arbor.h"
+#include "server/gen.h"
+#include "server/http.h"
+#include "server/json.h"
+
+typedef struct srv srv;
+
+typedef struct srv_options {
+    const char *host;           /* default 127.0.0.1 (loopback only) */
+    int         port;           /* default 8080; 0: ephemeral (srv_port tells) */
+    const char *api_key;        /* NULL: none */
+    bool        cors;           /* off by default */
+    size_t      max_body;       /* default 32 MiB */
+    int         n_ctx;          /* session context; <= 0: 4096 capped at the training context */
+    double      ping_s;         /* SSE keep-alive interval; default 10 */
+    int         max_queue;      /* jobs waiting at most (then 503); default 64 */
+    unsigned    conn_timeout_s; /* idle keep-alive connection timeout; default 300 */
+    const char *model_name;     /* the id /v1/models reports; NULL: the file name */
+    const char *script;         /* tests only: every generation "outputs" this text (see srv_request) */
+} srv_options;
+
+srv_options srv_defaults(void);
+
+/* Start serving HTTP: /health answers 503 "loading" until srv_attach_model. */
+int  srv_create(srv **out, const srv_options *o, ar_error *err);
+/* Use model m (not owned: free it after srv_free): creates the session, starts the worker; ready. */
+int  srv_attach_model(srv *s, ar_model *m, const char *path, ar_error *err);
+int  srv_port(const srv *s);
+/* Stops: queued jobs end with 503, the running one is cancelled, connections close. NULL ok. */
+void srv_free(srv *s);
+
+/* For endpoint modules. */
+const ar_model *srv_model(const srv *s);      /* NULL until attached */
+int             srv_n_ctx(const srv *s);
+const char     *srv_model_name(const srv *s);
+const char     *srv_script(const srv *s);     /* srv_options.script */
+int             srv_n_ctx_train(const srv *s);
+/* 0 when a model is attached; else fills e with 503 "loading model" and returns -1. */
+int             srv_check_ready(const srv *s, api_error *e);
+
+/* ---- jobs --------------------------------------------------------------------------------------- */
+
+typedef struct srv_job srv_job;
+typedef void (*srv_job_run)(srv_job *j, ar_session *sess, void *user);
+
+/* A job whose run(j, sess, user) the worker calls; free_user(user) when the job is freed. */
+srv_job *srv_job_new(srv *s, srv_job_run run, void *user, void (*free_user)(void *));
+void     srv_job_free_unsubmitted(srv_job *j);   /* a job that was never submitted */
+void    *srv_job_user(srv_job *j);
+
+/* Stream bytes to the client (any thread). */
+void srv_job_write(srv_job *j, const char *bytes, size_t n);
+void srv_job_set_keepalive(srv_job *j, const char *text);   /* copied; default ": keep-alive\n\n" */
+/* The non-streamed answer: status and body (taken: malloc'd JSON). */
+void srv_job_reply(srv_job *j, int status, char *body);
+bool srv_job_cancelled(srv_job *j);
+/* Count one finished generation in /metrics (tokens, seconds, cancellations). */
+void srv_job_account(srv_job *j, const gen_result *res);
+/* Count an engine failure (500, or an error event mid-stream) in /metrics. */
+void srv_job_failed(srv_job *j);
+
+/* Queue the job and answer r (see the top of this file). Takes the job in every case; answers 503
+ * when the server is not ready, is stopping or its queue is full. */
+void srv_submit(srv *s, http_req *r, srv_job *j, bool stream);
+
+#endif

@@ -1,0 +1,73 @@
+/* compute/cpu/gemm.h — quantized matrix kernels: weights x M activation rows, weights read once.
+ *
+ * The matmul of a forward pass over M nodes: y[m][o] = dot(W row o, x row m). Decode is bound by
+ * the weight read, so the kernels read each weight block once per call and use it for every
+ * activation row while it sits in registers/L1; extra rows then cost only arithmetic.
+ *
+ * Numerics are ggml's vec_dot with vec_dot_type: the activation row is first converted to the
+ * weight type's dot type (ar_gemm_act_type) with ar_gemm_quantize_act, then each block's integer
+ * sum is formed exactly and scaled in float. Only the order of the float additions differs from
+ * ggml (and between ISAs), so results agree with llama.cpp to float rounding.
+ *
+ *   Q4_K Q5_K Q6_K Q2_K Q3_K IQ4_XS -> Q8_K      Q8_0 Q4_0 Q5_0 IQ4_NL -> Q8_0
+ *   Q4_1 Q5_1 -> Q8_1      F16 -> F16      BF16 -> BF16      F32 -> F32
+ *
+ * Activation formats (ar_gemm_quantize_act): Q8_K is bit-identical to ggml's quantize_row_q8_K
+ * (= format/quant.c's reference). Q8_0 and Q8_1 follow ggml-cpu's x86 quantize_row_q8_0/q8_1,
+ * which is what llama.cpp runs on the machines we compare against: d = amax/127 stored as F16,
+ * quants = round-half-even(x * (127/amax)); that can differ by one step from the reference
+ * quantizer (roundf, x * (1/d)) on ties. F16/BF16 are round-to-nearest-even conversions.
+ *
+ * Dispatch: scalar reference (gemm.c, exactly ggml's generic vec_dot math) for every type above,
+ * and fast paths (gemm_avx512.c, gemm_avx2.c, gemm_neon.c) for Q4_K Q5_K Q6_K IQ4_XS Q8_0 Q4_0
+ * IQ4_NL F32 F16 BF16, chosen once by CPU features (other types use the reference). The fast
+ * paths agree with the reference to float rounding and are tested against it (tests/test_gemm.c).
+ * They read each weight block once per call and reuse it for all M rows, so a call with M = 16
+ * costs far less than 16 calls with M = 1 (numbers: bench/gemm_bench.c).
+ *
+ * Threading: one call is one thread's share; callers split [0, n_out) into ranges (aligned to
+ * AR_GEMM_ROW_ALIGN for best speed) and call ar_gemm per range. Nothing is allocated. */
+#ifndef AR_COMPUTE_CPU_GEMM_H
+#define AR_COMPUTE_CPU_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Output-row ranges that are multiples of this keep every fast path on full tiles. */
+#define AR_GEMM_ROW_ALIGN 16
+
+/* The activation (dot) type for a weight type; -1 when ar_gemm does not handle the weight type. */
+int    ar_gemm_act_type(int wtype);
+/* Bytes of one converted activation row of n_in elements (0 if unsupported or misaligned). */
+size_t ar_gemm_act_row_bytes(int wtype, int64_t n_in);
+/* Convert one float row to the dot type of wtype (see the format notes above). */
+void   ar_gemm_quantize_act(int wtype, const float *x, void *xq, int64_t n_in);
+
+/* y[m*ldy + o] = dot(W row o, activation row m) for o in [o_lo, o_hi), m < M.
+ * w points at row 0 (rows w_row_bytes apart); activation row m starts at xq + m*xq_row_bytes.
+ * n_in must be a multiple of the weight type's block size. */
+void   ar_gemm(int wtype, const void *w, size_t w_row_bytes, int64_t n_in, int64_t o_lo,
+               int64_t o_hi, const void *xq, size_t xq_row_bytes, int M, float *y, int64_t ldy);
+
+/* Force an implementation: "scalar", "avx2", "avx512", "neon"; NULL = best available.
+ * Returns 0, or -1 when that implementation is not available on this CPU/build. */
+int    ar_gemm_force(const char *isa);
+/* The implementation in use ("scalar", "avx2", "avx512", "neon"). */
+const char *ar_gemm_isa(void);
+
+/* ---- internal: the per-ISA kernel tables (gemm.c dispatches) ------------------------------ */
+
+/* One weight type's kernel: same contract as ar_gemm without the type. */
+typedef void (*ar_gemm_kernel)(const void *w, size_t w_row_bytes, int64_t n_in, int64_t o_lo,
+                               int64_t o_hi, const void *xq, size_t xq_row_bytes, int M, float *y,
+                               int64_t ldy);
+
+/* Fast kernel for wtype, or NULL (the scalar reference is used then). Each is defined on the
+ * architectures its file targets and returns NULL when the file was built without its ISA. */
+ar_gemm_kernel ar_gemm_avx512_kernel(int wtype);
+ar_gemm_kernel ar_gemm_avx2_kernel(int wtype);
+ar_gemm_kernel ar_gemm_neon_kernel(int wtype);
+/* The scalar reference for wtype (NULL when unsupported). */
+ar_gemm_kernel ar_gemm_scalar_kernel(int wtype);
+
+#endif

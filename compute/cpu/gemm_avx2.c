@@ -1,0 +1,803 @@
+/* compute/cpu/gemm_avx2.c — AVX2/FMA kernels behind ar_gemm (CPUs without AVX-512).
+ *
+ * Same scheme as gemm_avx512.c with 8 weight rows per tile: one block column of 8 rows is unpacked
+ * and transposed so that 32-bit lane i holds 4 consecutive quants of weight row i, then each
+ * activation row runs against the tile with broadcast 4-byte activation groups. Without VNNI the
+ * int8 dot is vpmaddubsw (unsigned weights x signed activations -> int16 pairs): the int16 sums of
+ * a few groups are accumulated before one vpmaddwd applies the sub-block scale and widens to
+ * int32, with group sizes chosen so no int16 sum can overflow:
+ *   Q4_K (0..15): 8 groups  2*15*128*8 = 30720     Q5_K (0..31): 4 groups  2*31*128*4 = 31744
+ *   Q6_K (0..63): 2 groups  2*63*128*2 = 32256
+ * Signed weights (Q8_0, Q4_0, IQ4_NL, IQ4_XS) use |w| x sign(w)*a, widened every group. Later
+ * tiles are prefetched a few tiles ahead, spread over the row groups (as in gemm_avx512.c).
+ * Float weights use FMA over 4 weight rows x 2 activation rows (BF16 widened by a shift). */
+#include "compute/cpu/gemm.h"
+
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "format/quant.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+enum { TW = 8,         /* weight rows per tile (lanes) */
+       MCHUNK = 64,    /* activation rows per accumulator pass */
+       MR = 4,         /* activation rows per register block */
+       PF_TILES = 3 }; /* software prefetch distance in tiles */
+
+INLINE int32_t load_i32(const void *p) { int32_t v; memcpy(&v, p, 4); return v; }
+INLINE float load_f32(const void *p) { float v; memcpy(&v, p, 4); return v; }
+INLINE __m256i bcast4(const void *p) { return _mm256_set1_epi32(load_i32(p)); }
+
+/* In-place transpose of an 8x8 matrix of 32-bit elements (r[i] = row i). */
+INLINE void transpose8(__m256i r[8])
+{
+    __m256i a[8], b[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+        a[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int g = 0; g < 8; g += 4) {
+        b[g + 0] = _mm256_unpacklo_epi64(a[g + 0], a[g + 2]);
+        b[g + 1] = _mm256_unpackhi_epi64(a[g + 0], a[g + 2]);
+        b[g + 2] = _mm256_unpacklo_epi64(a[g + 1], a[g + 3]);
+        b[g + 3] = _mm256_unpackhi_epi64(a[g + 1], a[g + 3]);
+    }
+    /* b[4g + c] 128-bit lane k = column 4k + c of rows 4g..4g+3 */
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2x128_si256(b[c], b[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2x128_si256(b[c], b[4 + c], 0x31);
+    }
+}
+
+/* Load 16 bytes at p[i] + off for the 8 rows and transpose: out[c] lane i = dword c of row i. */
+INLINE void load_headers8(const uint8_t *const p[TW], size_t off, __m256i out[4])
+{
+    __m256i z[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) /* z[g] 128-bit lane k = row g + 4k */
+        z[g] = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p[g] + off))),
+            _mm_loadu_si128((const __m128i *)(p[g + 4] + off)), 1);
+    const __m256i a0 = _mm256_unpacklo_epi32(z[0], z[1]), a1 = _mm256_unpackhi_epi32(z[0], z[1]);
+    const __m256i a2 = _mm256_unpacklo_epi32(z[2], z[3]), a3 = _mm256_unpackhi_epi32(z[2], z[3]);
+    out[0] = _mm256_unpacklo_epi64(a0, a2);
+    out[1] = _mm256_unpackhi_epi64(a0, a2);
+    out[2] = _mm256_unpacklo_epi64(a1, a3);
+    out[3] = _mm256_unpackhi_epi64(a1, a3);
+}
+
+/* F16 in the low (hi=0) or high (hi=1) half of each 32-bit lane -> 8 floats. */
+INLINE __m256 half_lanes_to_f32(__m256i v, int hi)
+{
+    v = hi ? _mm256_srli_epi32(v, 16) : _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
+    return _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+}
+
+/* Per-lane F16 at byte offset off of each row, as floats. */
+INLINE __m256 gather_f16(const uint8_t *const p[TW], size_t off)
+{
+    uint16_t h[TW];
+#pragma GCC unroll 8
+    for (int i = 0; i < TW; i++) memcpy(&h[i], p[i] + off, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+/* Prefetch into L1 the bytes [p[i], p[i] + bytes) of rows i in [lo, hi). */
+INLINE void prefetch_rows(const uint8_t *const p[TW], int lo, int hi, size_t bytes)
+{
+    for (int i = lo; i < hi; i++) {
+        const uintptr_t end = (uintptr_t)(p[i] + bytes - 1);
+        for (uintptr_t q = (uintptr_t)p[i] & ~(uintptr_t)63; q <= end; q += 64)
+            _mm_prefetch((const char *)q, _MM_HINT_T0);
+    }
+}
+
+/* The rows of the tile `ahead` visits after (o0, tb) (see gemm_avx512.c); 0 past the range. */
+INLINE int tile_ahead(const uint8_t *wb, size_t wrb, int64_t o0, int64_t o_hi, int64_t tb, int64_t ntb,
+                      size_t tbytes, int ahead, const uint8_t *out[TW])
+{
+    int64_t og = o0, b = tb + ahead;
+    while (b >= ntb) { b -= ntb; og += TW; }
+    if (og >= o_hi) return 0;
+#pragma GCC unroll 8
+    for (int i = 0; i < TW; i++) out[i] = wb + (size_t)(og + i < o_hi ? og + i : o_hi - 1) * wrb + (size_t)b * tbytes;
+    return 1;
+}
+
+/* Prefetch slice g (of `slices`) of a later tile: called before the build (g = 0) and after each
+ * activation row group, so the loads spread over the tile's arithmetic. */
+INLINE void prefetch_slice(int have, const uint8_t *const nx[TW], int g, int slices, size_t bytes)
+{
+    if (have && g < slices) prefetch_rows(nx, g * (TW / slices), (g + 1) * (TW / slices), bytes);
+}
+
+INLINE void store_rows(float *y, __m256 acc, int nv)
+{
+    if (nv == TW) {
+        _mm256_storeu_ps(y, acc);
+    } else {
+        float tmp[TW];
+        _mm256_storeu_ps(tmp, acc);
+        for (int i = 0; i < nv; i++) y[i] = tmp[i];
+    }
+}
+
+/* The low 16 bits of each lane in both halves (int16 pairs for vpmaddwd). */
+INLINE __m256i pair16(__m256i v)
+{
+    return _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(v, 16));
+}
+
+/* ---- K-quant tiles (Q4_K, Q5_K, Q6_K) -------------------------------------------------------- */
+
+/* One 256-column block of 8 weight rows. q[k] lane i = quants 4k..4k+3 of row i (unsigned).
+ * Q4_K/Q5_K: sc[j] = sub-block scale in both int16 halves, mn[j] = min likewise.
+ * Q6_K: sc[j] = scale of sub-block j (16 each) in both halves, mn[j] = (32 sc_2j, 32 sc_2j+1). */
+typedef struct {
+    __m256i q[64];
+    __m256i sc[16];
+    __m256i mn[8];
+    __m256 d, dmin;
+} ktile;
+
+INLINE void k4_scales8(ktile *t, __m256i s0, __m256i s1, __m256i s2)
+{
+    const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m256i sc = _mm256_and_si256(_mm256_srli_epi32(s0, 8 * j), m6);
+        const __m256i mn = _mm256_and_si256(_mm256_srli_epi32(s1, 8 * j), m6);
+        const __m256i sch = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi32(s2, 8 * j), m4),
+            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(s0, 8 * j + 6), m2), 4));
+        const __m256i mnh = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi32(s2, 8 * j + 4), m4),
+            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(s1, 8 * j + 6), m2), 4));
+        t->sc[j] = pair16(sc);
+        t->sc[j + 4] = pair16(sch);
+        t->mn[j] = pair16(mn);
+        t->mn[j + 4] = pair16(mnh);
+    }
+}
+
+INLINE void build_q4_K(ktile *t, const uint8_t *const p[TW])
+{
+    __m256i h[4];
+    load_headers8(p, 0, h);
+    t->d = half_lanes_to_f32(h[0], 0);
+    t->dmin = half_lanes_to_f32(h[0], 1);
+    k4_scales8(t, h[1], h[2], h[3]);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int c = 0; c < 4; c++) {
+        __m256i r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) r[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 16 + 32 * c));
+        transpose8(r);
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) {
+            t->q[16 * c + u] = _mm256_and_si256(r[u], m4);
+            t->q[16 * c + 8 + u] = _mm256_and_si256(_mm256_srli_epi32(r[u], 4), m4);
+        }
+    }
+}
+
+INLINE void build_q5_K(ktile *t, const uint8_t *const p[TW])
+{
+    __m256i h[4];
+    load_headers8(p, 0, h);
+    t->d = half_lanes_to_f32(h[0], 0);
+    t->dmin = half_lanes_to_f32(h[0], 1);
+    k4_scales8(t, h[1], h[2], h[3]);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256i qh[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < TW; i++) qh[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 16));
+    transpose8(qh);
+    for (int c = 0; c < 4; c++) {
+        __m256i r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) r[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 48 + 32 * c));
+        transpose8(r);
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) {
+            const __m256i lo5 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(qh[u], 2 * c), one), 4);
+            const __m256i hi5 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(qh[u], 2 * c + 1), one), 4);
+            t->q[16 * c + u] = _mm256_or_si256(_mm256_and_si256(r[u], m4), lo5);
+            t->q[16 * c + 8 + u] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(r[u], 4), m4), hi5);
+        }
+    }
+}
+
+INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    __m256i h[4];
+    load_headers8(p, 192, h); /* scales[0..15] */
+    __m256i sc[16];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) sc[4 * c + k] = _mm256_srai_epi32(_mm256_slli_epi32(h[c], 24 - 8 * k), 24);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) t->sc[j] = pair16(sc[j]);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        const __m256i s0 = _mm256_slli_epi32(sc[2 * j], 5), s1 = _mm256_slli_epi32(sc[2 * j + 1], 5);
+        t->mn[j] = _mm256_or_si256(_mm256_and_si256(s0, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(s1, 16));
+    }
+    t->d = gather_f16(p, 208);
+    for (int half = 0; half < 2; half++) {
+        __m256i a[8], b[8], qh[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) {
+            a[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 64 * half));
+            b[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 64 * half + 32));
+            qh[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 128 + 32 * half));
+        }
+        transpose8(a);
+        transpose8(b);
+        transpose8(qh);
+#pragma GCC unroll 8
+        for (int tt = 0; tt < 8; tt++) {
+            const __m256i x = a[tt], y = b[tt], hb = qh[tt];
+            const int k0 = 32 * half + tt;
+            t->q[k0] = _mm256_or_si256(_mm256_and_si256(x, m4), _mm256_slli_epi32(_mm256_and_si256(hb, m2), 4));
+            t->q[k0 + 8] = _mm256_or_si256(_mm256_and_si256(y, m4),
+                                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2), m2), 4));
+            t->q[k0 + 16] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(x, 4), m4),
+                                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 4), m2), 4));
+            t->q[k0 + 24] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(y, 4), m4),
+                                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 6), m2), 4));
+        }
+    }
+}
+
+enum { Q8K_QS = 4, Q8K_BSUMS = 260, Q8K_BYTES = 292 };
+
+/* Q4_K/Q5_K tile x R rows; G = quads per int16 group (8 for Q4_K, 4 for Q5_K). */
+INLINE void run_k4(const ktile *t, const uint8_t *const a[MR], int R, int G, __m256 *acc)
+{
+    __m256i isum[MR], imin[MR];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) isum[r] = imin[r] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (int j = 0; j < 8; j++) {
+        const __m256i sc = t->sc[j];
+#pragma GCC unroll 2
+        for (int g = 0; g < 8; g += G) {
+            __m256i s[MR];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) s[r] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int tt = g; tt < g + G; tt++) {
+                const __m256i w = t->q[8 * j + tt];
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++)
+                    s[r] = _mm256_add_epi16(s[r], _mm256_maddubs_epi16(w, bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt)));
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(s[r], sc));
+        }
+        const __m256i mn = t->mn[j];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            imin[r] = _mm256_add_epi32(imin[r], _mm256_madd_epi16(mn, bcast4(a[r] + Q8K_BSUMS + 4 * j)));
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        const __m256 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(isum[r]), t->d,
+                                         _mm256_mul_ps(_mm256_cvtepi32_ps(imin[r]), t->dmin));
+        acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(load_f32(a[r])), acc[r]);
+    }
+}
+
+/* Q6_K tile x R rows: groups of 2 quads (one sub-block of 16 = 2 groups). */
+INLINE void run_q6(const ktile *t, const uint8_t *const a[MR], int R, __m256 *acc)
+{
+    __m256i isum[MR];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (int j = 0; j < 16; j++) {
+        const __m256i sc = t->sc[j];
+        const __m256i *q = t->q + 4 * j;
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *x = a[r] + Q8K_QS + 16 * j;
+            const __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(q[0], bcast4(x)),
+                                                _mm256_maddubs_epi16(q[1], bcast4(x + 4)));
+            const __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(q[2], bcast4(x + 8)),
+                                                _mm256_maddubs_epi16(q[3], bcast4(x + 12)));
+            isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(_mm256_madd_epi16(s0, sc), _mm256_madd_epi16(s1, sc)));
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        __m256i off = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+            off = _mm256_add_epi32(off, _mm256_madd_epi16(t->mn[j], bcast4(a[r] + Q8K_BSUMS + 4 * j)));
+        const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], off)), t->d);
+        acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(load_f32(a[r])), acc[r]);
+    }
+}
+
+enum { KT_Q4_K, KT_Q5_K, KT_Q6_K };
+
+INLINE void run_ktile(const ktile *t, const uint8_t *const a[MR], int R, int kind, __m256 *acc)
+{
+    if (kind == KT_Q6_K) run_q6(t, a, R, acc);
+    else run_k4(t, a, R, kind == KT_Q4_K ? 8 : 4, acc);
+}
+
+INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                        const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
+{
+    const int64_t nb = n_in / AR_QK_K;
+    const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K)
+                        : kind == KT_Q5_K ? sizeof(ar_block_q5_K) : sizeof(ar_block_q6_K);
+    const uint8_t *wb = w, *xb = xq;
+    ktile t;
+    __m256 acc[MCHUNK];
+    for (int64_t o0 = o_lo; o0 < o_hi; o0 += TW) {
+        const int nv = o_hi - o0 < TW ? (int)(o_hi - o0) : TW;
+        const uint8_t *rows[TW];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) rows[i] = wb + (size_t)(o0 + (i < nv ? i : nv - 1)) * wrb;
+        for (int m0 = 0; m0 < M; m0 += MCHUNK) {
+            const int mc = M - m0 < MCHUNK ? M - m0 : MCHUNK;
+            for (int r = 0; r < mc; r++) acc[r] = _mm256_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *p[TW];
+#pragma GCC unroll 8
+                for (int i = 0; i < TW; i++) p[i] = rows[i] + (size_t)b * bbytes;
+                const uint8_t *nx[TW];
+                const int have_next = tile_ahead(wb, wrb, o0, o_hi, b, nb, bbytes, PF_TILES, nx);
+                const int slices = (mc + MR - 1) / MR < 4 ? (mc + MR - 1) / MR : 4;
+                prefetch_slice(have_next, nx, 0, slices, bbytes);
+                if (kind == KT_Q4_K) build_q4_K(&t, p);
+                else if (kind == KT_Q5_K) build_q5_K(&t, p);
+                else build_q6_K(&t, p);
+                for (int r0 = 0, g = 1; r0 < mc; r0 += MR, g++) {
+                    const int R = mc - r0 < MR ? mc - r0 : MR;
+                    const uint8_t *a[MR];
+#pragma GCC unroll 4
+                    for (int r = 0; r < MR; r++)
+                        a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * Q8K_BYTES;
+                    if (R == 4) run_ktile(&t, a, 4, kind, acc + r0);
+                    else if (R == 3) run_ktile(&t, a, 3, kind, acc + r0);
+                    else if (R == 2) run_ktile(&t, a, 2, kind, acc + r0);
+                    else run_ktile(&t, a, 1, kind, acc + r0);
+                    prefetch_slice(have_next, nx, g, slices, bbytes);
+                }
+            }
+            for (int r = 0; r < mc; r++) store_rows(y + (int64_t)(m0 + r) * ldy + o0, acc[r], nv);
+        }
+    }
+}
+
+static void gemm_q4_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q4_K);
+}
+
+static void gemm_q5_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q5_K);
+}
+
+static void gemm_q6_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q6_K);
+}
+
+/* ---- IQ4_XS: signed non-linear values, 8 sub-blocks of 32 with signed 6-bit scales ------------ */
+
+/* vpmaddubsw needs an unsigned operand and value+128 would overflow its int16 pairs, so the tile
+ * keeps |v| and v: |v| x sign(v)*a, scaled per quad group by vpmaddwd. */
+typedef struct {
+    __m256i q[64], aq[64];
+    __m256i sc[8];   /* ls_j - 32 in both int16 halves */
+    __m256 d;
+} xstile;
+
+INLINE void build_iq4_xs(xstile *t, const uint8_t *const p[TW])
+{
+    __m256i h[4];
+    load_headers8(p, 0, h); /* h[0] = d | scales_h << 16, h[1] = scales_l */
+    t->d = half_lanes_to_f32(h[0], 0);
+    const __m256i m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3), b32 = _mm256_set1_epi32(32);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        const __m256i lo = _mm256_and_si256(_mm256_srli_epi32(h[1], 4 * j), m4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(h[0], 16 + 2 * j), m2);
+        t->sc[j] = pair16(_mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), b32));
+    }
+    const __m256i n4 = _mm256_set1_epi8(0x0F);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ar_iq4nl_values));
+    for (int c = 0; c < 4; c++) { /* qs bytes 32c..32c+31 = sub-blocks 2c, 2c+1 */
+        __m256i r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) r[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 8 + 32 * c));
+        transpose8(r);
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) {
+            const int k = 8 * (2 * c + u / 4) + u % 4;
+            const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(r[u], n4));
+            const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi32(r[u], 4), n4));
+            t->q[k] = lo;
+            t->q[k + 4] = hi;
+            t->aq[k] = _mm256_abs_epi8(lo);
+            t->aq[k + 4] = _mm256_abs_epi8(hi);
+        }
+    }
+}
+
+INLINE void run_iq4_xs(const xstile *t, const uint8_t *const a[MR], int R, __m256 *acc)
+{
+    __m256i isum[MR];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (int j = 0; j < 8; j++) {
+        const __m256i sc = t->sc[j];
+#pragma GCC unroll 8
+        for (int tt = 0; tt < 8; tt++) {
+            const __m256i w = t->q[8 * j + tt], aw = t->aq[8 * j + tt];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const __m256i x = _mm256_sign_epi8(bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt), w);
+                isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), sc));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum[r]), t->d),
+                                 _mm256_set1_ps(load_f32(a[r])), acc[r]);
+}
+
+static void gemm_iq4_xs(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                        const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    const int64_t nb = n_in / AR_QK_K;
+    const size_t bbytes = sizeof(ar_block_iq4_xs);
+    const uint8_t *wb = w, *xb = xq;
+    xstile t;
+    __m256 acc[MCHUNK];
+    for (int64_t o0 = o_lo; o0 < o_hi; o0 += TW) {
+        const int nv = o_hi - o0 < TW ? (int)(o_hi - o0) : TW;
+        const uint8_t *rows[TW];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) rows[i] = wb + (size_t)(o0 + (i < nv ? i : nv - 1)) * wrb;
+        for (int m0 = 0; m0 < M; m0 += MCHUNK) {
+            const int mc = M - m0 < MCHUNK ? M - m0 : MCHUNK;
+            for (int r = 0; r < mc; r++) acc[r] = _mm256_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *p[TW];
+#pragma GCC unroll 8
+                for (int i = 0; i < TW; i++) p[i] = rows[i] + (size_t)b * bbytes;
+                const uint8_t *nx[TW];
+                const int have_next = tile_ahead(wb, wrb, o0, o_hi, b, nb, bbytes, PF_TILES, nx);
+                const int slices = (mc + MR - 1) / MR < 4 ? (mc + MR - 1) / MR : 4;
+                prefetch_slice(have_next, nx, 0, slices, bbytes);
+                build_iq4_xs(&t, p);
+                for (int r0 = 0, g = 1; r0 < mc; r0 += MR, g++) {
+                    const int R = mc - r0 < MR ? mc - r0 : MR;
+                    const uint8_t *a[MR];
+#pragma GCC unroll 4
+                    for (int r = 0; r < MR; r++)
+                        a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * Q8K_BYTES;
+                    if (R == 4) run_iq4_xs(&t, a, 4, acc + r0);
+                    else if (R == 3) run_iq4_xs(&t, a, 3, acc + r0);
+                    else if (R == 2) run_iq4_xs(&t, a, 2, acc + r0);
+                    else run_iq4_xs(&t, a, 1, acc + r0);
+                    prefetch_slice(have_next, nx, g, slices, bbytes);
+                }
+            }
+            for (int r = 0; r < mc; r++) store_rows(y + (int64_t)(m0 + r) * ldy + o0, acc[r], nv);
+        }
+    }
+}
+
+/* ---- 32-element block types with signed weights (Q8_0, Q4_0, IQ4_NL) x Q8_0 ------------------ */
+
+/* Up to QB blocks of 8 weight rows: q[8b + k] lane i = signed quants 4k..4k+3 of block b of row
+ * i, aq the same as magnitudes (unsigned), d[b] = block scales. */
+enum { QB = 4 };
+typedef struct {
+    __m256i q[8 * QB], aq[8 * QB];
+    __m256 d[QB];
+    int nblk;
+} q8tile;
+
+INLINE void build_q8_0(q8tile *t, const uint8_t *const p[TW], int nblk)
+{
+    t->nblk = nblk;
+    for (int b = 0; b < nblk; b++) {
+        __m256i r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) r[i] = _mm256_loadu_si256((const __m256i *)(p[i] + (size_t)b * 34 + 2));
+        transpose8(r);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            t->q[8 * b + k] = r[k];
+            t->aq[8 * b + k] = _mm256_abs_epi8(r[k]);
+        }
+        t->d[b] = gather_f16(p, (size_t)b * 34);
+    }
+}
+
+/* Q4_0 / IQ4_NL: 18-byte blocks (d, qs[16]); two blocks per transpose. */
+INLINE void build_nibbles32(q8tile *t, const uint8_t *const p[TW], int nblk, int iq4)
+{
+    t->nblk = nblk;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ar_iq4nl_values));
+    for (int b0 = 0; b0 < nblk; b0 += 2) {
+        const int two = b0 + 1 < nblk;
+        __m256i r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) {
+            const uint8_t *blk = p[i] + (size_t)b0 * 18;
+            const __m128i lo = _mm_loadu_si128((const __m128i *)(blk + 2));
+            const __m128i hi = two ? _mm_loadu_si128((const __m128i *)(blk + 20)) : _mm_setzero_si128();
+            r[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+        }
+        transpose8(r);
+        for (int bb = 0; bb < 1 + two; bb++) {
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                const __m256i v = r[4 * bb + u];
+                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi32(v, 4), m4);
+                if (iq4) {
+                    lo = _mm256_shuffle_epi8(lut, lo);
+                    hi = _mm256_shuffle_epi8(lut, hi);
+                } else {
+                    lo = _mm256_sub_epi8(lo, eight);
+                    hi = _mm256_sub_epi8(hi, eight);
+                }
+                const int b = b0 + bb;
+                t->q[8 * b + u] = lo;
+                t->q[8 * b + 4 + u] = hi;
+                t->aq[8 * b + u] = _mm256_abs_epi8(lo);
+                t->aq[8 * b + 4 + u] = _mm256_abs_epi8(hi);
+            }
+            t->d[b0 + bb] = gather_f16(p, (size_t)(b0 + bb) * 18);
+        }
+    }
+}
+
+INLINE void run_q8(const q8tile *t, const uint8_t *const a[MR], int R, __m256 *acc)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int b = 0; b < t->nblk; b++) {
+        __m256i s[MR];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) s[r] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            const __m256i w = t->q[8 * b + k], aw = t->aq[8 * b + k];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const __m256i x = _mm256_sign_epi8(bcast4(a[r] + 34 * b + 2 + 4 * k), w);
+                s[r] = _mm256_add_epi32(s[r], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones));
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            uint16_t h;
+            memcpy(&h, a[r] + 34 * b, 2);
+            const __m256 dd = _mm256_mul_ps(t->d[b], _mm256_set1_ps(_cvtsh_ss(h)));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[r]), dd, acc[r]);
+        }
+    }
+}
+
+enum { Q8T_Q8_0, Q8T_Q4_0, Q8T_IQ4_NL };
+
+INLINE void gemm_q8tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                         const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
+{
+    const int64_t nb = n_in / 32;
+    const size_t bbytes = kind == Q8T_Q8_0 ? 34 : 18;
+    const uint8_t *wb = w, *xb = xq;
+    q8tile t;
+    __m256 acc[MCHUNK];
+    for (int64_t o0 = o_lo; o0 < o_hi; o0 += TW) {
+        const int nv = o_hi - o0 < TW ? (int)(o_hi - o0) : TW;
+        const uint8_t *rows[TW];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) rows[i] = wb + (size_t)(o0 + (i < nv ? i : nv - 1)) * wrb;
+        for (int m0 = 0; m0 < M; m0 += MCHUNK) {
+            const int mc = M - m0 < MCHUNK ? M - m0 : MCHUNK;
+            for (int r = 0; r < mc; r++) acc[r] = _mm256_setzero_ps();
+            for (int64_t b = 0; b < nb; b += QB) {
+                const int nblk = nb - b < QB ? (int)(nb - b) : QB;
+                const uint8_t *p[TW];
+#pragma GCC unroll 8
+                for (int i = 0; i < TW; i++) p[i] = rows[i] + (size_t)b * bbytes;
+                const uint8_t *nx[TW];
+                const int have_next = tile_ahead(wb, wrb, o0, o_hi, b / QB, (nb + QB - 1) / QB, QB * bbytes, PF_TILES, nx);
+                const int slices = (mc + MR - 1) / MR < 4 ? (mc + MR - 1) / MR : 4;
+                prefetch_slice(have_next, nx, 0, slices, QB * bbytes);
+                if (kind == Q8T_Q8_0) build_q8_0(&t, p, nblk);
+                else build_nibbles32(&t, p, nblk, kind == Q8T_IQ4_NL);
+                for (int r0 = 0, g = 1; r0 < mc; r0 += MR, g++) {
+                    const int R = mc - r0 < MR ? mc - r0 : MR;
+                    const uint8_t *a[MR];
+#pragma GCC unroll 4
+                    for (int r = 0; r < MR; r++)
+                        a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * 34;
+                    if (R == 4) run_q8(&t, a, 4, acc + r0);
+                    else if (R == 3) run_q8(&t, a, 3, acc + r0);
+                    else if (R == 2) run_q8(&t, a, 2, acc + r0);
+                    else run_q8(&t, a, 1, acc + r0);
+                    prefetch_slice(have_next, nx, g, slices, QB * bbytes);
+                }
+            }
+            for (int r = 0; r < mc; r++) store_rows(y + (int64_t)(m0 + r) * ldy + o0, acc[r], nv);
+        }
+    }
+}
+
+static void gemm_q8_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_q8tiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, Q8T_Q8_0);
+}
+
+static void gemm_q4_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_q8tiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, Q8T_Q4_0);
+}
+
+static void gemm_iq4_nl(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                        const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_q8tiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, Q8T_IQ4_NL);
+}
+
+/* ---- float weights: F32, F16, BF16 ------------------------------------------------------------ */
+
+enum { FW = 4, FR = 2 }; /* weight rows x activation rows per register block */
+enum { FK_F32, FK_F16, FK_BF16 };
+
+/* 8 elements of a row of the given kind at element i (n - i >= 8), as floats. */
+INLINE __m256 load8(int kind, const uint8_t *row, int64_t i)
+{
+    if (kind == FK_F32) return _mm256_loadu_ps((const float *)row + i);
+    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + i));
+    if (kind == FK_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+INLINE float elem(int kind, const uint8_t *row, int64_t i)
+{
+    if (kind == FK_F32) return ((const float *)row)[i];
+    uint16_t h;
+    memcpy(&h, row + 2 * i, 2);
+    if (kind == FK_F16) return _cvtsh_ss(h);
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+INLINE float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE void float_block(int kind, const uint8_t *const w[FW], const uint8_t *const x[FR], int R,
+                        int64_t n, float out[FW][FR])
+{
+    __m256 acc[FW][FR];
+#pragma GCC unroll 4
+    for (int k = 0; k < FW; k++)
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) acc[k][r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv[FR];
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) xv[r] = load8(kind, x[r], i);
+#pragma GCC unroll 4
+        for (int k = 0; k < FW; k++) {
+            const __m256 wv = load8(kind, w[k], i);
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++) acc[k][r] = _mm256_fmadd_ps(wv, xv[r], acc[k][r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < FW; k++)
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            float s = hsum8(acc[k][r]);
+            for (int64_t j = i; j < n; j++) s += elem(kind, w[k], j) * elem(kind, x[r], j);
+            out[k][r] = s;
+        }
+}
+
+INLINE void gemm_float(int kind, const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                       const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    const uint8_t *wb = w, *xb = xq;
+    for (int64_t o0 = o_lo; o0 < o_hi; o0 += FW) {
+        const int nv = o_hi - o0 < FW ? (int)(o_hi - o0) : FW;
+        const uint8_t *wr[FW];
+#pragma GCC unroll 4
+        for (int k = 0; k < FW; k++) wr[k] = wb + (size_t)(o0 + (k < nv ? k : nv - 1)) * wrb;
+        for (int r0 = 0; r0 < M; r0 += FR) {
+            const int R = M - r0 < FR ? M - r0 : FR;
+            const uint8_t *x[FR];
+#pragma GCC unroll 2
+            for (int r = 0; r < FR; r++) x[r] = xb + (size_t)(r0 + (r < R ? r : 0)) * xrb;
+            float out[FW][FR];
+            if (R == 2) float_block(kind, wr, x, 2, n_in, out);
+            else float_block(kind, wr, x, 1, n_in, out);
+            for (int k = 0; k < nv; k++)
+                for (int r = 0; r < R; r++) y[(int64_t)(r0 + r) * ldy + o0 + k] = out[k][r];
+        }
+    }
+}
+
+static void gemm_f32(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                     const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_float(FK_F32, w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy);
+}
+
+static void gemm_f16(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                     const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_float(FK_F16, w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy);
+}
+
+static void gemm_bf16(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_float(FK_BF16, w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy);
+}
+
+ar_gemm_kernel ar_gemm_avx2_kernel(int wtype)
+{
+    switch (wtype) {
+    case AR_F32:    return gemm_f32;
+    case AR_F16:    return gemm_f16;
+    case AR_BF16:   return gemm_bf16;
+    case AR_Q8_0:   return gemm_q8_0;
+    case AR_Q4_0:   return gemm_q4_0;
+    case AR_IQ4_NL: return gemm_iq4_nl;
+    case AR_Q4_K:   return gemm_q4_K;
+    case AR_Q5_K:   return gemm_q5_K;
+    case AR_Q6_K:   return gemm_q6_K;
+    case AR_IQ4_XS: return gemm_iq4_xs;
+    default:        return NULL;
+    }
+}
+
+#elif defined(__x86_64__)
+
+ar_gemm_kernel ar_gemm_avx2_kernel(int wtype)
+{
+    (void)wtype;
+    return NULL;
+}
+
+#else
+typedef int ar_gemm_avx2_unused;
+#endif

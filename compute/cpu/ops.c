@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/half.h"
+#include "compute/cpu/gemm.h"
 #include "format/quant.h"
 
 enum { MM_ROWS = 4, LANES = 8 };
@@ -23,6 +24,7 @@ struct ar_compute {
     int max_rows;
     float **wbuf;       /* per thread: MM_ROWS dequantized weight rows */
     float *xround;      /* max_rows * max_in: activations rounded to F16/BF16 */
+    uint8_t *xq;        /* max_rows * 2 * max_in bytes: activations in the GEMM kernels' dot type */
 };
 
 int ar_compute_create(ar_compute **out, int n_threads, int64_t max_in, int max_rows, ar_error *err)
@@ -37,7 +39,8 @@ int ar_compute_create(ar_compute **out, int n_threads, int64_t max_in, int max_r
     c->max_rows = max_rows < 1 ? 1 : max_rows;
     c->wbuf = calloc((size_t)c->n_threads, sizeof *c->wbuf);
     c->xround = malloc((size_t)c->max_rows * (size_t)c->max_in * sizeof(float));
-    int ok = c->wbuf && c->xround;
+    c->xq = malloc((size_t)c->max_rows * (size_t)c->max_in * 2 + 64);
+    int ok = c->wbuf && c->xround && c->xq;
     for (int i = 0; ok && i < c->n_threads; i++) {
         c->wbuf[i] = malloc((size_t)MM_ROWS * (size_t)c->max_in * sizeof(float));
         ok = c->wbuf[i] != NULL;
@@ -58,6 +61,7 @@ void ar_compute_free(ar_compute *c)
         for (int i = 0; i < c->n_threads; i++) free(c->wbuf[i]);
     free(c->wbuf);
     free(c->xround);
+    free(c->xq);
     ar_pool_free(c->pool);
     free(c);
 }
@@ -223,9 +227,66 @@ static void round_worker(void *p, int ith, int nth)
     }
 }
 
+/* ---- the fast path: compute/cpu/gemm.h kernels ------------------------------------------
+ * Activations are converted once to the weight type's dot type (Q8_K, Q8_0, F16, BF16, or F32 in
+ * place) exactly as ggml does, then each thread runs the register-blocked kernel over its own
+ * range of output rows: every weight block is read once for all M rows. */
+typedef struct {
+    ar_compute *c;
+    const ar_weight *w;
+    const float *x;
+    int64_t ldx;
+    const void *xq;
+    size_t xrb;
+    float *y;
+    int64_t ldy;
+    int M;
+} gemm_task;
+
+static void gemm_quant_worker(void *p, int ith, int nth)
+{
+    const gemm_task *t = p;
+    long lo, hi;
+    ar_split_range(t->M, 1, ith, nth, &lo, &hi);
+    for (long m = lo; m < hi; m++)
+        ar_gemm_quantize_act(t->w->type, t->x + (size_t)m * (size_t)t->ldx, t->c->xq + (size_t)m * t->xrb, t->w->n_in);
+}
+
+static void gemm_worker(void *p, int ith, int nth)
+{
+    const gemm_task *t = p;
+    const ar_weight *w = t->w;
+    long lo, hi;
+    ar_split_range((long)w->n_out, AR_GEMM_ROW_ALIGN, ith, nth, &lo, &hi);
+    if (lo >= hi) return;
+    ar_gemm(w->type, w->data, w->row_bytes, w->n_in, lo, hi, t->xq, t->xrb, t->M, t->y, t->ldy);
+    if (w->scale != 1.0f)
+        for (int m = 0; m < t->M; m++)
+            for (long o = lo; o < hi; o++) t->y[(size_t)m * (size_t)t->ldy + (size_t)o] *= w->scale;
+}
+
+static int matmul_gemm(ar_compute *c, const ar_weight *w, const float *x, int64_t ldx, float *y, int64_t ldy, int M)
+{
+    if (ar_gemm_act_type(w->type) < 0) return 0;
+    gemm_task t = { c, w, x, ldx, NULL, 0, y, ldy, M };
+    if (w->type == AR_F32) {
+        t.xq = x;
+        t.xrb = (size_t)ldx * sizeof(float);
+    } else {
+        if (M > c->max_rows || w->n_in > c->max_in) return 0;
+        t.xrb = ar_gemm_act_row_bytes(w->type, w->n_in);
+        if (t.xrb == 0) return 0;
+        ar_pool_run(c->pool, gemm_quant_worker, &t);
+        t.xq = c->xq;
+    }
+    ar_pool_run(c->pool, gemm_worker, &t);
+    return 1;
+}
+
 void ar_matmul(ar_compute *c, const ar_weight *w, const float *x, int64_t ldx, float *y, int64_t ldy, int M)
 {
     if (M <= 0) return;
+    if (matmul_gemm(c, w, x, ldx, y, ldy, M)) return;
     const int kind = act_kind(w->type);
     const int64_t blk = kind == ACT_Q8_0 ? 32 : kind == ACT_Q8_K ? AR_QK_K : 1;
     if (kind != ACT_F32 && M <= c->max_rows && w->n_in <= c->max_in && w->n_in % blk == 0) {

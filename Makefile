@@ -21,11 +21,17 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-# Kernel files carry their own ISA flags; dispatch picks one at run time (compute/cpu/dispatch.c).
+# Kernel files carry their own ISA flags; dispatch picks one at run time (compute/cpu/gemm.c).
+ARCH := $(shell $(CC) -dumpmachine | cut -d- -f1)
+ifeq ($(ARCH),x86_64)
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c -mavx2
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 $(BUILD)/compute/cpu/%_avx512.o: CFLAGS += $(AVX512_FLAGS)
 $(BUILD)/compute/cpu/%_avx2.o:   CFLAGS += $(AVX2_FLAGS)
+endif
+ifeq ($(ARCH),aarch64)
+$(BUILD)/compute/cpu/%_neon.o:   CFLAGS += -march=armv8.2-a+dotprod
+endif
 
 .PHONY: all test test-asan fuzz clean run
 all: $(BUILD)/libarbor.a $(BUILD)/arbor $(TESTS)

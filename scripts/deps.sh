@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential pkg-config git clang libpcre2-dev libutf8proc-dev libmicrohttpd-dev
-      libjansson-dev libcurl4-openssl-dev nodejs npm)
+      libjansson-dev libcurl4-openssl-dev nodejs npm
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

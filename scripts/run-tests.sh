@@ -26,6 +26,19 @@ for t in "$BUILD"/tests/test_*; do
     [ "$f" != 0 ] && failed_suites+=("$name")
     total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
 done
+# The NEON kernels, cross-compiled for AArch64 and run under qemu-user (normal build only).
+if [ "${ARBOR_SANITIZED:-0}" != 1 ]; then
+    echo "== test_gemm (aarch64 NEON under qemu)"
+    out=$(scripts/test-neon.sh "$BUILD/neon" 2>&1); rc=$?
+    echo "$out" | grep -v '^ok ' | tail -n 20
+    line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
+    p=${p:-0}; f=${f:-0}
+    if [ $rc -ne 0 ] && [ "$f" = 0 ]; then f=1; fi
+    [ "$f" != 0 ] && failed_suites+=("neon")
+    total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+fi
+
 # End-to-end: the official client SDKs against a running `arbor serve` (tests/server).
 echo "== sdk (scripts/test-server.sh)"
 out=$(scripts/test-server.sh "$BUILD" 2>&1); rc=$?

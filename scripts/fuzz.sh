@@ -1,33 +1,104 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan + UBSan) into build-fuzz/, writes a seed corpus of
-# small valid GGUFs into build-fuzz/seeds, and fuzzes the GGUF reader for SECONDS seconds.
-# New interesting inputs accumulate in build-fuzz/corpus (kept between runs); a crash is saved in
+# Builds the libFuzzer targets with clang (ASan + UBSan) into build-fuzz/ and runs each for SECONDS:
+#   gguf     the GGUF reader (fuzz/fuzz_gguf.c); seeds: small valid GGUFs written by fuzz/mkseeds.c
+#            into build-fuzz/seeds; corpus build-fuzz/corpus
+#   request  request bodies -> every HTTP dialect's translation (OpenAI chat / completions, Anthropic
+#            messages, OpenAI Responses) -> the chat template (fuzz/fuzz_request.c); seeds: request
+#            bodies written below into build-fuzz/seeds-request, with a JSON dictionary; corpus
+#            build-fuzz/corpus-request
+# New interesting inputs accumulate in the corpus folders (kept between runs); a crash is saved in
 # build-fuzz/crashes/ and makes this script exit non-zero.
 #
-# Usage: scripts/fuzz.sh [SECONDS]   (default 60; `make fuzz FUZZ_SECONDS=N` calls this)
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default 60 seconds, every target; `make fuzz
+#        FUZZ_SECONDS=N` calls this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECS=${1:-60}
 case "$SECS" in ''|*[!0-9]*) echo "fuzz: SECONDS must be a whole number, not '$SECS'" >&2; exit 2 ;; esac
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(gguf request)
+for t in "${TARGETS[@]}"; do
+    case "$t" in gguf|request) ;; *) echo "fuzz: unknown target '$t' (gguf, request)" >&2; exit 2 ;; esac
+done
 CC=${FUZZ_CC:-clang}
 OUT=build-fuzz
 command -v "$CC" >/dev/null 2>&1 || { echo "fuzz: '$CC' not found (libFuzzer needs clang; scripts/deps.sh installs it)" >&2; exit 2; }
 
-mkdir -p "$OUT/seeds" "$OUT/corpus" "$OUT/crashes"
+mkdir -p "$OUT/crashes"
 CFLAGS=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -O1 -g -fno-omit-frame-pointer -I. -Iinclude -pthread)
-LIB_SRC=(base/*.c format/gguf.c format/gguf_get.c format/quant.c)
+FUZZ_FLAGS=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
 
-echo "fuzz: building $OUT/fuzz_gguf"
-"$CC" "${CFLAGS[@]}" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    "${LIB_SRC[@]}" fuzz/fuzz_gguf.c -o "$OUT/fuzz_gguf" -lm
-"$CC" "${CFLAGS[@]}" -fsanitize=address,undefined "${LIB_SRC[@]}" format/gguf_write.c fuzz/mkseeds.c \
-    -o "$OUT/mkseeds" -lm
-rm -f "$OUT"/seeds/*
-"$OUT/mkseeds" "$OUT/seeds"
-echo "fuzz: $(ls "$OUT/seeds" | wc -l) seeds, $(ls "$OUT/corpus" | wc -l) corpus inputs; running for ${SECS}s"
+fuzz_gguf() {
+    mkdir -p "$OUT/seeds" "$OUT/corpus"
+    local lib=(base/*.c format/gguf.c format/gguf_get.c format/quant.c)
+    echo "fuzz: building $OUT/fuzz_gguf"
+    "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${lib[@]}" fuzz/fuzz_gguf.c -o "$OUT/fuzz_gguf" -lm
+    "$CC" "${CFLAGS[@]}" -fsanitize=address,undefined "${lib[@]}" format/gguf_write.c fuzz/mkseeds.c -o "$OUT/mkseeds" -lm
+    rm -f "$OUT"/seeds/*
+    "$OUT/mkseeds" "$OUT/seeds"
+    echo "fuzz: gguf: $(ls "$OUT/seeds" | wc -l) seeds, $(ls "$OUT/corpus" | wc -l) corpus inputs; running for ${SECS}s"
+    # -timeout catches inputs that make the reader slow (quadratic paths), not only crashes.
+    "$OUT/fuzz_gguf" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=16384 \
+        -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$OUT/corpus" "$OUT/seeds"
+    echo "fuzz: gguf: no crash in ${SECS}s"
+}
 
-# -timeout catches inputs that make the reader slow (quadratic paths), not only crashes.
-"$OUT/fuzz_gguf" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=16384 \
-    -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$OUT/corpus" "$OUT/seeds"
-echo "fuzz: no crash in ${SECS}s"
+# Request bodies of every dialect, one file each: the shapes clients really send.
+request_seeds() {
+    local d=$1
+    rm -f "$d"/*
+    cat >"$d/chat.json" <<'EOF'
+{"model":"m","messages":[{"role":"system","content":"s"},{"role":"developer","content":[{"type":"text","text":"d"}]},{"role":"user","content":"hi"},{"role":"assistant","content":null,"reasoning_content":"r","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},{"role":"tool","tool_call_id":"call_1","content":"ok"}],"tools":[{"type":"function","function":{"name":"f","description":"x","parameters":{"type":"object","properties":{"a":{"type":"integer"}}}}}],"tool_choice":{"type":"function","function":{"name":"f"}},"stream":true,"stream_options":{"include_usage":true},"max_tokens":5,"temperature":0.5,"top_p":0.9,"top_k":20,"stop":["a","b"],"seed":1,"logprobs":true,"top_logprobs":2,"chat_template_kwargs":{"enable_thinking":false},"reasoning_effort":"none","parallel_tool_calls":false}
+EOF
+    cat >"$d/completion.json" <<'EOF'
+{"model":"m","prompt":[[1,2,3]],"max_tokens":3,"stop":"x","logprobs":2,"echo":false,"best_of":1,"suffix":""}
+EOF
+    cat >"$d/messages.json" <<'EOF'
+{"model":"claude","max_tokens":100,"system":[{"type":"text","text":"x-anthropic-billing-header: cch=1"},{"type":"text","text":"You are Claude Code.","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]},{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"s"},{"type":"redacted_thinking","data":"x"},{"type":"text","text":"ok"},{"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"ls"}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"a b"}],"is_error":true},{"type":"text","text":"next"}]}],"tools":[{"name":"Bash","description":"run","input_schema":{"type":"object","properties":{"command":{"type":"string"}},"required":["command"]}},{"type":"web_search_20250305","name":"web_search"}],"tool_choice":{"type":"tool","name":"Bash","disable_parallel_tool_use":true},"thinking":{"type":"enabled","budget_tokens":2048},"stop_sequences":["END"],"temperature":1,"top_k":5,"metadata":{"user_id":"u"},"stream":true}
+EOF
+    cat >"$d/count_tokens.json" <<'EOF'
+{"model":"claude","system":"s","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"},{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA"}}]}],"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"},"thinking":{"type":"disabled"}}
+EOF
+    cat >"$d/responses.json" <<'EOF'
+{"model":"gpt","instructions":"be brief","input":[{"type":"message","role":"developer","content":[{"type":"input_text","text":"d"}]},{"role":"user","content":"hi"},{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"s"}],"content":[{"type":"reasoning_text","text":"r"}],"encrypted_content":null},{"type":"message","role":"assistant","content":[{"type":"output_text","text":"ok","annotations":[]}]},{"type":"function_call","id":"fc_1","call_id":"call_1","name":"shell","arguments":"{\"command\":[\"ls\"]}"},{"type":"function_call_output","call_id":"call_1","output":"a"},{"type":"custom_tool_call","call_id":"call_2","name":"apply_patch","input":"*** Begin Patch"},{"type":"custom_tool_call_output","call_id":"call_2","output":[{"type":"input_text","text":"done"}]},{"type":"local_shell_call","call_id":"c3","action":{}},{"type":"item_reference","id":"x"}],"tools":[{"type":"function","name":"shell","description":"d","strict":false,"parameters":{"type":"object","properties":{"command":{"type":"array","items":{"type":"string"}}}}},{"type":"custom","name":"apply_patch","description":"p","format":{"type":"grammar"}},{"type":"web_search"}],"tool_choice":{"type":"allowed_tools","mode":"required","tools":[]},"parallel_tool_calls":true,"reasoning":{"effort":"minimal","summary":"auto"},"store":false,"stream":true,"include":["reasoning.encrypted_content"],"prompt_cache_key":"k","max_output_tokens":64,"text":{"format":{"type":"text"}},"previous_response_id":null}
+EOF
+    cat >"$d/responses_string.json" <<'EOF'
+{"input":"hello","tool_choice":"none","temperature":0.2,"top_p":1,"metadata":{}}
+EOF
+}
+
+request_dict() {
+    local f=$1 w
+    : >"$f"
+    for w in model messages role content system developer user assistant tool tool_calls tool_call_id function name \
+        arguments parameters description type text tools tool_choice auto none required any stream stream_options \
+        include_usage max_tokens max_completion_tokens temperature top_p top_k min_p seed stop logprobs top_logprobs \
+        reasoning_content chat_template_kwargs enable_thinking reasoning_effort prompt thinking enabled disabled adaptive \
+        budget_tokens stop_sequences tool_use tool_result tool_use_id is_error input input_schema image document \
+        redacted_thinking signature cache_control metadata disable_parallel_tool_use instructions input_text \
+        output_text function_call function_call_output call_id output custom_tool_call custom_tool_call_output \
+        item_reference summary summary_text reasoning_text reasoning effort max_output_tokens previous_response_id \
+        conversation parallel_tool_calls custom allowed_tools mode strict x-anthropic-billing-header: null true false; do
+        printf '"\\"%s\\""\n' "$w" >>"$f"
+    done
+    printf '"{"\n"}"\n"["\n"]"\n":"\n","\n"\\"\\\\u0000\\""\n"\\"\\\\ud800\\""\n"1e999"\n"-1"\n"0"\n"2.5"\n' >>"$f"
+}
+
+fuzz_request() {
+    local seeds=$OUT/seeds-request corpus=$OUT/corpus-request
+    mkdir -p "$seeds" "$corpus"
+    local lib=(base/*.c server/json.c server/request.c server/request_anthropic.c server/request_responses.c
+               server/render.c tok/chat.c spec/sample.c)
+    echo "fuzz: building $OUT/fuzz_request"
+    "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${lib[@]}" fuzz/fuzz_request.c -o "$OUT/fuzz_request" -ljansson -lm
+    request_seeds "$seeds"
+    request_dict "$OUT/request.dict"
+    echo "fuzz: request: $(ls "$seeds" | wc -l) seeds, $(ls "$corpus" | wc -l) corpus inputs; running for ${SECS}s"
+    "$OUT/fuzz_request" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=8192 \
+        -dict="$OUT/request.dict" -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$corpus" "$seeds"
+    echo "fuzz: request: no crash in ${SECS}s"
+}
+
+for t in "${TARGETS[@]}"; do "fuzz_$t"; done

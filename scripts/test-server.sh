@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the OpenAI SDK tests (tests/server, `node --test`) against a real `arbor serve`:
-#   1. installs the pinned SDK (npm ci --ignore-scripts in tests/server; skipped when already there),
+# Runs the client SDK tests (tests/server, `node --test`: the OpenAI SDK on chat completions,
+# completions and responses, the Anthropic SDK on messages) against a real `arbor serve`:
+#   1. installs the pinned SDKs (npm ci --ignore-scripts in tests/server; skipped when already there),
 #   2. starts `arbor serve` on the tiny-f32 fixture, on a free loopback port (--port 0), with a
 #      random API key,
 #   3. waits for /health, runs the tests, prints the closing line "N passed, M failed",
@@ -26,10 +27,18 @@ fail() {
 command -v node >/dev/null || fail "node is not installed (scripts/deps.sh installs it)"
 command -v npm >/dev/null || fail "npm is not installed (scripts/deps.sh installs it)"
 
-# 1. the SDK, exactly as locked
-want=$(node -p 'require("./'$DIR'/package.json").dependencies.openai')
-have=$(node -p 'try { require("./'$DIR'/node_modules/openai/package.json").version } catch { "" }' 2>/dev/null)
-if [ "$want" != "$have" ]; then
+# 1. the SDKs, exactly as locked
+installed() {   # prints "ok" when every dependency of package.json is installed at its pinned version
+    node -e '
+        const dir = process.argv[1], deps = require(dir + "/package.json").dependencies;
+        for (const [name, want] of Object.entries(deps)) {
+            let have = "";
+            try { have = require(dir + "/node_modules/" + name + "/package.json").version; } catch {}
+            if (have !== want) process.exit(1);
+        }
+        console.log("ok");' "$PWD/$DIR" 2>/dev/null
+}
+if [ "$(installed)" != ok ]; then
     (cd "$DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) || fail "npm ci in $DIR failed"
 fi
 

@@ -41,6 +41,7 @@ struct http_req {
     struct MHD_Connection *conn;
     const char *method, *url;
     const route *rt;
+    http_error_format fmt;   /* no route matched: the error format of the nearest route above the path */
     sbuf body;
     size_t body_seen;
     bool too_large;
@@ -88,7 +89,8 @@ void http_reply_json(http_req *r, int status, const char *json)
 
 void http_reply_error(http_req *r, const api_error *e)
 {
-    char *body = r->rt && r->rt->fmt ? r->rt->fmt(e) : api_error_openai(e);
+    http_error_format fmt = r->rt ? r->rt->fmt : r->fmt;
+    char *body = fmt ? fmt(e) : api_error_openai(e);
     if (!body) body = strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}");
     if (e->status >= 500 && e->status != 503) ar_log(AR_LOG_WARN, "%s %s -> %d: %s", r->method, r->url, e->status, e->message);
     else ar_log(AR_LOG_DEBUG, "%s %s -> %d: %s", r->method, r->url, e->status, e->message);
@@ -219,6 +221,22 @@ static void preflight(http_req *r)
     queue(r, 204, resp);
 }
 
+/* The error format for a path no route serves: that of the longest route path it extends
+ * ("/v1/messages/batches" answers in the format of "/v1/messages"), else OpenAI's. */
+static http_error_format nearest_format(const http_server *h, const char *url)
+{
+    http_error_format fmt = NULL;
+    size_t best = 0;
+    for (int i = 0; i < h->n_routes; i++) {
+        size_t n = strlen(h->routes[i].path);
+        if (n > best && !strncmp(url, h->routes[i].path, n) && (url[n] == '/' || url[n] == 0)) {
+            best = n;
+            fmt = h->routes[i].fmt;
+        }
+    }
+    return fmt;
+}
+
 /* The first call: route, key, size. May answer at once. */
 static void begin(http_req *r)
 {
@@ -231,6 +249,7 @@ static void begin(http_req *r)
         if (!strcmp(h->routes[i].method, r->method)) { r->rt = &h->routes[i]; break; }
     }
     if (!r->rt) {
+        r->fmt = nearest_format(h, r->url);
         if (path_known)
             fail(r, 405, "invalid_request_error", "method_not_allowed", "Method %s is not allowed on %s", r->method, r->url);
         else

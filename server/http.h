@@ -10,7 +10,8 @@
  * Per request, before the handler runs: the route is found (404 / 405 otherwise), the API key is
  * checked unless the route is public (401), the body is read up to max_body bytes (413 as soon as
  * Content-Length says it is larger, or when the bytes pass the limit). All errors use the route's
- * error formatter (OpenAI's shape by default). */
+ * error formatter (OpenAI's shape by default); a 404 / 405 uses the formatter of the longest route
+ * path the URL extends, so "/v1/messages/nothing" answers in Anthropic's shape. */
 #ifndef AR_SERVER_HTTP_H
 #define AR_SERVER_HTTP_H
 

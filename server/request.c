@@ -1,4 +1,6 @@
-/* server/request.c — OpenAI request bodies -> srv_request (see request.h).
+/* server/request.c — the internal request's builders and shared field rules, and the OpenAI request
+ * bodies (chat completions, completions) -> srv_request (see request.h). The Anthropic and Responses
+ * translators live in request_anthropic.c and request_responses.c and build on the same helpers.
  *
  * Rules: unknown fields are ignored (clients send many); JSON null means "absent"; a field of the
  * wrong type or out of range is a 400 whose param names it ("messages[1].content[0].type").
@@ -134,6 +136,38 @@ int req_add_stop(srv_request *r, const char *s, api_error *e)
     r->stop = st;
     if (!(st[r->n_stop] = strdup(s))) return oom(e);
     r->n_stop++;
+    return 0;
+}
+
+int req_args_text(json_t *args, const char *param, char **out, api_error *e)
+{
+    *out = NULL;
+    if (!args || json_is_null(args)) return 0;
+    if (json_is_string(args)) {
+        /* the template re-serialises arguments, so they must be JSON */
+        json_error_t je;
+        json_t *parsed = json_loads(json_string_value(args), JSON_DECODE_ANY, &je);
+        if (!parsed || !json_is_object(parsed)) {
+            json_decref(parsed);
+            return api_bad(e, param, "'%s' must hold a JSON object%s%s", param, parsed ? "" : ": ", parsed ? "" : je.text);
+        }
+        json_decref(parsed);
+        *out = strdup(json_string_value(args));
+    } else if (json_is_object(args)) {
+        *out = js_dump(args);
+    } else {
+        return api_bad(e, param, "'%s' must be a string holding a JSON object", param);
+    }
+    return *out ? 0 : oom(e);
+}
+
+int req_insert_system(srv_request *r, const char *text, api_error *e)
+{
+    req_msg *s = req_add_msg(r, "system", text, e);
+    if (!s) return -1;
+    req_msg tmp = *s;
+    memmove(&r->msgs[1], &r->msgs[0], (size_t)(r->n_msgs - 1) * sizeof *r->msgs);
+    r->msgs[0] = tmp;
     return 0;
 }
 
@@ -273,28 +307,10 @@ static int parse_tool_calls(json_t *arr, const char *parent, req_msg *m, api_err
             js_path(ap, sizeof ap, fp, "name");
             return api_bad(e, ap, "'%s' is required", ap);
         }
-        json_t *args;
+        json_t *args = NULL;
         char *args_text = NULL;
         js_path(ap, sizeof ap, fp, "arguments");
-        if (js_value(fn, "arguments", &args)) {
-            if (json_is_string(args)) {
-                /* the template re-serialises arguments, so they must be JSON */
-                json_error_t je;
-                json_t *parsed = json_loads(json_string_value(args), JSON_DECODE_ANY, &je);
-                if (!parsed || !json_is_object(parsed)) {
-                    json_decref(parsed);
-                    return api_bad(e, ap, "'%s' must hold a JSON object%s%s", ap, parsed ? "" : ": ",
-                                   parsed ? "" : je.text);
-                }
-                json_decref(parsed);
-                args_text = strdup(json_string_value(args));
-            } else if (json_is_object(args)) {
-                args_text = js_dump(args);
-            } else {
-                return api_bad(e, ap, "'%s' must be a string holding a JSON object", ap);
-            }
-            if (!args_text) return oom(e);
-        }
+        if (js_value(fn, "arguments", &args) && req_args_text(args, ap, &args_text, e)) return -1;
         req_tool_call *c = req_msg_add_call(m, id, name, args_text, e);
         free(args_text);
         if (!c) return -1;
@@ -361,15 +377,7 @@ static int parse_messages(json_t *root, srv_request *r, api_error *e)
         }
     }
     if (system.oom) { sb_free(&system); return oom(e); }
-    if (have_system) {
-        /* insert at the front */
-        req_msg *s = req_add_msg(r, "system", system.p, e);
-        sb_free(&system);
-        if (!s) return -1;
-        req_msg tmp = *s;
-        memmove(&r->msgs[1], &r->msgs[0], (size_t)(r->n_msgs - 1) * sizeof *r->msgs);
-        r->msgs[0] = tmp;
-    }
+    if (have_system && req_insert_system(r, system.p, e)) { sb_free(&system); return -1; }
     sb_free(&system);
     return 0;
 }

@@ -1,7 +1,8 @@
-/* server/request.h — the internal request every HTTP dialect is translated into, and the OpenAI
- * translators (chat completions, completions).
+/* server/request.h — the internal request every HTTP dialect is translated into, and the
+ * translators: OpenAI chat completions and completions (request.c), Anthropic messages
+ * (request_anthropic.c), OpenAI Responses (request_responses.c).
  *
- * Layering: http.c hands a body to an endpoint (openai.c, later anthropic.c / responses.c); the
+ * Layering: http.c hands a body to an endpoint (openai.c, anthropic.c, responses.c); the
  * endpoint's translator fills an srv_request (this file: JSON -> messages, tools, sampling, stop,
  * limits, stream flags); server/gen.c turns it into a prompt and generates; the endpoint's writer
  * turns generation events into its own response shape. A translator for another dialect builds the
@@ -98,6 +99,11 @@ req_tool_call *req_msg_add_call(req_msg *m, const char *id, const char *name, co
 /* description may be NULL; parameters (borrowed) may be NULL. */
 int req_add_tool(srv_request *r, const char *name, const char *description, json_t *parameters, api_error *e);
 int req_add_stop(srv_request *r, const char *s, api_error *e);
+/* Insert a system message at the front (the Qwen template takes one, first). */
+int req_insert_system(srv_request *r, const char *text, api_error *e);
+/* Tool-call arguments from a client (a string holding a JSON object, or an object) -> JSON object
+ * text (*out malloc'd; NULL when args is NULL/null). Anything else is a 400 naming param. */
+int req_args_text(json_t *args, const char *param, char **out, api_error *e);
 
 /* Shared field rules (OpenAI names): temperature, top_p, top_k, min_p, presence_penalty,
  * frequency_penalty, repetition_penalty, repeat_last_n, seed. Range or type errors -> 400. */
@@ -112,5 +118,10 @@ int req_content_text(json_t *value, const char *param, char **out, api_error *e)
 int req_parse_chat(json_t *root, srv_request *r, api_error *e);
 /* POST /v1/completions body -> r. */
 int req_parse_completion(json_t *root, srv_request *r, api_error *e);
+/* POST /v1/messages body -> r (Anthropic). count_only: the body of /v1/messages/count_tokens
+ * (max_tokens is not required). */
+int req_parse_anthropic(json_t *root, srv_request *r, bool count_only, api_error *e);
+/* POST /v1/responses body -> r (OpenAI Responses; stateless: the whole history is in "input"). */
+int req_parse_responses(json_t *root, srv_request *r, api_error *e);
 
 #endif

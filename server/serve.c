@@ -18,7 +18,9 @@
 
 #include "base/log.h"
 #include "base/timer.h"
+#include "server/anthropic.h"
 #include "server/openai.h"
+#include "server/responses.h"
 
 /* ---- metrics ------------------------------------------------------------------------------------ */
 
@@ -55,6 +57,7 @@ struct srv_job {
     size_t out_pos;
     double last_send;
     char *keepalive;
+    srv_job_error_fn on_error;
     int   status;            /* non-streamed answer */
     char *body;
     double t_queued;
@@ -168,6 +171,8 @@ void srv_job_set_keepalive(srv_job *j, const char *text)
     j->keepalive = text ? strdup(text) : NULL;
     pthread_mutex_unlock(&j->mu);
 }
+
+void srv_job_set_error(srv_job *j, srv_job_error_fn fn) { j->on_error = fn; }
 
 void srv_job_reply(srv_job *j, int status, char *body)
 {
@@ -456,6 +461,8 @@ int srv_create(srv **out, const srv_options *o, ar_error *err)
     if (!rc) rc = http_route(s->http, "GET", "/v1/health", handle_health, s, NULL, true);
     if (!rc) rc = http_route(s->http, "GET", "/metrics", handle_metrics, s, NULL, false);
     if (!rc) rc = openai_register(s, s->http);
+    if (!rc) rc = anthropic_register(s, s->http);
+    if (!rc) rc = responses_register(s, s->http);
     if (rc == AR_ENOMEM) ar_fail(err, AR_ENOMEM, "out of memory registering routes");
     if (!rc) rc = http_start(s->http, err);
     if (rc) { srv_free(s); return rc; }
@@ -511,7 +518,9 @@ void srv_free(srv *s)
         srv_job *next = q->next;
         api_error e;
         api_fail(&e, 503, "server_error", "shutting_down", NULL, "The server is shutting down");
-        if (q->stream) {
+        if (q->on_error) {
+            q->on_error(q, q->user, &e);
+        } else if (q->stream) {
             char *body = api_error_openai(&e);
             if (body) {
                 srv_job_write(q, "data: ", 6);

@@ -1,13 +1,14 @@
 /* server/serve.h — the server object: the HTTP daemon, the model and its one session, a FIFO queue of
  * generation jobs served one at a time by a worker thread, /health, /metrics, and the job API the
- * endpoint modules (openai.c, later anthropic.c and responses.c) build on.
+ * endpoint modules (openai.c, anthropic.c, responses.c) build on.
  *
  * A job is one generation request. The endpoint's HTTP handler parses and prepares it (all client
  * errors are answered there, before queuing), then srv_submit queues it:
  *   - streamed: the connection answers at once with an SSE stream fed by srv_job_write (bytes the
  *     endpoint already wrote, e.g. a first role chunk, go out while the job waits in the queue);
  *     when the stream is idle for ping_s seconds the connection sends the job's keep-alive text
- *     (": keep-alive\n\n" by default) — during queue waits and long prefills alike;
+ *     (": keep-alive\n\n" by default; Anthropic's "event: ping") — during queue waits and long
+ *     prefills alike;
  *   - non-streamed: the handler thread waits for srv_job_reply and answers with it.
  * The worker runs job->run(job, session, user) on the model's one session. srv_job_cancelled turns
  * true when the client has gone (its socket hung up, or its stream ended early) or the server stops;
@@ -71,6 +72,11 @@ void    *srv_job_user(srv_job *j);
 /* Stream bytes to the client (any thread). */
 void srv_job_write(srv_job *j, const char *bytes, size_t n);
 void srv_job_set_keepalive(srv_job *j, const char *text);   /* copied; default ": keep-alive\n\n" */
+/* How an error that ends the job outside its run (the server stopping while it waits in the queue)
+ * reaches the client, in the endpoint's own shape: fn writes the stream's error frame or sets the
+ * answer with srv_job_reply. Default: OpenAI's shape ("data: {"error": ...}" when streamed). */
+typedef void (*srv_job_error_fn)(srv_job *j, void *user, const api_error *e);
+void srv_job_set_error(srv_job *j, srv_job_error_fn fn);
 /* The non-streamed answer: status and body (taken: malloc'd JSON). */
 void srv_job_reply(srv_job *j, int status, char *body);
 bool srv_job_cancelled(srv_job *j);

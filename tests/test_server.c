@@ -1,11 +1,17 @@
 /* tests/test_server.c — the HTTP server in-process on an ephemeral loopback port, driven with raw
  * HTTP over sockets: the bad-input matrix (malformed JSON, wrong types, missing fields, oversize
  * bodies, prompts over the context, invalid UTF-8, unknown routes and methods, wrong API keys),
- * each answered in OpenAI's error shape {"error":{"message","type","param","code"}} and each followed
- * by a check that the server still answers; then a real completion, a streamed one, a client that
- * disconnects mid-stream (its generation must stop), and SSE keep-alives while a stream waits in
- * the queue. Model: the tiny-f32 fixture (random weights: only shapes and counts are checked).
- * Traffic goes to 127.0.0.1 only. */
+ * each answered in its dialect's error shape — OpenAI's {"error":{"message","type","param","code"}}
+ * for chat / completions / responses, Anthropic's {"type":"error","error":{"type","message"}} for
+ * /v1/messages — and each followed by a check that the server still answers; then real
+ * completions, streamed and not, in all three dialects (SSE frames typed and in order), a client
+ * that disconnects mid-stream (its generation must stop), SSE keep-alives while a stream waits in
+ * the queue ("event: ping" for Anthropic), and dialect-shaped error frames for streams queued when
+ * the server stops. Model: the tiny-f32 fixture (random weights: only shapes and counts are
+ * checked). A second server whose "model" outputs a fixed script (srv_options.script) drives
+ * reasoning, text and a tool call through chat completions, messages and responses, streamed and
+ * not, and checks the reassembled streams equal the non-streamed answers. Traffic goes to
+ * 127.0.0.1 only. */
 #include "tests/test.h"
 
 #include <arpa/inet.h>
@@ -649,6 +655,789 @@ static void test_scripted(void)
     resp_free(&r);
 }
 
+/* ---- Anthropic messages and OpenAI responses: errors in their own shapes ------------------------ */
+
+/* The response is an Anthropic error {"type":"error","error":{"type","message"}} with this status and
+ * error type, whose message mentions `mention` (the field) when given; the server still answers. */
+static void expect_anthropic_error(const char *name, resp *r, int status, const char *type, const char *mention)
+{
+    CHECK(r->status == status, "%s: status %d, want %d (body %.200s)", name, r->status, status, r->body);
+    json_t *root = json_loads(r->body, 0, NULL);
+    json_t *err = json_object_get(root, "error");
+    const char *t = json_string_value(json_object_get(root, "type"));
+    const char *et = json_string_value(json_object_get(err, "type"));
+    const char *msg = json_string_value(json_object_get(err, "message"));
+    CHECK(t && !strcmp(t, "error") && et && msg && *msg && json_object_size(root) == 2,
+          "%s: not Anthropic's error shape: %.300s", name, r->body);
+    CHECK(et && !strcmp(et, type), "%s: error type %s, want %s", name, et ? et : "(none)", type);
+    if (mention) CHECK(msg && strstr(msg, mention), "%s: the message does not name '%s': %s", name, mention, msg ? msg : "");
+    CHECK(strstr(r->head, "application/json") != NULL, "%s: content type is not JSON", name);
+    json_decref(root);
+    CHECK(server_alive(), "%s: the server stopped answering afterwards", name);
+    resp_free(r);
+}
+
+#define HI "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]"
+
+static void bad_messages(const char *name, const char *body, const char *mention)
+{
+    resp r;
+    post("/v1/messages", body, &r);
+    expect_anthropic_error(name, &r, 400, "invalid_request_error", mention);
+}
+
+static void test_bad_messages(void)
+{
+    resp r;
+    post("/v1/messages", "{\"max_tokens\": 5, \"messages\": [", &r);
+    expect_anthropic_error("messages: malformed JSON", &r, 400, "invalid_request_error", "not valid JSON");
+    const char bad_utf8[] = "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": \"caf\xC3\x28\"}]}";
+    post("/v1/messages", bad_utf8, &r);
+    expect_anthropic_error("messages: invalid UTF-8", &r, 400, "invalid_request_error", "UTF-8");
+
+    bad_messages("messages: no max_tokens", "{" HI "}", "'max_tokens' is required");
+    bad_messages("messages: max_tokens 0", "{\"max_tokens\": 0, " HI "}", "'max_tokens'");
+    bad_messages("messages: max_tokens a string", "{\"max_tokens\": \"5\", " HI "}", "'max_tokens'");
+    bad_messages("messages: no messages", "{\"max_tokens\": 5}", "'messages' is required");
+    bad_messages("messages: empty messages", "{\"max_tokens\": 5, \"messages\": []}", "'messages'");
+    bad_messages("messages: messages a string", "{\"max_tokens\": 5, \"messages\": \"hi\"}", "'messages'");
+    bad_messages("messages: system role in messages",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"system\", \"content\": \"x\"}]}", "messages[0].role");
+    bad_messages("messages: no content", "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\"}]}", "messages[0].content");
+    bad_messages("messages: content a number", "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": 5}]}",
+                 "messages[0].content");
+    bad_messages("messages: block without type",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": [{\"text\": \"x\"}]}]}",
+                 "messages[0].content[0].type");
+    bad_messages("messages: text block without text",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}",
+                 "messages[0].content[0].text");
+    bad_messages("messages: unknown block type",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"video\"}]}]}",
+                 "messages[0].content[0].type");
+    bad_messages("messages: image block",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image\", \"source\": "
+                 "{\"type\": \"base64\", \"media_type\": \"image/png\", \"data\": \"AAAA\"}}]}]}",
+                 "image and document content is not supported");
+    bad_messages("messages: tool_result without tool_use_id",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"tool_result\", \"content\": \"x\"}]}]}",
+                 "messages[0].content[0].tool_use_id");
+    bad_messages("messages: image inside a tool_result",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"tool_result\", \"tool_use_id\": \"t\", "
+                 "\"content\": [{\"type\": \"image\", \"source\": {}}]}]}]}",
+                 "messages[0].content[0].content[0].type");
+    bad_messages("messages: is_error a string",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"tool_result\", \"tool_use_id\": \"t\", "
+                 "\"is_error\": \"yes\"}]}]}",
+                 "messages[0].content[0].is_error");
+    bad_messages("messages: tool_use input a string",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": "
+                 "[{\"type\": \"tool_use\", \"id\": \"t\", \"name\": \"f\", \"input\": \"{}\"}]}]}",
+                 "messages[1].content[0].input");
+    bad_messages("messages: tool_use without a name",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": "
+                 "[{\"type\": \"tool_use\", \"id\": \"t\", \"input\": {}}]}]}",
+                 "messages[1].content[0].name");
+    bad_messages("messages: tool_use in a user message",
+                 "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"tool_use\", \"id\": \"t\", "
+                 "\"name\": \"f\", \"input\": {}}]}]}",
+                 "messages[0].content[0].type");
+    bad_messages("messages: system a number", "{\"max_tokens\": 5, \"system\": 5, " HI "}", "'system'");
+    bad_messages("messages: system block not text",
+                 "{\"max_tokens\": 5, \"system\": [{\"type\": \"image\"}], " HI "}", "system[0].type");
+    bad_messages("messages: tools an object", "{\"max_tokens\": 5, \"tools\": {}, " HI "}", "'tools'");
+    bad_messages("messages: tool without a name", "{\"max_tokens\": 5, \"tools\": [{\"input_schema\": {}}], " HI "}",
+                 "tools[0].name");
+    bad_messages("messages: input_schema a string",
+                 "{\"max_tokens\": 5, \"tools\": [{\"name\": \"f\", \"input_schema\": \"x\"}], " HI "}", "tools[0].input_schema");
+    bad_messages("messages: tool_choice a string", "{\"max_tokens\": 5, \"tool_choice\": \"auto\", " HI "}", "'tool_choice'");
+    bad_messages("messages: tool_choice of an unknown type", "{\"max_tokens\": 5, \"tool_choice\": {\"type\": \"some\"}, " HI "}",
+                 "tool_choice.type");
+    bad_messages("messages: tool_choice names an unknown tool",
+                 "{\"max_tokens\": 5, \"tools\": [{\"name\": \"f\", \"input_schema\": {\"type\": \"object\"}}], "
+                 "\"tool_choice\": {\"type\": \"tool\", \"name\": \"g\"}, " HI "}",
+                 "tool_choice names 'g'");
+    bad_messages("messages: tool_choice any without tools", "{\"max_tokens\": 5, \"tool_choice\": {\"type\": \"any\"}, " HI "}",
+                 "'tools' is empty");
+    bad_messages("messages: thinking of an unknown type", "{\"max_tokens\": 5, \"thinking\": {\"type\": \"maybe\"}, " HI "}",
+                 "thinking.type");
+    bad_messages("messages: thinking budget negative",
+                 "{\"max_tokens\": 5, \"thinking\": {\"type\": \"enabled\", \"budget_tokens\": -1}, " HI "}",
+                 "thinking.budget_tokens");
+    bad_messages("messages: stop_sequences a number", "{\"max_tokens\": 5, \"stop_sequences\": 5, " HI "}", "stop_sequences");
+    bad_messages("messages: temperature a string", "{\"max_tokens\": 5, \"temperature\": \"hot\", " HI "}", "'temperature'");
+    bad_messages("messages: top_k a string", "{\"max_tokens\": 5, \"top_k\": \"x\", " HI "}", "'top_k'");
+    bad_messages("messages: stream a string", "{\"max_tokens\": 5, \"stream\": \"yes\", " HI "}", "'stream'");
+    bad_messages("messages: metadata a string", "{\"max_tokens\": 5, \"metadata\": \"x\", " HI "}", "'metadata'");
+
+    /* over the context */
+    sbuf b = { 0 };
+    sb_puts(&b, "{\"max_tokens\": 5, \"messages\": [{\"role\": \"user\", \"content\": \"");
+    for (int i = 0; i < 3 * N_CTX; i++) sb_printf(&b, "w%d ", i);
+    sb_puts(&b, "\"}]}");
+    post("/v1/messages", b.p, &r);
+    sb_free(&b);
+    expect_anthropic_error("messages: prompt over the context", &r, 400, "invalid_request_error", "maximum context length");
+
+    /* routes, methods and keys answer in Anthropic's shape under /v1/messages */
+    request("GET", "/v1/messages", NULL, NULL, 0, &r);
+    expect_anthropic_error("messages: wrong method", &r, 405, "invalid_request_error", NULL);
+    request("POST", "/v1/messages/batches", NULL, "{}", 2, &r);
+    expect_anthropic_error("messages: unknown sub-route", &r, 404, "not_found_error", NULL);
+    request("POST", "/v1/messages", "x-api-key: wrong\r\nanthropic-version: 2023-06-01\r\n", "{}", 2, &r);
+    expect_anthropic_error("messages: wrong x-api-key", &r, 401, "authentication_error", NULL);
+    request("POST", "/v1/messages/count_tokens", "", "{}", 2, &r);
+    expect_anthropic_error("count_tokens: no key", &r, 401, "authentication_error", NULL);
+    post("/v1/messages/count_tokens", "{\"model\": \"m\"}", &r);
+    expect_anthropic_error("count_tokens: no messages", &r, 400, "invalid_request_error", "'messages' is required");
+    post("/v1/messages/count_tokens", "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image\"}]}]}", &r);
+    expect_anthropic_error("count_tokens: image", &r, 400, "invalid_request_error", "messages[0].content[0].type");
+}
+
+static void bad_responses(const char *name, const char *body, const char *param)
+{
+    resp r;
+    post("/v1/responses", body, &r);
+    expect_error(name, &r, 400, param, NULL);
+}
+
+#define IN "\"input\": \"hi\""
+
+static void test_bad_responses(void)
+{
+    resp r;
+    post("/v1/responses", "{\"input\": [", &r);
+    expect_error("responses: malformed JSON", &r, 400, NULL, "invalid_json");
+    bad_responses("responses: no input", "{\"model\": \"m\"}", "input");
+    bad_responses("responses: input a number", "{\"input\": 5}", "input");
+    bad_responses("responses: input empty", "{\"input\": []}", "input");
+    bad_responses("responses: input of ignored items only", "{\"input\": [{\"type\": \"web_search_call\", \"id\": \"w\"}]}", "input");
+    bad_responses("responses: item a string", "{\"input\": [\"hi\"]}", "input[0]");
+    bad_responses("responses: message without a role", "{\"input\": [{\"type\": \"message\", \"content\": \"hi\"}]}", "input[0].role");
+    bad_responses("responses: unknown role", "{\"input\": [{\"role\": \"wizard\", \"content\": \"hi\"}]}", "input[0].role");
+    bad_responses("responses: content a number", "{\"input\": [{\"role\": \"user\", \"content\": 5}]}", "input[0].content");
+    bad_responses("responses: input_image", "{\"input\": [{\"role\": \"user\", \"content\": [{\"type\": \"input_image\", \"image_url\": \"x\"}]}]}",
+                  "input[0].content[0].type");
+    bad_responses("responses: input_text without text", "{\"input\": [{\"role\": \"user\", \"content\": [{\"type\": \"input_text\"}]}]}",
+                  "input[0].content[0].text");
+    bad_responses("responses: function_call without a name",
+                  "{\"input\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"type\": \"function_call\", \"call_id\": \"c\", \"arguments\": \"{}\"}]}",
+                  "input[1].name");
+    bad_responses("responses: function_call arguments not JSON",
+                  "{\"input\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"type\": \"function_call\", \"call_id\": \"c\", \"name\": \"f\", "
+                  "\"arguments\": \"{oops\"}]}",
+                  "input[1].arguments");
+    bad_responses("responses: function_call_output without call_id",
+                  "{\"input\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"type\": \"function_call_output\", \"output\": \"x\"}]}",
+                  "input[1].call_id");
+    bad_responses("responses: function_call_output output a number",
+                  "{\"input\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"type\": \"function_call_output\", \"call_id\": \"c\", \"output\": 5}]}",
+                  "input[1].output");
+    bad_responses("responses: reasoning summary a string",
+                  "{\"input\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"type\": \"reasoning\", \"summary\": \"x\"}]}", "input[1].summary");
+    bad_responses("responses: item_reference", "{\"input\": [{\"type\": \"item_reference\", \"id\": \"msg_1\"}]}", "input[0].type");
+    bad_responses("responses: previous_response_id", "{\"previous_response_id\": \"resp_1\", " IN "}", "previous_response_id");
+    bad_responses("responses: conversation", "{\"conversation\": \"conv_1\", " IN "}", "conversation");
+    bad_responses("responses: instructions a number", "{\"instructions\": 5, " IN "}", "instructions");
+    bad_responses("responses: max_output_tokens 0", "{\"max_output_tokens\": 0, " IN "}", "max_output_tokens");
+    bad_responses("responses: temperature a string", "{\"temperature\": \"hot\", " IN "}", "temperature");
+    bad_responses("responses: top_p out of range", "{\"top_p\": 2, " IN "}", "top_p");
+    bad_responses("responses: stream a string", "{\"stream\": \"yes\", " IN "}", "stream");
+    bad_responses("responses: reasoning a string", "{\"reasoning\": \"high\", " IN "}", "reasoning");
+    bad_responses("responses: text a string", "{\"text\": \"x\", " IN "}", "text");
+    bad_responses("responses: tools an object", "{\"tools\": {}, " IN "}", "tools");
+    bad_responses("responses: tool without a type", "{\"tools\": [{\"name\": \"f\"}], " IN "}", "tools[0].type");
+    bad_responses("responses: function tool without a name", "{\"tools\": [{\"type\": \"function\"}], " IN "}", "tools[0].name");
+    bad_responses("responses: parameters a string", "{\"tools\": [{\"type\": \"function\", \"name\": \"f\", \"parameters\": \"x\"}], " IN "}",
+                  "tools[0].parameters");
+    bad_responses("responses: tool_choice a number", "{\"tool_choice\": 5, " IN "}", "tool_choice");
+    bad_responses("responses: tool_choice unknown string", "{\"tool_choice\": \"sometimes\", " IN "}", "tool_choice");
+    bad_responses("responses: tool_choice required without tools", "{\"tool_choice\": \"required\", " IN "}", "tool_choice");
+    bad_responses("responses: tool_choice names an unknown function",
+                  "{\"tools\": [{\"type\": \"function\", \"name\": \"f\"}], \"tool_choice\": {\"type\": \"function\", \"name\": \"g\"}, " IN "}",
+                  "tool_choice.name");
+
+    sbuf b = { 0 };
+    sb_puts(&b, "{\"input\": \"");
+    for (int i = 0; i < 3 * N_CTX; i++) sb_printf(&b, "w%d ", i);
+    sb_puts(&b, "\"}");
+    post("/v1/responses", b.p, &r);
+    sb_free(&b);
+    expect_error("responses: prompt over the context", &r, 400, "messages", "context_length_exceeded");
+    post("/v1/responses/input_tokens", "{\"input\": 5}", &r);
+    expect_error("responses input_tokens: input a number", &r, 400, "input", NULL);
+    request("POST", "/v1/responses/abc", NULL, "{}", 2, &r);
+    expect_error("responses: unknown sub-route", &r, 404, NULL, "unknown_url");
+}
+
+/* ---- SSE frames --------------------------------------------------------------------------------- */
+
+typedef struct sse_frame {
+    char   event[64];   /* "" when the frame has no event line */
+    json_t *data;       /* NULL when there is none or it is not JSON */
+} sse_frame;
+
+/* Split a stream body into frames (comments skipped). Returns the count; *out malloc'd. */
+static int sse_parse(const char *body, sse_frame **out)
+{
+    int n = 0, cap = 16;
+    sse_frame *f = malloc((size_t)cap * sizeof *f);
+    const char *p = body;
+    while (*p) {
+        const char *end = strstr(p, "\n\n");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char *frame = strndup(p, len);
+        p += len + (end ? 2 : 0);
+        sse_frame fr = { .event = "" };
+        bool any = false;
+        for (char *line = strtok(frame, "\n"); line; line = strtok(NULL, "\n")) {
+            if (!strncmp(line, "event: ", 7)) { snprintf(fr.event, sizeof fr.event, "%s", line + 7); any = true; }
+            else if (!strncmp(line, "data: ", 6)) { fr.data = json_loads(line + 6, 0, NULL); any = true; }
+        }
+        free(frame);
+        if (!any) continue;
+        if (n == cap) f = realloc(f, (size_t)(cap *= 2) * sizeof *f);
+        f[n++] = fr;
+    }
+    *out = f;
+    return n;
+}
+
+static void sse_free(sse_frame *f, int n)
+{
+    for (int i = 0; i < n; i++) json_decref(f[i].data);
+    free(f);
+}
+
+static const char *jstr(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static long long jint(json_t *obj, const char *key) { return json_integer_value(json_object_get(obj, key)); }
+
+/* Every frame's event line equals its data's "type" (both dialects send typed frames). */
+static bool typed_frames(const sse_frame *f, int n, const char *name)
+{
+    bool ok = n > 0;
+    for (int i = 0; i < n; i++) {
+        if (!f[i].data || strcmp(f[i].event, jstr(f[i].data, "type"))) {
+            CHECK(0, "%s: frame %d: event '%s' with data type '%s'", name, i, f[i].event, jstr(f[i].data, "type"));
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* ---- Anthropic stream reassembly ---------------------------------------------------------------- */
+
+typedef struct ant_msg {
+    json_t *start;       /* message_start's message */
+    json_t *content;     /* blocks rebuilt from the deltas */
+    char stop_reason[32], stop_sequence[64];
+    long long output_tokens;
+    int pings, errors;
+    bool ordered;        /* start, blocks (start, deltas, stop), message_delta, message_stop */
+} ant_msg;
+
+static void ant_reassemble(const char *name, const char *body, ant_msg *m)
+{
+    *m = (ant_msg){ .content = json_array(), .ordered = true };
+    sse_frame *f;
+    int n = sse_parse(body, &f);
+    typed_frames(f, n, name);
+    int open = -1, phase = 0;   /* 0 before message_start, 1 blocks, 2 after message_delta, 3 stopped */
+    sbuf json_buf = { 0 };
+    for (int i = 0; i < n; i++) {
+        const char *t = f[i].event;
+        json_t *d = f[i].data;
+        if (!strcmp(t, "ping")) { m->pings++; continue; }
+        if (!strcmp(t, "error")) { m->errors++; continue; }
+        if (!strcmp(t, "message_start")) {
+            if (phase != 0) m->ordered = false;
+            phase = 1;
+            m->start = json_incref(json_object_get(d, "message"));
+        } else if (!strcmp(t, "content_block_start")) {
+            if (phase != 1 || open != -1 || jint(d, "index") != (long long)json_array_size(m->content)) m->ordered = false;
+            open = (int)jint(d, "index");
+            json_array_append(m->content, json_object_get(d, "content_block"));
+            sb_clear(&json_buf);
+        } else if (!strcmp(t, "content_block_delta")) {
+            json_t *blk = json_array_get(m->content, (size_t)jint(d, "index")), *delta = json_object_get(d, "delta");
+            if (phase != 1 || jint(d, "index") != open || !blk) { m->ordered = false; continue; }
+            const char *dt = jstr(delta, "type");
+            const char *key = !strcmp(dt, "text_delta") ? "text" : !strcmp(dt, "thinking_delta") ? "thinking" : NULL;
+            if (key) {
+                sbuf s = { 0 };
+                sb_puts(&s, jstr(blk, key));
+                sb_puts(&s, jstr(delta, key));
+                json_object_set_new(blk, key, json_string(s.p ? s.p : ""));
+                sb_free(&s);
+            } else if (!strcmp(dt, "input_json_delta")) {
+                sb_puts(&json_buf, jstr(delta, "partial_json"));
+            } else {
+                m->ordered = false;
+            }
+        } else if (!strcmp(t, "content_block_stop")) {
+            if (phase != 1 || jint(d, "index") != open) m->ordered = false;
+            json_t *blk = json_array_get(m->content, (size_t)open);
+            if (blk && !strcmp(jstr(blk, "type"), "tool_use"))
+                json_object_set_new(blk, "input", json_buf.p ? json_loads(json_buf.p, 0, NULL) : json_object());
+            open = -1;
+        } else if (!strcmp(t, "message_delta")) {
+            if (phase != 1 || open != -1) m->ordered = false;
+            phase = 2;
+            json_t *delta = json_object_get(d, "delta");
+            snprintf(m->stop_reason, sizeof m->stop_reason, "%s", jstr(delta, "stop_reason"));
+            snprintf(m->stop_sequence, sizeof m->stop_sequence, "%s", jstr(delta, "stop_sequence"));
+            m->output_tokens = jint(json_object_get(d, "usage"), "output_tokens");
+        } else if (!strcmp(t, "message_stop")) {
+            if (phase != 2) m->ordered = false;
+            phase = 3;
+        } else {
+            m->ordered = false;
+        }
+    }
+    if (phase != 3) m->ordered = false;
+    sb_free(&json_buf);
+    sse_free(f, n);
+}
+
+static void ant_free(ant_msg *m) { json_decref(m->start); json_decref(m->content); }
+
+/* ---- Responses stream reassembly ---------------------------------------------------------------- */
+
+typedef struct rs_stream {
+    json_t *completed;   /* response.completed's response */
+    json_t *items;       /* output_item.done items, by output_index */
+    sbuf text, reasoning, args;
+    char args_done[256];
+    int n_events;
+    bool seq_ok, ids_ok, ordered;
+} rs_stream;
+
+static void rs_reassemble(const char *name, const char *body, rs_stream *s)
+{
+    *s = (rs_stream){ .items = json_array(), .seq_ok = true, .ids_ok = true, .ordered = true };
+    sse_frame *f;
+    int n = sse_parse(body, &f);
+    typed_frames(f, n, name);
+    s->n_events = n;
+    char open_id[64] = "";
+    for (int i = 0; i < n; i++) {
+        json_t *d = f[i].data;
+        const char *t = f[i].event;
+        if (jint(d, "sequence_number") != i) s->seq_ok = false;
+        if ((i == 0) != !strcmp(t, "response.created") || (i == 1) != !strcmp(t, "response.in_progress") ||
+            (i == n - 1) != !strcmp(t, "response.completed"))
+            s->ordered = false;
+        const char *item_id = jstr(d, "item_id");
+        if (*item_id && strcmp(item_id, open_id)) s->ids_ok = false;
+        if (!strcmp(t, "response.output_item.added")) {
+            if (*open_id || jint(d, "output_index") != (long long)json_array_size(s->items)) s->ordered = false;
+            snprintf(open_id, sizeof open_id, "%s", jstr(json_object_get(d, "item"), "id"));
+        } else if (!strcmp(t, "response.output_item.done")) {
+            if (strcmp(jstr(json_object_get(d, "item"), "id"), open_id)) s->ids_ok = false;
+            json_array_append(s->items, json_object_get(d, "item"));
+            open_id[0] = 0;
+        } else if (!strcmp(t, "response.output_text.delta")) {
+            sb_puts(&s->text, jstr(d, "delta"));
+        } else if (!strcmp(t, "response.reasoning_text.delta")) {
+            sb_puts(&s->reasoning, jstr(d, "delta"));
+        } else if (!strcmp(t, "response.function_call_arguments.delta")) {
+            sb_puts(&s->args, jstr(d, "delta"));
+        } else if (!strcmp(t, "response.function_call_arguments.done")) {
+            snprintf(s->args_done, sizeof s->args_done, "%s", jstr(d, "arguments"));
+        } else if (!strcmp(t, "response.completed")) {
+            s->completed = json_incref(json_object_get(d, "response"));
+        }
+    }
+    if (*open_id) s->ordered = false;
+    sse_free(f, n);
+}
+
+static void rs_free(rs_stream *s)
+{
+    json_decref(s->completed);
+    json_decref(s->items);
+    sb_free(&s->text);
+    sb_free(&s->reasoning);
+    sb_free(&s->args);
+}
+
+/* ---- Anthropic and Responses on the random-weight model ----------------------------------------- */
+
+static void test_messages_model(void)
+{
+    resp r;
+    const char *body = "{\"model\": \"claude-x\", \"max_tokens\": 6, \"temperature\": 0, \"system\": [{\"type\": \"text\", "
+                       "\"text\": \"x-anthropic-billing-header: cc_version=1; cch=abc\"}, {\"type\": \"text\", \"text\": \"Be brief.\"}], "
+                       "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}";
+    post("/v1/messages", body, &r);
+    CHECK(r.status == 200, "messages: status %d: %.300s", r.status, r.body);
+    json_t *m = json_loads(r.body, 0, NULL);
+    json_t *usage = json_object_get(m, "usage");
+    CHECK(!strncmp(jstr(m, "id"), "msg_", 4) && !strcmp(jstr(m, "type"), "message") && !strcmp(jstr(m, "role"), "assistant") &&
+              !strcmp(jstr(m, "model"), "claude-x") && !strcmp(jstr(m, "stop_reason"), "max_tokens") &&
+              json_is_null(json_object_get(m, "stop_sequence")) && jint(usage, "output_tokens") == 6,
+          "messages: %.400s", r.body);
+    long long in = jint(usage, "input_tokens");
+    json_decref(m);
+    resp_free(&r);
+
+    /* count_tokens: same body without max_tokens; the billing-header block is not in the prompt */
+    post("/v1/messages/count_tokens", "{\"system\": \"Be brief.\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", &r);
+    json_t *c = json_loads(r.body, 0, NULL);
+    CHECK(r.status == 200 && jint(c, "input_tokens") == in && json_object_size(c) == 1,
+          "count_tokens: %d %.200s (want input_tokens %lld)", r.status, r.body, in);
+    json_decref(c);
+    resp_free(&r);
+    /* empty text and thinking blocks (the fuzzer's first find: strdup of an empty buffer) */
+    post("/v1/messages/count_tokens", "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"\"}]}, "
+                                      "{\"role\": \"assistant\", \"content\": [{\"type\": \"thinking\", \"thinking\": \"\"}, "
+                                      "{\"type\": \"text\", \"text\": \"\"}]}, {\"role\": \"user\", \"content\": \"x\"}], "
+                                      "\"system\": [{\"type\": \"text\", \"text\": \"\"}]}", &r);
+    CHECK(r.status == 200 && strstr(r.body, "\"input_tokens\":"), "count_tokens with empty blocks: %d %.200s", r.status, r.body);
+    resp_free(&r);
+
+    /* streamed: the same message, event by event */
+    post("/v1/messages", "{\"model\": \"claude-x\", \"max_tokens\": 6, \"temperature\": 0, \"stream\": true, \"system\": \"Be brief.\", "
+                         "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", &r);
+    CHECK(r.status == 200 && strstr(r.head, "text/event-stream"), "messages stream: %d %.200s", r.status, r.head);
+    ant_msg am;
+    ant_reassemble("messages stream", r.body, &am);
+    CHECK(am.ordered && am.pings >= 1 && am.errors == 0, "messages stream: ordered %d, pings %d, errors %d", am.ordered, am.pings,
+          am.errors);
+    CHECK(am.start && jint(json_object_get(am.start, "usage"), "input_tokens") == in &&
+              json_array_size(json_object_get(am.start, "content")) == 0,
+          "messages stream: message_start usage");
+    CHECK(!strcmp(am.stop_reason, "max_tokens") && am.output_tokens == 6, "messages stream: stop %s, output_tokens %lld",
+          am.stop_reason, am.output_tokens);
+    ant_free(&am);
+    resp_free(&r);
+}
+
+static void test_responses_model(void)
+{
+    resp r;
+    post("/v1/responses", "{\"model\": \"gpt-x\", \"input\": \"hi\", \"instructions\": \"Be brief.\", \"max_output_tokens\": 5, "
+                          "\"temperature\": 0, \"store\": false, \"include\": [], \"prompt_cache_key\": \"k\"}", &r);
+    CHECK(r.status == 200, "responses: status %d: %.300s", r.status, r.body);
+    json_t *o = json_loads(r.body, 0, NULL);
+    json_t *usage = json_object_get(o, "usage");
+    CHECK(!strncmp(jstr(o, "id"), "resp_", 5) && !strcmp(jstr(o, "object"), "response") && !strcmp(jstr(o, "model"), "gpt-x") &&
+              !strcmp(jstr(o, "status"), "incomplete") &&
+              !strcmp(jstr(json_object_get(o, "incomplete_details"), "reason"), "max_output_tokens") &&
+              !strcmp(jstr(o, "instructions"), "Be brief.") && jint(usage, "output_tokens") == 5 &&
+              jint(usage, "total_tokens") == jint(usage, "input_tokens") + 5 && json_array_size(json_object_get(o, "output")) >= 1,
+          "responses: %.400s", r.body);
+    long long in = jint(usage, "input_tokens");
+    json_decref(o);
+    resp_free(&r);
+
+    post("/v1/responses/input_tokens", "{\"input\": \"hi\", \"instructions\": \"Be brief.\"}", &r);
+    o = json_loads(r.body, 0, NULL);
+    CHECK(r.status == 200 && jint(o, "input_tokens") == in && !strcmp(jstr(o, "object"), "response.input_tokens"),
+          "responses input_tokens: %d %.200s (want %lld)", r.status, r.body, in);
+    json_decref(o);
+    resp_free(&r);
+
+    post("/v1/responses", "{\"input\": \"hi\", \"max_output_tokens\": 5, \"stream\": true, \"reasoning\": {\"effort\": \"none\"}}", &r);
+    CHECK(r.status == 200 && strstr(r.head, "text/event-stream"), "responses stream: %d", r.status);
+    rs_stream s;
+    rs_reassemble("responses stream", r.body, &s);
+    json_t *out0 = json_array_get(json_object_get(s.completed, "output"), 0);
+    json_t *part = json_array_get(json_object_get(out0, "content"), 0);
+    CHECK(s.seq_ok && s.ids_ok && s.ordered && s.completed, "responses stream: seq %d, ids %d, ordered %d", s.seq_ok, s.ids_ok,
+          s.ordered);
+    CHECK(!strcmp(jstr(out0, "type"), "message") && !strcmp(jstr(part, "text"), s.text.p ? s.text.p : "") &&
+              jint(json_object_get(s.completed, "usage"), "output_tokens") == 5,
+          "responses stream: final output %.300s", r.body);
+    rs_free(&s);
+    resp_free(&r);
+}
+
+/* A queued Anthropic stream gets "event: ping" keep-alives; a queued Responses stream gets comments.
+ * Both are dropped when their clients leave. */
+static void test_dialect_keepalive(void)
+{
+    int a = open_stream(N_CTX - 64);   /* holds the worker */
+    const char *bodies[2] = {
+        "{\"max_tokens\": 4, \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+        "{\"max_output_tokens\": 4, \"stream\": true, \"input\": \"hi\"}",
+    };
+    const char *paths[2] = { "/v1/messages", "/v1/responses" };
+    const char *want[2] = { "event: ping\ndata: {\"type\": \"ping\"}\n\n", ": keep-alive\n\n" };
+    for (int k = 0; k < 2; k++) {
+        int fd = dial();
+        char head[512];
+        int hn = snprintf(head, sizeof head,
+                          "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: " KEY "\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\n\r\n", paths[k], strlen(bodies[k]));
+        send_all(fd, head, (size_t)hn);
+        send_all(fd, bodies[k], strlen(bodies[k]));
+        static char buf[16384];
+        size_t got = 0;
+        int seen = 0;
+        double t0 = ar_now();
+        /* the first Anthropic ping is sent with message_start: wait for a second one */
+        int need = k == 0 ? 2 : 1;
+        while (seen < need && ar_now() - t0 < 5) {
+            struct pollfd p = { .fd = fd, .events = POLLIN };
+            if (poll(&p, 1, 200) <= 0) continue;
+            ssize_t n = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+            if (n <= 0) break;
+            got += (size_t)n;
+            buf[got] = 0;
+            seen = 0;
+            for (const char *q = buf; (q = strstr(q, want[k])); q++) seen++;
+        }
+        CHECK(seen >= need, "%s keep-alive: %d of %d '%.12s' frames on a queued stream within 5 s", paths[k], seen, need, want[k]);
+        CHECK(k != 0 || strstr(buf, "event: message_start\n"), "messages: no message_start before the job ran");
+        CHECK(k != 1 || strstr(buf, "event: response.created\n"), "responses: no response.created before the job ran");
+        close(fd);
+    }
+    close(a);
+    double t0 = ar_now();
+    while (ar_now() - t0 < 10 && (metric("arbor_queue_depth") != 0 || metric("arbor_requests_running") != 0)) usleep(20000);
+    CHECK(metric("arbor_queue_depth") == 0 && metric("arbor_requests_running") == 0, "keep-alive: jobs left behind");
+}
+
+/* ---- scripted output through /v1/messages and /v1/responses ------------------------------------- */
+
+#define ANT_TOOLS                                                                                            \
+    "\"tools\": [{\"name\": \"get_weather\", \"description\": \"Weather\", \"input_schema\": {\"type\": \"object\", " \
+    "\"properties\": {\"city\": {\"type\": \"string\"}, \"days\": {\"type\": \"integer\"}}, \"required\": [\"city\"]}}]"
+#define ANT_Q "\"max_tokens\": 200, \"thinking\": {\"type\": \"enabled\", \"budget_tokens\": 1024}, " \
+              "\"messages\": [{\"role\": \"user\", \"content\": \"weather?\"}]"
+
+static bool weather_input(json_t *input)
+{
+    return json_is_object(input) && !strcmp(jstr(input, "city"), "Paris") && jint(input, "days") == 3 && json_object_size(input) == 2;
+}
+
+static void test_scripted_messages(void)
+{
+    const long long n_script = (long long)(sizeof SCRIPT - 1 + 2) / 3;
+    resp r;
+    post("/v1/messages", "{" ANT_Q ", " ANT_TOOLS "}", &r);
+    json_t *m = json_loads(r.body, 0, NULL);
+    json_t *content = json_object_get(m, "content");
+    json_t *b0 = json_array_get(content, 0), *b1 = json_array_get(content, 1), *b2 = json_array_get(content, 2);
+    CHECK(r.status == 200 && json_array_size(content) == 3, "scripted messages: %d %.400s", r.status, r.body);
+    CHECK(!strcmp(jstr(b0, "type"), "thinking") && !strcmp(jstr(b0, "thinking"), "I should call the tool.") &&
+              json_is_string(json_object_get(b0, "signature")),
+          "scripted messages: thinking block %.300s", r.body);
+    CHECK(!strcmp(jstr(b1, "type"), "text") && !strcmp(jstr(b1, "text"), "Let me check."), "scripted messages: text block %.300s", r.body);
+    CHECK(!strcmp(jstr(b2, "type"), "tool_use") && !strncmp(jstr(b2, "id"), "toolu_", 6) && strlen(jstr(b2, "id")) == 30 &&
+              !strcmp(jstr(b2, "name"), "get_weather") && weather_input(json_object_get(b2, "input")),
+          "scripted messages: tool_use block %.300s", r.body);
+    CHECK(!strcmp(jstr(m, "stop_reason"), "tool_use") && json_is_null(json_object_get(m, "stop_sequence")) &&
+              jint(json_object_get(m, "usage"), "output_tokens") == n_script,
+          "scripted messages: stop %s, usage %.200s", jstr(m, "stop_reason"), r.body);
+
+    /* streamed: the same blocks */
+    resp s;
+    post("/v1/messages", "{\"stream\": true, " ANT_Q ", " ANT_TOOLS "}", &s);
+    ant_msg am;
+    ant_reassemble("scripted messages stream", s.body, &am);
+    json_t *t2 = json_array_get(am.content, 2);
+    CHECK(am.ordered && am.errors == 0 && json_array_size(am.content) == 3, "scripted messages stream: ordered %d, %zu blocks: %.500s",
+          am.ordered, json_array_size(am.content), s.body);
+    for (int i = 0; i < 2; i++) {
+        json_t *a = json_array_get(am.content, (size_t)i), *b = json_array_get(content, (size_t)i);
+        CHECK(json_equal(a, b), "scripted messages stream: block %d differs from the non-streamed one", i);
+    }
+    CHECK(!strcmp(jstr(t2, "type"), "tool_use") && !strncmp(jstr(t2, "id"), "toolu_", 6) && !strcmp(jstr(t2, "name"), "get_weather") &&
+              weather_input(json_object_get(t2, "input")),
+          "scripted messages stream: tool_use %.500s", s.body);
+    CHECK(!strcmp(am.stop_reason, "tool_use") && am.output_tokens == n_script, "scripted messages stream: stop %s, tokens %lld",
+          am.stop_reason, am.output_tokens);
+    ant_free(&am);
+    resp_free(&s);
+    json_decref(m);
+    resp_free(&r);
+
+    /* a tool round trip: the call and its result go back in the history */
+    post("/v1/messages", "{\"max_tokens\": 200, " ANT_TOOLS ", \"messages\": [{\"role\": \"user\", \"content\": \"weather?\"}, "
+                         "{\"role\": \"assistant\", \"content\": [{\"type\": \"tool_use\", \"id\": \"toolu_1\", \"name\": \"get_weather\", "
+                         "\"input\": {\"city\": \"Paris\"}}]}, {\"role\": \"user\", \"content\": [{\"type\": \"tool_result\", "
+                         "\"tool_use_id\": \"toolu_1\", \"content\": \"sunny\"}, {\"type\": \"text\", \"text\": \"and tomorrow?\"}]}]}", &r);
+    CHECK(r.status == 200, "scripted messages round trip: %d %.300s", r.status, r.body);
+    resp_free(&r);
+
+    /* a stop sequence split across pieces */
+    post("/v1/messages", "{" ANT_Q ", \"stop_sequences\": [\"zzz\", \"check\"], " ANT_TOOLS "}", &r);
+    m = json_loads(r.body, 0, NULL);
+    content = json_object_get(m, "content");
+    CHECK(!strcmp(jstr(m, "stop_reason"), "stop_sequence") && !strcmp(jstr(m, "stop_sequence"), "check") &&
+              json_array_size(content) == 2 && !strcmp(jstr(json_array_get(content, 1), "text"), "Let me "),
+          "scripted messages stop: %.400s", r.body);
+    json_decref(m);
+    resp_free(&r);
+    post("/v1/messages", "{\"stream\": true, " ANT_Q ", \"stop_sequences\": [\"check\"], " ANT_TOOLS "}", &r);
+    ant_reassemble("scripted messages stop stream", r.body, &am);
+    CHECK(am.ordered && !strcmp(am.stop_reason, "stop_sequence") && !strcmp(am.stop_sequence, "check") &&
+              !strcmp(jstr(json_array_get(am.content, 1), "text"), "Let me "),
+          "scripted messages stop stream: %.500s", r.body);
+    ant_free(&am);
+    resp_free(&r);
+
+    /* max_tokens inside the thinking */
+    post("/v1/messages", "{\"max_tokens\": 4, \"thinking\": {\"type\": \"enabled\"}, \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}", &r);
+    m = json_loads(r.body, 0, NULL);
+    content = json_object_get(m, "content");
+    CHECK(!strcmp(jstr(m, "stop_reason"), "max_tokens") && json_array_size(content) == 1 &&
+              !strcmp(jstr(json_array_get(content, 0), "thinking"), "I should cal"),
+          "scripted messages max_tokens: %.300s", r.body);
+    json_decref(m);
+    resp_free(&r);
+
+    /* tool_choice none: the call stays text, end_turn */
+    post("/v1/messages", "{" ANT_Q ", \"tool_choice\": {\"type\": \"none\"}, " ANT_TOOLS "}", &r);
+    m = json_loads(r.body, 0, NULL);
+    content = json_object_get(m, "content");
+    json_t *last = json_array_get(content, json_array_size(content) - 1);
+    CHECK(!strcmp(jstr(m, "stop_reason"), "end_turn") && !strcmp(jstr(last, "type"), "text") &&
+              strstr(jstr(last, "text"), "<function=get_weather>"),
+          "scripted messages tool_choice none: %.400s", r.body);
+    json_decref(m);
+    resp_free(&r);
+}
+
+#define RS_TOOLS                                                                                            \
+    "\"tools\": [{\"type\": \"function\", \"name\": \"get_weather\", \"parameters\": {\"type\": \"object\", " \
+    "\"properties\": {\"city\": {\"type\": \"string\"}, \"days\": {\"type\": \"integer\"}}, \"required\": [\"city\"]}}]"
+
+static void test_scripted_responses(void)
+{
+    const long long n_script = (long long)(sizeof SCRIPT - 1 + 2) / 3;
+    resp r;
+    post("/v1/responses", "{\"input\": \"weather?\", " RS_TOOLS "}", &r);
+    json_t *o = json_loads(r.body, 0, NULL);
+    json_t *out = json_object_get(o, "output");
+    json_t *i0 = json_array_get(out, 0), *i1 = json_array_get(out, 1), *i2 = json_array_get(out, 2);
+    CHECK(r.status == 200 && json_array_size(out) == 3 && !strcmp(jstr(o, "status"), "completed"), "scripted responses: %d %.400s",
+          r.status, r.body);
+    CHECK(!strcmp(jstr(i0, "type"), "reasoning") && !strncmp(jstr(i0, "id"), "rs_", 3) &&
+              !strcmp(jstr(json_array_get(json_object_get(i0, "content"), 0), "text"), "I should call the tool."),
+          "scripted responses: reasoning %.300s", r.body);
+    json_t *part = json_array_get(json_object_get(i1, "content"), 0);
+    CHECK(!strcmp(jstr(i1, "type"), "message") && !strncmp(jstr(i1, "id"), "msg_", 4) && !strcmp(jstr(i1, "status"), "completed") &&
+              !strcmp(jstr(part, "type"), "output_text") && !strcmp(jstr(part, "text"), "Let me check.") &&
+              json_array_size(json_object_get(part, "annotations")) == 0,
+          "scripted responses: message %.300s", r.body);
+    json_t *args = json_loads(jstr(i2, "arguments"), 0, NULL);
+    CHECK(!strcmp(jstr(i2, "type"), "function_call") && !strncmp(jstr(i2, "call_id"), "call_", 5) &&
+              !strncmp(jstr(i2, "id"), "fc_", 3) && !strcmp(jstr(i2, "id") + 3, jstr(i2, "call_id") + 5) &&
+              !strcmp(jstr(i2, "name"), "get_weather") && !strcmp(jstr(i2, "status"), "completed") && weather_input(args),
+          "scripted responses: function_call %.300s", r.body);
+    json_decref(args);
+    json_t *usage = json_object_get(o, "usage");
+    CHECK(jint(usage, "output_tokens") == n_script && jint(json_object_get(usage, "output_tokens_details"), "reasoning_tokens") >= 8,
+          "scripted responses: usage %.300s", r.body);
+    json_decref(o);
+    resp_free(&r);
+
+    /* streamed: events reassemble to the same output; ids agree everywhere */
+    post("/v1/responses", "{\"input\": \"weather?\", \"stream\": true, " RS_TOOLS "}", &r);
+    rs_stream s;
+    rs_reassemble("scripted responses stream", r.body, &s);
+    out = json_object_get(s.completed, "output");
+    CHECK(s.seq_ok && s.ids_ok && s.ordered && s.completed && json_array_size(out) == 3,
+          "scripted responses stream: seq %d, ids %d, ordered %d: %.600s", s.seq_ok, s.ids_ok, s.ordered, r.body);
+    CHECK(json_equal(out, s.items), "scripted responses stream: output_item.done items differ from response.completed's output");
+    i2 = json_array_get(out, 2);
+    args = json_loads(s.args.p ? s.args.p : "", 0, NULL);
+    CHECK(s.text.p && !strcmp(s.text.p, "Let me check.") && s.reasoning.p && !strcmp(s.reasoning.p, "I should call the tool.") &&
+              weather_input(args) && !strcmp(s.args_done, jstr(i2, "arguments")) && !strcmp(s.args.p ? s.args.p : "", s.args_done),
+          "scripted responses stream: text '%s', reasoning '%s', args '%s' / '%s'", s.text.p ? s.text.p : "",
+          s.reasoning.p ? s.reasoning.p : "", s.args.p ? s.args.p : "", s.args_done);
+    CHECK(!strcmp(jstr(s.completed, "status"), "completed") && jint(json_object_get(s.completed, "usage"), "output_tokens") == n_script,
+          "scripted responses stream: completed %.300s", jstr(s.completed, "status"));
+    json_decref(args);
+
+    /* the call and its output go back as input items */
+    char call_id[64];
+    snprintf(call_id, sizeof call_id, "%s", jstr(i2, "call_id"));
+    rs_free(&s);
+    resp_free(&r);
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{\"input\": [{\"role\": \"user\", \"content\": \"weather?\"}, {\"type\": \"reasoning\", \"id\": \"rs_1\", \"summary\": [], "
+             "\"content\": [{\"type\": \"reasoning_text\", \"text\": \"I should call the tool.\"}]}, {\"type\": \"message\", \"role\": "
+             "\"assistant\", \"content\": [{\"type\": \"output_text\", \"text\": \"Let me check.\"}]}, {\"type\": \"function_call\", "
+             "\"call_id\": \"%s\", \"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\":\\\"Paris\\\",\\\"days\\\":3}\"}, "
+             "{\"type\": \"function_call_output\", \"call_id\": \"%s\", \"output\": \"sunny\"}], " RS_TOOLS "}",
+             call_id, call_id);
+    post("/v1/responses", body, &r);
+    CHECK(r.status == 200, "scripted responses round trip: %d %.300s", r.status, r.body);
+    resp_free(&r);
+
+    /* max_output_tokens inside the reasoning: still response.completed, status incomplete */
+    post("/v1/responses", "{\"input\": \"x\", \"stream\": true, \"max_output_tokens\": 4}", &r);
+    rs_reassemble("scripted responses length", r.body, &s);
+    out = json_object_get(s.completed, "output");
+    CHECK(s.ordered && s.seq_ok && !strcmp(jstr(s.completed, "status"), "incomplete") &&
+              !strcmp(jstr(json_object_get(s.completed, "incomplete_details"), "reason"), "max_output_tokens") &&
+              json_array_size(out) == 1 && !strcmp(jstr(json_array_get(out, 0), "status"), "incomplete") &&
+              !strcmp(s.reasoning.p ? s.reasoning.p : "", "I should cal"),
+          "scripted responses length: %.600s", r.body);
+    rs_free(&s);
+    resp_free(&r);
+}
+
+/* The server stops while a Messages and a Responses stream wait in the queue: each ends with an
+ * error frame of its own dialect. */
+static void test_shutdown_frames(srv *s, int *fds)
+{
+    (void)s;
+    int a = open_stream(N_CTX - 64);
+    const char *bodies[2] = {
+        "{\"max_tokens\": 4, \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+        "{\"max_output_tokens\": 4, \"stream\": true, \"input\": \"hi\"}",
+    };
+    const char *paths[2] = { "/v1/messages", "/v1/responses" };
+    for (int k = 0; k < 2; k++) {
+        fds[k] = dial();
+        char head[512];
+        int hn = snprintf(head, sizeof head,
+                          "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nx-api-key: " KEY "\r\n"
+                          "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", paths[k], strlen(bodies[k]));
+        send_all(fds[k], head, (size_t)hn);
+        send_all(fds[k], bodies[k], strlen(bodies[k]));
+    }
+    double t0 = ar_now();
+    while (ar_now() - t0 < 5 && metric("arbor_queue_depth") < 2) usleep(10000);
+    CHECK(metric("arbor_queue_depth") == 2, "shutdown: the two streams are not queued");
+    fds[2] = a;
+}
+
+static void check_shutdown_frames(int *fds)
+{
+    for (int k = 0; k < 2; k++) {
+        resp r;
+        read_resp(fds[k], &r);
+        close(fds[k]);
+        if (k == 0) {
+            ant_msg am;
+            ant_reassemble("shutdown messages", r.body, &am);
+            CHECK(am.errors == 1 && strstr(r.body, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\""),
+                  "shutdown: no Anthropic error frame: %.400s", r.body);
+            ant_free(&am);
+        } else {
+            rs_stream s;
+            rs_reassemble("shutdown responses", r.body, &s);
+            CHECK(strstr(r.body, "event: response.failed\n") && strstr(r.body, "\"status\":\"failed\"") && s.seq_ok,
+                  "shutdown: no response.failed frame: %.400s", r.body);
+            rs_free(&s);
+        }
+        resp_free(&r);
+    }
+    close(fds[2]);
+}
+
 int main(void)
 {
     ar_log_level = AR_LOG_WARN;
@@ -692,8 +1481,16 @@ int main(void)
         test_stream();
         test_disconnect_and_keepalive();
         test_metrics();
+        test_bad_messages();
+        test_bad_responses();
+        test_messages_model();
+        test_responses_model();
+        test_dialect_keepalive();
     }
+    int fds[3] = { -1, -1, -1 };
+    if (!rc) test_shutdown_frames(s, fds);
     srv_free(s);
+    if (!rc) check_shutdown_frames(fds);
 
     /* a second server whose "model" outputs a fixed script: tool calls end to end */
     o = srv_defaults();
@@ -705,6 +1502,8 @@ int main(void)
     if (!rc) {
         g_port = srv_port(s);
         test_scripted();
+        test_scripted_messages();
+        test_scripted_responses();
     }
     srv_free(s);
     ar_model_free(m);

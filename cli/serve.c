@@ -36,8 +36,11 @@ static void usage(FILE *out)
         "      --alias NAME     model id reported by /v1/models (default: the file name)\n"
         "      --max-body N     largest request body in bytes (default 33554432)\n"
         "\n"
-        "endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,\n"
-        "           GET /metrics, POST /tokenize, /detokenize, /apply-template\n");
+        "endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models (OpenAI)\n"
+        "           POST /v1/messages, POST /v1/messages/count_tokens (Anthropic)\n"
+        "           POST /v1/responses, POST /v1/responses/input_tokens (OpenAI Responses)\n"
+        "           GET /health, GET /metrics, POST /tokenize, /detokenize, /apply-template\n"
+        "           (docs/API.md describes every field)\n");
 }
 
 static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)

@@ -2,7 +2,10 @@
  *
  * Flow: parse flags (all errors before any work), load the model (progress on stderr), build the
  * prompt (raw text, or the chat template with --chat), tokenize, check it fits the context, then
- * ar_generate with a callback that writes and flushes each piece. Timings go to stderr at the end. */
+ * ar_generate with a callback that writes and flushes each piece. Timings go to stderr at the end.
+ * With --draft the model gets a DFlash drafter and generation is speculative (lossless: the same tokens
+ * at --temp 0, the same distribution otherwise); the end line then adds the acceptance length and the
+ * per-step draft / verify / commit times. */
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -111,8 +114,8 @@ static double rate(int n, double s) { return s > 0 ? n / s : 0.0; }
 
 int cmd_run(int argc, char **argv)
 {
-    const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL, *system = NULL;
-    long n_predict = -1, n_ctx = 4096, n_threads = 0, n_batch = 512;
+    const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL, *system = NULL, *draft_path = NULL;
+    long n_predict = -1, n_ctx = 4096, n_threads = 0, n_batch = 512, block = 0;
     bool chat = false, think = true, special = false;
     ar_session_params sp = ar_session_defaults();
     ar_sampler_params *smp = &sp.sampling;
@@ -137,6 +140,8 @@ int cmd_run(int argc, char **argv)
         else if (IS("--no-think")) think = false;
         else if (IS("--system")) { NEED(); system = v; }
         else if (IS("--special")) special = true;
+        else if (IS("--draft")) { NEED(); draft_path = v; }
+        else if (IS("--block")) { NEED(); rc = parse_long(a, v, 2, 64, &block); }
         else if (IS("--temp")) { NEED(); rc = parse_float(a, v, 0.0f, 1e6f, &smp->temp); }
         else if (IS("--top-k")) { NEED(); rc = parse_long(a, v, 0, 1L << 30, &l); smp->top_k = (int)l; }
         else if (IS("--top-p")) { NEED(); rc = parse_float(a, v, 0.0f, 1.0f, &smp->top_p); }
@@ -163,6 +168,7 @@ int cmd_run(int argc, char **argv)
     if (!model_path) return cli_fail("run: no model (-m MODEL)");
     if (prompt_arg && prompt_file) return cli_fail("run: give the prompt with -p or -f, not both");
     if ((system || !think) && !chat) return cli_fail("run: --system and --no-think need --chat");
+    if (block && !draft_path) return cli_fail("run: --block needs --draft");
 
     char *file_text = NULL;
     if (prompt_file && !(file_text = read_text_file(prompt_file))) return 1;
@@ -195,6 +201,10 @@ int cmd_run(int argc, char **argv)
     mp.max_batch = (int)n_batch;
     ar_log(AR_LOG_INFO, "loading %s", model_path);
     if (ar_model_load(&model, model_path, &mp, &err)) { cli_fail("%s", err.msg); goto done; }
+    if (draft_path) {
+        ar_log(AR_LOG_INFO, "loading drafter %s", draft_path);
+        if (ar_model_load_draft(model, draft_path, &err)) { cli_fail("%s", err.msg); goto done; }
+    }
     if (ar_model_tokenize(model, text, strlen(text), true, &ids, &n_ids, &err)) { cli_fail("%s", err.msg); goto done; }
     if (n_ids == 0) { cli_fail("run: the prompt has no tokens"); goto done; }
     if ((long)n_ids > n_ctx) {
@@ -203,6 +213,7 @@ int cmd_run(int argc, char **argv)
     }
     sp.n_ctx = (int)n_ctx;
     sp.special = special;
+    sp.draft_block = (int)block;
     if (ar_session_create(&sess, model, &sp, &err)) { cli_fail("%s", err.msg); goto done; }
     if (smp->temp > 0.0f && !seed_given) ar_log(AR_LOG_INFO, "seed %llu", (unsigned long long)ar_session_seed(sess));
 
@@ -218,6 +229,14 @@ int cmd_run(int argc, char **argv)
     if (gs.stop == AR_STOP_CONTEXT) ar_log(AR_LOG_WARN, "stopped: the context (%d tokens) is full", ar_session_n_ctx(sess));
     fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f t/s), generation: %d tokens in %.3f s (%.2f t/s)\n",
             gs.n_prompt, gs.prompt_s, rate(gs.n_prompt, gs.prompt_s), gs.n_gen, gs.gen_s, rate(gs.n_gen, gs.gen_s));
+    if (gs.n_steps > 0) {
+        const double ms = 1000.0 / gs.n_steps;
+        fprintf(stderr, "speculative: %d steps, acceptance length %.2f tokens/step (%d of %d drafts accepted, %.1f%%); "
+                "per step: draft %.1f ms, verify %.1f ms, commit %.1f ms\n",
+                gs.n_steps, (double)gs.n_step_tokens / gs.n_steps, gs.n_accepted, gs.n_drafted,
+                gs.n_drafted ? 100.0 * gs.n_accepted / gs.n_drafted : 0.0, gs.draft_s * ms, gs.verify_s * ms,
+                gs.commit_s * ms);
+    }
     ret = 0;
 done:
     free(ids);

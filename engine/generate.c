@@ -1,13 +1,21 @@
-/* engine/generate.c — plain (non-speculative) generation on top of the qwen35 node-batch model:
- * ar_model / ar_session / ar_generate of include/arbor.h.
+/* engine/generate.c — generation on top of the qwen35 node-batch model: ar_model / ar_session /
+ * ar_generate of include/arbor.h, plain or speculative (DFlash drafter + chain verification, spec/chain.h).
  *
  * Flow of ar_generate: [pending token] + prompt are evaluated as one chain in chunks of max_batch
  * nodes and committed; then each step samples a token from the last logits, streams its text, and
  * (unless generation stops there) evaluates it as one node whose parent is the committed prefix
  * and commits it. The last sampled token stays `pending` (in the context, not evaluated) so that a
- * stop never costs a forward; the next call evaluates it first. Nothing is allocated per token. */
+ * stop never costs a forward; the next call evaluates it first. Nothing is allocated per token.
+ *
+ * Speculative sessions (a drafter attached to the model, or a source set by ar_session_set_draft):
+ * every committed forward also captures the drafter's tap features and feeds the committed positions to
+ * the session's draft source (ar_chain_prefill), and instead of one node per step each step is a chain
+ * round: the pending token is the anchor, a block of drafts is verified in one forward and the tokens
+ * the sampler agrees with are committed at once. Both paths share emit_token (streaming and the stop
+ * rules), and the sampler sees exactly the same calls in both, so the output is the same. */
 #include "engine/generate.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -61,6 +69,7 @@ int ar_model_load(ar_model **out, const char *path, const ar_model_params *p, ar
     if (rc) { ar_error_prefix(err, "%s: tokenizer: ", path); goto fail; }
     if (p->prefault) prefault(qwen35_gguf(m->qm));
     int max_batch = p->max_batch > 0 ? p->max_batch : 512;
+    m->n_threads = p->n_threads;
     rc = qwen35_ctx_create(&m->ctx, m->qm, max_batch, p->n_threads, err);
     if (rc) goto fail;
     m->max_batch = qwen35_ctx_max_nodes(m->ctx);
@@ -78,6 +87,8 @@ fail:
 void ar_model_free(ar_model *m)
 {
     if (!m) return;
+    dflash_ctx_free(m->draft_ctx);
+    dflash_free(m->draft);
     free(m->nodes);
     free(m->path);
     qwen35_ctx_free(m->ctx);
@@ -114,11 +125,46 @@ int ar_model_tokenize(const ar_model *m, const char *text, size_t len, bool pars
     return 0;
 }
 
+int ar_model_load_draft(ar_model *m, const char *path, ar_error *err)
+{
+    if (m->draft) return ar_fail(err, AR_EINVAL, "%s: the model already has a drafter", path);
+    int rc = dflash_load(&m->draft, path, m->qm, err);
+    if (rc) return rc;
+    const dflash_hparams *hp = dflash_hparams_of(m->draft);
+    ar_log(AR_LOG_INFO, "drafter %s: %s layout, %d layers, block %d, %d tap layers, rope theta %g", path,
+           dflash_layout(m->draft), hp->n_layer, hp->block_size, hp->n_tap, (double)hp->rope_theta);
+    /* rows: the longest block, and the chunk of prompt features appended at once */
+    rc = dflash_ctx_create(&m->draft_ctx, m->draft, AR_DRAFT_MAX_BLOCK, m->n_threads, err);
+    if (rc) {
+        dflash_free(m->draft);
+        m->draft = NULL;
+    }
+    return rc;
+}
+
+bool ar_model_has_draft(const ar_model *m) { return m->draft != NULL; }
+
 /* ---- session -------------------------------------------------------------------------------- */
 
 ar_session_params ar_session_defaults(void)
 {
-    return (ar_session_params){ .n_ctx = 4096, .sampling = ar_sampler_defaults(), .special = false };
+    return (ar_session_params){ .n_ctx = 4096, .sampling = ar_sampler_defaults(), .special = false,
+                                .draft_block = 0, .kv_page = 0 };
+}
+
+/* Speculative decoding with src (owned by the session on success). */
+static int attach_source(ar_session *s, ar_draft_source *src, ar_error *err)
+{
+    ar_chain *chain = NULL;
+    if (src->block > AR_DRAFT_MAX_BLOCK)
+        return ar_fail(err, AR_EINVAL, "speculative block of %d tokens: at most %d", src->block, AR_DRAFT_MAX_BLOCK);
+    int rc = ar_chain_create(&chain, s->m->qm, s->m->ctx, src, err);
+    if (rc) return rc;
+    ar_chain_free(s->chain);
+    ar_draft_free(s->src);
+    s->chain = chain;
+    s->src = src;
+    return 0;
 }
 
 int ar_session_create(ar_session **out, ar_model *m, const ar_session_params *p, ar_error *err)
@@ -131,13 +177,16 @@ int ar_session_create(ar_session **out, ar_model *m, const ar_session_params *p,
     if (n_ctx <= 0) n_ctx = n_train > 0 && n_train < 4096 ? n_train : 4096;
     else if (n_train > 0 && n_ctx > n_train)
         ar_log(AR_LOG_WARN, "context %d is longer than the model's training context %d", n_ctx, n_train);
+    if (m->draft && p->draft_block != 1 && (p->draft_block < 0 || p->draft_block > AR_DRAFT_MAX_BLOCK))
+        return ar_fail(err, AR_EINVAL, "speculative block of %d tokens: must be 2..%d (0: the drafter's, 1: off)",
+                       p->draft_block, AR_DRAFT_MAX_BLOCK);
 
     ar_session *s = calloc(1, sizeof *s);
     if (!s) return ar_fail(err, AR_ENOMEM, "out of memory creating a session");
     s->m = m;
     s->special = p->special;
     s->pending = -1;
-    int rc = qwen35_seq_create(&s->seq, m->qm, n_ctx, err);
+    int rc = qwen35_seq_create_paged(&s->seq, m->qm, n_ctx, p->kv_page, err);
     if (rc) goto fail;
     s->n_ctx = qwen35_seq_n_ctx(s->seq);
     ar_sampler_params sp = p->sampling;
@@ -148,6 +197,12 @@ int ar_session_create(ar_session **out, ar_model *m, const ar_session_params *p,
     s->piece_cap = 3 * ar_vocab_max_piece(m->vocab) + 16;
     s->piece = malloc(s->piece_cap);
     if (!s->logits || !s->piece) { rc = ar_fail(err, AR_ENOMEM, "out of memory creating a session"); goto fail; }
+    if (m->draft && p->draft_block != 1) {
+        ar_draft_source *src = NULL;
+        rc = ar_dflash_source_create(&src, m->qm, m->draft, m->draft_ctx, s->n_ctx, p->draft_block, 8, err);
+        if (!rc && (rc = attach_source(s, src, err))) ar_draft_free(src);
+        if (rc) goto fail;
+    }
     *out = s;
     return 0;
 fail:
@@ -155,9 +210,23 @@ fail:
     return rc;
 }
 
+int ar_session_set_draft(ar_session *s, ar_draft_source *src, ar_error *err)
+{
+    if (qwen35_seq_n_past(s->seq) != 0 || s->pending >= 0 || (src && src->n_past != 0))
+        return ar_fail(err, AR_EINVAL, "a draft source can only be set on an empty session (reset it first)");
+    if (src) return attach_source(s, src, err);
+    ar_chain_free(s->chain);
+    ar_draft_free(s->src);
+    s->chain = NULL;
+    s->src = NULL;
+    return 0;
+}
+
 void ar_session_free(ar_session *s)
 {
     if (!s) return;
+    ar_chain_free(s->chain);
+    ar_draft_free(s->src);
     qwen35_seq_free(s->seq);
     ar_sampler_free(s->sampler);
     free(s->logits);
@@ -169,6 +238,7 @@ void ar_session_reset(ar_session *s)
 {
     qwen35_seq_reset(s->seq);
     ar_sampler_reset(s->sampler);
+    if (s->src) ar_draft_reset(s->src);
     s->pending = -1;
     memset(&s->detok, 0, sizeof s->detok);
 }
@@ -182,6 +252,17 @@ static int eval_chain(ar_session *s, int32_t first, const int32_t *tokens, int n
 {
     ar_model *m = s->m;
     const int shift = first >= 0;
+    if (s->chain) {   /* speculative: the draft source sees every committed position (with taps) */
+        if (!shift) return ar_chain_prefill(s->chain, s->seq, tokens, n, s->logits, err);
+        if (n == 0) return ar_chain_prefill(s->chain, s->seq, &first, 1, s->logits, err);
+        int32_t *all = malloc(((size_t)n + 1) * sizeof *all);
+        if (!all) return ar_fail(err, AR_ENOMEM, "out of memory for a %d-token prompt", n + 1);
+        all[0] = first;
+        memcpy(all + 1, tokens, (size_t)n * sizeof *tokens);
+        int rc = ar_chain_prefill(s->chain, s->seq, all, n + 1, s->logits, err);
+        free(all);
+        return rc;
+    }
     n += shift;
     qwen35_seq *seqs[1] = { s->seq };
     for (int done = 0; done < n;) {
@@ -208,6 +289,30 @@ int ar_session_eval(ar_session *s, const int32_t *tokens, int n, ar_error *err)
 
 /* ---- generation ----------------------------------------------------------------------------- */
 
+typedef struct gen_run {
+    ar_session  *s;
+    ar_on_token  on_token;
+    void        *user;
+    int          n_predict;
+    ar_gen_stats *st;
+} gen_run;
+
+/* One sampled (and sampler-accepted) token: it becomes pending, is streamed, and the stop rules are
+ * checked. Returns true to stop after it (st->stop says why). Shared by plain and speculative steps. */
+static bool emit_token(void *user, int32_t tok)
+{
+    gen_run *g = user;
+    ar_session *s = g->s;
+    s->pending = tok;
+    g->st->n_gen++;
+    size_t len = ar_detok_push(&s->detok, s->m->vocab, tok, s->special, s->piece, s->piece_cap);
+    bool stop = g->on_token ? g->on_token(g->user, tok, s->piece, len) : false;
+    if (ar_token_is_eog(s->m->vocab, tok)) { g->st->stop = AR_STOP_EOG; return true; }
+    if (stop) { g->st->stop = AR_STOP_CALLBACK; return true; }
+    if (g->n_predict >= 0 && g->st->n_gen >= g->n_predict) { g->st->stop = AR_STOP_LENGTH; return true; }
+    return false;
+}
+
 int ar_generate(ar_session *s, const int32_t *prompt, int n_prompt, int n_predict, ar_on_token on_token,
                 void *user, ar_gen_stats *stats, ar_error *err)
 {
@@ -226,6 +331,7 @@ int ar_generate(ar_session *s, const int32_t *prompt, int n_prompt, int n_predic
     if ((long)n_past + n_eval > s->n_ctx)
         return ar_fail(err, AR_ERANGE, "generate: the prompt (%d tokens) does not fit in the context: %d of %d tokens "
                        "are free (raise the context size)", n_prompt, s->n_ctx - n_past - has_pending, s->n_ctx);
+    if (s->chain) ar_chain_stats_reset(s->chain);
 
     /* Prompt: the pending token first, then the prompt, as one chain. */
     double t0 = ar_now();
@@ -238,23 +344,41 @@ int ar_generate(ar_session *s, const int32_t *prompt, int n_prompt, int n_predic
     if (rc) goto out;
 
     double t1 = ar_now();
+    gen_run g = { s, on_token, user, n_predict, &st };
     st.stop = AR_STOP_LENGTH;
-    for (;;) {
-        if (n_predict >= 0 && st.n_gen >= n_predict) { st.stop = AR_STOP_LENGTH; break; }
+    bool stop = n_predict >= 0 && st.n_gen >= n_predict;
+    if (!stop) {   /* the first token, from the prompt's logits */
         int32_t tok = ar_sampler_sample(s->sampler, s->logits);
         ar_sampler_accept(s->sampler, tok);
-        s->pending = tok;
-        st.n_gen++;
-        size_t len = ar_detok_push(&s->detok, s->m->vocab, tok, s->special, s->piece, s->piece_cap);
-        bool stop = on_token ? on_token(user, tok, s->piece, len) : false;
-        if (ar_token_is_eog(s->m->vocab, tok)) { st.stop = AR_STOP_EOG; break; }
-        if (stop) { st.stop = AR_STOP_CALLBACK; break; }
-        if (n_predict >= 0 && st.n_gen >= n_predict) { st.stop = AR_STOP_LENGTH; break; }
+        stop = emit_token(&g, tok);
+    }
+    while (!stop) {
         if (qwen35_seq_n_past(s->seq) >= s->n_ctx) { st.stop = AR_STOP_CONTEXT; break; }
-        if ((rc = eval_chain(s, -1, &tok, 1, err))) break;
-        s->pending = -1;
+        if (s->chain) {   /* draft, verify [pending, drafts] in one forward, emit what the sampler agrees with */
+            int32_t last;
+            const int max_emit = n_predict < 0 ? INT_MAX : n_predict - st.n_gen;
+            rc = ar_chain_round(s->chain, s->seq, s->sampler, s->pending, max_emit, emit_token, &g, &last, &stop, err);
+            if (rc) break;
+        } else {           /* evaluate the pending token, sample the next */
+            int32_t tok = s->pending;
+            if ((rc = eval_chain(s, -1, &tok, 1, err))) break;
+            s->pending = -1;
+            tok = ar_sampler_sample(s->sampler, s->logits);
+            ar_sampler_accept(s->sampler, tok);
+            stop = emit_token(&g, tok);
+        }
     }
     st.gen_s = ar_now() - t1;
+    if (s->chain) {
+        const ar_chain_stats *cs = ar_chain_get_stats(s->chain);
+        st.n_steps = cs->n_rounds;
+        st.n_step_tokens = cs->n_emitted;
+        st.n_drafted = cs->n_drafted;
+        st.n_accepted = cs->n_accepted;
+        st.draft_s = cs->draft_s;
+        st.verify_s = cs->verify_s;
+        st.commit_s = cs->accept_s;
+    }
     size_t len = ar_detok_flush(&s->detok, s->piece, s->piece_cap);
     if (len && on_token) on_token(user, -1, s->piece, len);
 out:

@@ -42,6 +42,15 @@ ar_model_params ar_model_defaults(void);
 int  ar_model_load(ar_model **out, const char *path, const ar_model_params *p, ar_error *err);
 void ar_model_free(ar_model *m);
 
+/* Attach a DFlash drafter (a GGUF of arch `dflash`, llama.cpp's layout, or Lucebox's
+ * `qwen35-dflash-draft` / `dflash-draft`) made for this model: sessions created afterwards decode
+ * speculatively (ar_session_params.draft_block). Speculative decoding is lossless: at temperature 0
+ * the tokens are those of plain decoding, at temperature > 0 every token is a sample of the model's
+ * own distribution (same sampler, same seed stream). Fails when the drafter does not fit the model
+ * (hidden size, tap layers, vocabulary) or a drafter is already attached. */
+int  ar_model_load_draft(ar_model *m, const char *path, ar_error *err);
+bool ar_model_has_draft(const ar_model *m);
+
 int32_t ar_model_n_vocab(const ar_model *m);
 int     ar_model_n_ctx_train(const ar_model *m);
 
@@ -60,6 +69,10 @@ typedef struct ar_session_params {
     int  n_ctx;                   /* context size in tokens; <= 0: 4096 (at most the training context) */
     ar_sampler_params sampling;   /* repeat_last_n < 0 means the whole context */
     bool special;                 /* streamed text includes control tokens ("<|im_end|>") */
+    int  draft_block;             /* speculative decoding with the model's drafter: tokens verified per step
+                                     (the anchor + up to draft_block-1 drafts), 2..64; 0: the drafter's trained
+                                     block (16); 1: off. Ignored when the model has no drafter. */
+    int  kv_page;                 /* attention KV page size in tokens; <= 0: the default */
 } ar_session_params;
 
 ar_session_params ar_session_defaults(void);
@@ -93,6 +106,15 @@ typedef struct ar_gen_stats {
     int    n_gen;       /* tokens generated */
     double gen_s;       /* seconds from the first sample to the last */
     int    stop;        /* enum ar_stop */
+    /* speculative decoding (all 0 without a drafter): the first token comes from the prompt's logits,
+     * every later one from a draft/verify step */
+    int    n_steps;        /* draft/verify steps */
+    int    n_step_tokens;  /* tokens those steps emitted (acceptance length = n_step_tokens / n_steps) */
+    int    n_drafted;      /* draft tokens verified */
+    int    n_accepted;     /* of those, accepted */
+    double draft_s;        /* drafter block forwards */
+    double verify_s;       /* target verification forwards */
+    double commit_s;       /* sampling the verified rows, committing, the drafter's context update */
 } ar_gen_stats;
 
 /* Append prompt to the session's context, then sample up to n_predict tokens (< 0: until the end of

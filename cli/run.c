@@ -4,8 +4,10 @@
  * prompt (raw text, or the chat template with --chat), tokenize, check it fits the context, then
  * ar_generate with a callback that writes and flushes each piece. Timings go to stderr at the end.
  * With --draft the model gets a DFlash drafter and generation is speculative (lossless: the same tokens
- * at --temp 0, the same distribution otherwise); the end line then adds the acceptance length and the
- * per-step draft / verify / commit times. */
+ * at --temp 0, the same distribution otherwise): chain verification of --block tokens per step, or with
+ * --budget N|auto a DDTree of N draft nodes per step (auto: chosen per step from measured costs). The
+ * last stderr line names the mode and gives the acceptance length (tokens committed per step), the
+ * per-step draft / verify / commit times and the generation rate. */
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -43,7 +45,17 @@ static void usage(FILE *out)
         "      --repeat-last-n N     tokens the penalties look at (default 64; -1 = context)\n"
         "      --presence-penalty P  (default 0)\n"
         "      --frequency-penalty F (default 0)\n"
-        "      --seed S              random seed (default: random, printed)\n");
+        "      --seed S              random seed (default: random, printed)\n"
+        "\n"
+        "speculative decoding (lossless: --temp 0 gives plain decoding's tokens, sampling its distribution):\n"
+        "      --draft PATH          DFlash drafter GGUF made for the model (default: verify chains of drafts)\n"
+        "      --block N             tokens per step: the anchor + up to N-1 drafts, 2..64 (default: the\n"
+        "                            drafter's trained block); with --budget, the tree's depth + 1\n"
+        "      --budget N|auto       verify a DDTree of N draft nodes per step (1..batch size - 1) instead of a\n"
+        "                            chain; auto: the budget that maximises tokens/s, re-chosen every step\n"
+        "                            from measured forward times and acceptance (at most min(256, batch - 1))\n"
+        "      --tree-k K            with --budget: drafter candidates per depth, 1..64 (default min(N, 64))\n"
+        "      --chain-seed          with --budget: select the drafter's top-1 chain first, then best-first\n");
 }
 
 static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
@@ -112,10 +124,36 @@ static bool on_token(void *user, int32_t token, const char *piece, size_t len)
 
 static double rate(int n, double s) { return s > 0 ? n / s : 0.0; }
 
+/* The last line: the decoding mode, tokens committed per step (acceptance length), the per-step costs and
+ * the generation rate. Plain decoding commits one token per forward. */
+static void print_decode_line(const ar_session *sess, const ar_gen_stats *gs)
+{
+    const int block = ar_session_draft_block(sess), budget = ar_session_draft_budget(sess);
+    char mode[128];
+    if (block == 0) snprintf(mode, sizeof mode, "plain");
+    else if (budget == 0) snprintf(mode, sizeof mode, "chain block %d", block);
+    else if (budget > 0) snprintf(mode, sizeof mode, "ddtree budget %d (block %d)", budget, block);
+    else snprintf(mode, sizeof mode, "ddtree budget auto (mean %.1f nodes, block %d)",
+                  gs->n_steps ? (double)gs->n_drafted / gs->n_steps : 0.0, block);
+    if (gs->n_steps == 0) {
+        fprintf(stderr, "decode: %s, %d tokens, acceptance length 1.00 tokens/step (one forward per token); %.2f t/s\n",
+                mode, gs->n_gen, rate(gs->n_gen, gs->gen_s));
+        return;
+    }
+    const double ms = 1000.0 / gs->n_steps;
+    fprintf(stderr, "decode: %s, %d steps, acceptance length %.2f tokens/step (%d of %d drafts accepted, %.1f%%); "
+            "per step: draft %.1f ms, verify %.1f ms, commit %.1f ms; %.2f t/s\n",
+            mode, gs->n_steps, (double)gs->n_step_tokens / gs->n_steps, gs->n_accepted, gs->n_drafted,
+            gs->n_drafted ? 100.0 * gs->n_accepted / gs->n_drafted : 0.0, gs->draft_s * ms, gs->verify_s * ms,
+            gs->commit_s * ms, rate(gs->n_gen, gs->gen_s));
+}
+
 int cmd_run(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL, *system = NULL, *draft_path = NULL;
-    long n_predict = -1, n_ctx = 4096, n_threads = 0, n_batch = 512, block = 0;
+    long n_predict = -1, n_ctx = 4096, n_threads = 0, n_batch = 512, block = 0, budget = 0, tree_k = 0;
+    const char *budget_arg = NULL;
+    bool chain_seed = false;
     bool chat = false, think = true, special = false;
     ar_session_params sp = ar_session_defaults();
     ar_sampler_params *smp = &sp.sampling;
@@ -142,6 +180,9 @@ int cmd_run(int argc, char **argv)
         else if (IS("--special")) special = true;
         else if (IS("--draft")) { NEED(); draft_path = v; }
         else if (IS("--block")) { NEED(); rc = parse_long(a, v, 2, 64, &block); }
+        else if (IS("--budget")) { NEED(); budget_arg = v; }
+        else if (IS("--tree-k")) { NEED(); rc = parse_long(a, v, 1, 64, &tree_k); }
+        else if (IS("--chain-seed")) chain_seed = true;
         else if (IS("--temp")) { NEED(); rc = parse_float(a, v, 0.0f, 1e6f, &smp->temp); }
         else if (IS("--top-k")) { NEED(); rc = parse_long(a, v, 0, 1L << 30, &l); smp->top_k = (int)l; }
         else if (IS("--top-p")) { NEED(); rc = parse_float(a, v, 0.0f, 1.0f, &smp->top_p); }
@@ -169,6 +210,20 @@ int cmd_run(int argc, char **argv)
     if (prompt_arg && prompt_file) return cli_fail("run: give the prompt with -p or -f, not both");
     if ((system || !think) && !chat) return cli_fail("run: --system and --no-think need --chat");
     if (block && !draft_path) return cli_fail("run: --block needs --draft");
+    if (budget_arg) {   /* after the loop: its range depends on -b */
+        if (!draft_path) return cli_fail("run: --budget needs --draft");
+        if (!strcmp(budget_arg, "auto")) {
+            if (n_batch < 2) return cli_fail("run: --budget auto needs a batch size of at least 2 (-b)");
+            budget = -1;
+        } else if (n_batch < 2) {
+            return cli_fail("run: --budget needs a batch size of at least 2 (-b): a tree of N nodes is N + 1 per forward");
+        } else {
+            char flag[64];
+            snprintf(flag, sizeof flag, "--budget (or 'auto'; the batch size is %ld)", n_batch);
+            if (parse_long(flag, budget_arg, 1, n_batch - 1, &budget)) return 1;
+        }
+    }
+    if ((tree_k || chain_seed) && !budget_arg) return cli_fail("run: --tree-k and --chain-seed need --budget");
 
     char *file_text = NULL;
     if (prompt_file && !(file_text = read_text_file(prompt_file))) return 1;
@@ -214,6 +269,9 @@ int cmd_run(int argc, char **argv)
     sp.n_ctx = (int)n_ctx;
     sp.special = special;
     sp.draft_block = (int)block;
+    sp.draft_budget = (int)budget;
+    sp.draft_top_k = (int)tree_k;
+    sp.draft_chain_seed = chain_seed;
     if (ar_session_create(&sess, model, &sp, &err)) { cli_fail("%s", err.msg); goto done; }
     if (smp->temp > 0.0f && !seed_given) ar_log(AR_LOG_INFO, "seed %llu", (unsigned long long)ar_session_seed(sess));
 
@@ -229,14 +287,7 @@ int cmd_run(int argc, char **argv)
     if (gs.stop == AR_STOP_CONTEXT) ar_log(AR_LOG_WARN, "stopped: the context (%d tokens) is full", ar_session_n_ctx(sess));
     fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f t/s), generation: %d tokens in %.3f s (%.2f t/s)\n",
             gs.n_prompt, gs.prompt_s, rate(gs.n_prompt, gs.prompt_s), gs.n_gen, gs.gen_s, rate(gs.n_gen, gs.gen_s));
-    if (gs.n_steps > 0) {
-        const double ms = 1000.0 / gs.n_steps;
-        fprintf(stderr, "speculative: %d steps, acceptance length %.2f tokens/step (%d of %d drafts accepted, %.1f%%); "
-                "per step: draft %.1f ms, verify %.1f ms, commit %.1f ms\n",
-                gs.n_steps, (double)gs.n_step_tokens / gs.n_steps, gs.n_accepted, gs.n_drafted,
-                gs.n_drafted ? 100.0 * gs.n_accepted / gs.n_drafted : 0.0, gs.draft_s * ms, gs.verify_s * ms,
-                gs.commit_s * ms);
-    }
+    print_decode_line(sess, &gs);
     ret = 0;
 done:
     free(ids);

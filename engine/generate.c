@@ -1,5 +1,6 @@
 /* engine/generate.c — generation on top of the qwen35 node-batch model: ar_model / ar_session /
- * ar_generate of include/arbor.h, plain or speculative (DFlash drafter + chain verification, spec/chain.h).
+ * ar_generate of include/arbor.h, plain or speculative (a DFlash drafter with chain verification,
+ * spec/chain.h, or DDTree verification, spec/tree_verify.h).
  *
  * Flow of ar_generate: [pending token] + prompt are evaluated as one chain in chunks of max_batch
  * nodes and committed; then each step samples a token from the last logits, streams its text, and
@@ -9,10 +10,13 @@
  *
  * Speculative sessions (a drafter attached to the model, or a source set by ar_session_set_draft):
  * every committed forward also captures the drafter's tap features and feeds the committed positions to
- * the session's draft source (ar_chain_prefill), and instead of one node per step each step is a chain
- * round: the pending token is the anchor, a block of drafts is verified in one forward and the tokens
- * the sampler agrees with are committed at once. Both paths share emit_token (streaming and the stop
- * rules), and the sampler sees exactly the same calls in both, so the output is the same. */
+ * the session's draft source (ar_chain_prefill / ar_ddtree_prefill), and instead of one node per step
+ * each step is a round of the session's verifier: the pending token is the anchor, and either a chain
+ * of drafts (spec/chain.h, draft_budget 0) or a DDTree of draft nodes (spec/tree_verify.h, draft_budget
+ * N or auto) is verified in one forward; the tokens the sampler walks through are committed at once.
+ * The two verifiers have the same contract (state between rounds, prefill, round arguments), so the
+ * engine only picks which one to call. Every path shares emit_token (streaming and the stop rules), and
+ * the sampler sees exactly the same calls in all of them, so the output is the same. */
 #include "engine/generate.h"
 
 #include <limits.h>
@@ -149,20 +153,40 @@ bool ar_model_has_draft(const ar_model *m) { return m->draft != NULL; }
 ar_session_params ar_session_defaults(void)
 {
     return (ar_session_params){ .n_ctx = 4096, .sampling = ar_sampler_defaults(), .special = false,
-                                .draft_block = 0, .kv_page = 0 };
+                                .draft_block = 0, .kv_page = 0, .draft_budget = 0, .draft_top_k = 0,
+                                .draft_chain_seed = false };
 }
 
-/* Speculative decoding with src (owned by the session on success). */
+/* Speculative decoding with src (owned by the session on success): a chain verifier, or a DDTree one
+ * when the session has a draft budget. */
 static int attach_source(ar_session *s, ar_draft_source *src, ar_error *err)
 {
-    ar_chain *chain = NULL;
     if (src->block > AR_DRAFT_MAX_BLOCK)
         return ar_fail(err, AR_EINVAL, "speculative block of %d tokens: at most %d", src->block, AR_DRAFT_MAX_BLOCK);
-    int rc = ar_chain_create(&chain, s->m->qm, s->m->ctx, src, err);
+    ar_chain *chain = NULL;
+    ar_ddtree *tree = NULL;
+    int rc;
+    if (s->draft_budget != 0) {
+        /* auto considers budgets up to min(256, max_batch - 1): the whole tree is one forward */
+        const int max_budget = s->m->max_batch - 1 < 256 ? s->m->max_batch - 1 : 256;
+        if (max_budget < 1)
+            return ar_fail(err, AR_EINVAL, "DDTree needs forwards of at least 2 nodes, but the model's batch is %d "
+                           "(raise the batch size)", s->m->max_batch);
+        ar_ddtree_params dp = ar_ddtree_defaults();
+        dp.budget = s->draft_budget > 0 ? s->draft_budget : 0;
+        dp.max_budget = max_budget;
+        dp.top_k = s->draft_top_k;
+        dp.chain_seed = s->draft_chain_seed;
+        rc = ar_ddtree_create(&tree, s->m->qm, s->m->ctx, src, &dp, err);
+    } else {
+        rc = ar_chain_create(&chain, s->m->qm, s->m->ctx, src, err);
+    }
     if (rc) return rc;
     ar_chain_free(s->chain);
+    ar_ddtree_free(s->tree);
     ar_draft_free(s->src);
     s->chain = chain;
+    s->tree = tree;
     s->src = src;
     return 0;
 }
@@ -180,12 +204,23 @@ int ar_session_create(ar_session **out, ar_model *m, const ar_session_params *p,
     if (m->draft && p->draft_block != 1 && (p->draft_block < 0 || p->draft_block > AR_DRAFT_MAX_BLOCK))
         return ar_fail(err, AR_EINVAL, "speculative block of %d tokens: must be 2..%d (0: the drafter's, 1: off)",
                        p->draft_block, AR_DRAFT_MAX_BLOCK);
+    if (p->draft_budget < -1)
+        return ar_fail(err, AR_EINVAL, "DDTree budget %d: must be >= 1 draft nodes, -1 (auto) or 0 (chain)",
+                       p->draft_budget);
+    if (p->draft_top_k < 0 || p->draft_top_k > AR_DRAFT_MAX_K)
+        return ar_fail(err, AR_EINVAL, "DDTree top-k %d: must be 1..%d (0: the budget, at most %d)", p->draft_top_k,
+                       AR_DRAFT_MAX_K, AR_DRAFT_MAX_K);
+    if (m->draft && p->draft_block == 1 && p->draft_budget != 0)
+        return ar_fail(err, AR_EINVAL, "a DDTree budget needs speculative decoding, but draft_block 1 turns it off");
 
     ar_session *s = calloc(1, sizeof *s);
     if (!s) return ar_fail(err, AR_ENOMEM, "out of memory creating a session");
     s->m = m;
     s->special = p->special;
     s->pending = -1;
+    s->draft_budget = p->draft_budget;
+    s->draft_top_k = p->draft_top_k;
+    s->draft_chain_seed = p->draft_chain_seed;
     int rc = qwen35_seq_create_paged(&s->seq, m->qm, n_ctx, p->kv_page, err);
     if (rc) goto fail;
     s->n_ctx = qwen35_seq_n_ctx(s->seq);
@@ -199,7 +234,9 @@ int ar_session_create(ar_session **out, ar_model *m, const ar_session_params *p,
     if (!s->logits || !s->piece) { rc = ar_fail(err, AR_ENOMEM, "out of memory creating a session"); goto fail; }
     if (m->draft && p->draft_block != 1) {
         ar_draft_source *src = NULL;
-        rc = ar_dflash_source_create(&src, m->qm, m->draft, m->draft_ctx, s->n_ctx, p->draft_block, 8, err);
+        /* the chain reads only the top-1 chain; a tree takes up to AR_DRAFT_MAX_K candidates per depth */
+        const int max_k = p->draft_budget != 0 ? AR_DRAFT_MAX_K : 8;
+        rc = ar_dflash_source_create(&src, m->qm, m->draft, m->draft_ctx, s->n_ctx, p->draft_block, max_k, err);
         if (!rc && (rc = attach_source(s, src, err))) ar_draft_free(src);
         if (rc) goto fail;
     }
@@ -216,8 +253,10 @@ int ar_session_set_draft(ar_session *s, ar_draft_source *src, ar_error *err)
         return ar_fail(err, AR_EINVAL, "a draft source can only be set on an empty session (reset it first)");
     if (src) return attach_source(s, src, err);
     ar_chain_free(s->chain);
+    ar_ddtree_free(s->tree);
     ar_draft_free(s->src);
     s->chain = NULL;
+    s->tree = NULL;
     s->src = NULL;
     return 0;
 }
@@ -226,6 +265,7 @@ void ar_session_free(ar_session *s)
 {
     if (!s) return;
     ar_chain_free(s->chain);
+    ar_ddtree_free(s->tree);
     ar_draft_free(s->src);
     qwen35_seq_free(s->seq);
     ar_sampler_free(s->sampler);
@@ -246,20 +286,29 @@ void ar_session_reset(ar_session *s)
 int ar_session_n_past(const ar_session *s) { return qwen35_seq_n_past(s->seq) + (s->pending >= 0); }
 int ar_session_n_ctx(const ar_session *s) { return s->n_ctx; }
 uint64_t ar_session_seed(const ar_session *s) { return ar_sampler_seed(s->sampler); }
+int ar_session_draft_block(const ar_session *s) { return s->src ? s->src->block : 0; }
+int ar_session_draft_budget(const ar_session *s) { return s->tree ? s->draft_budget : 0; }
+
+/* Speculative prefill through the session's verifier: evaluate, commit, feed the source. */
+static int spec_prefill(ar_session *s, const int32_t *tokens, int n, ar_error *err)
+{
+    if (s->tree) return ar_ddtree_prefill(s->tree, s->seq, tokens, n, s->logits, err);
+    return ar_chain_prefill(s->chain, s->seq, tokens, n, s->logits, err);
+}
 
 /* The chain [first (if >= 0)] + tokens[0..n) after the committed prefix, in chunks of max_batch. */
 static int eval_chain(ar_session *s, int32_t first, const int32_t *tokens, int n, ar_error *err)
 {
     ar_model *m = s->m;
     const int shift = first >= 0;
-    if (s->chain) {   /* speculative: the draft source sees every committed position (with taps) */
-        if (!shift) return ar_chain_prefill(s->chain, s->seq, tokens, n, s->logits, err);
-        if (n == 0) return ar_chain_prefill(s->chain, s->seq, &first, 1, s->logits, err);
+    if (s->src) {   /* speculative: the draft source sees every committed position (with taps) */
+        if (!shift) return spec_prefill(s, tokens, n, err);
+        if (n == 0) return spec_prefill(s, &first, 1, err);
         int32_t *all = malloc(((size_t)n + 1) * sizeof *all);
         if (!all) return ar_fail(err, AR_ENOMEM, "out of memory for a %d-token prompt", n + 1);
         all[0] = first;
         memcpy(all + 1, tokens, (size_t)n * sizeof *tokens);
-        int rc = ar_chain_prefill(s->chain, s->seq, all, n + 1, s->logits, err);
+        int rc = spec_prefill(s, all, n + 1, err);
         free(all);
         return rc;
     }
@@ -332,6 +381,7 @@ int ar_generate(ar_session *s, const int32_t *prompt, int n_prompt, int n_predic
         return ar_fail(err, AR_ERANGE, "generate: the prompt (%d tokens) does not fit in the context: %d of %d tokens "
                        "are free (raise the context size)", n_prompt, s->n_ctx - n_past - has_pending, s->n_ctx);
     if (s->chain) ar_chain_stats_reset(s->chain);
+    if (s->tree) ar_ddtree_stats_reset(s->tree);
 
     /* Prompt: the pending token first, then the prompt, as one chain. */
     double t0 = ar_now();
@@ -354,10 +404,13 @@ int ar_generate(ar_session *s, const int32_t *prompt, int n_prompt, int n_predic
     }
     while (!stop) {
         if (qwen35_seq_n_past(s->seq) >= s->n_ctx) { st.stop = AR_STOP_CONTEXT; break; }
-        if (s->chain) {   /* draft, verify [pending, drafts] in one forward, emit what the sampler agrees with */
+        if (s->src) {   /* draft, verify [pending, drafts] in one forward, emit what the sampler walks through */
             int32_t last;
             const int max_emit = n_predict < 0 ? INT_MAX : n_predict - st.n_gen;
-            rc = ar_chain_round(s->chain, s->seq, s->sampler, s->pending, max_emit, emit_token, &g, &last, &stop, err);
+            if (s->tree)
+                rc = ar_ddtree_round(s->tree, s->seq, s->sampler, s->pending, max_emit, emit_token, &g, &last, &stop, err);
+            else
+                rc = ar_chain_round(s->chain, s->seq, s->sampler, s->pending, max_emit, emit_token, &g, &last, &stop, err);
             if (rc) break;
         } else {           /* evaluate the pending token, sample the next */
             int32_t tok = s->pending;
@@ -378,6 +431,15 @@ int ar_generate(ar_session *s, const int32_t *prompt, int n_prompt, int n_predic
         st.draft_s = cs->draft_s;
         st.verify_s = cs->verify_s;
         st.commit_s = cs->accept_s;
+    } else if (s->tree) {
+        const ar_ddtree_stats *ts = ar_ddtree_get_stats(s->tree);
+        st.n_steps = ts->n_rounds;
+        st.n_step_tokens = (int)ts->n_emitted;
+        st.n_drafted = (int)ts->n_nodes;
+        st.n_accepted = (int)ts->n_accepted;
+        st.draft_s = ts->draft_s;
+        st.verify_s = ts->verify_s;
+        st.commit_s = ts->accept_s + ts->build_s;
     }
     size_t len = ar_detok_flush(&s->detok, s->piece, s->piece_cap);
     if (len && on_token) on_token(user, -1, s->piece, len);

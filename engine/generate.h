@@ -8,8 +8,9 @@
  *              and `pending`: the last sampled token, part of the context but not yet evaluated
  *              (it is evaluated first by the next ar_generate, so a stop costs no wasted forward).
  *              With speculative decoding also a draft source (the drafter's context cache of this
- *              sequence) and the chain verifier's scratch (spec/chain.h); `pending` is then the
- *              anchor of the next round. */
+ *              sequence) and ONE verifier over it: the chain verifier (spec/chain.h, draft_budget 0) or
+ *              the DDTree verifier (spec/tree_verify.h, draft_budget N >= 1 or -1 = auto); `pending` is
+ *              then the anchor of the next round. */
 #ifndef AR_ENGINE_GENERATE_H
 #define AR_ENGINE_GENERATE_H
 
@@ -18,6 +19,7 @@
 #include "model/qwen35.h"
 #include "spec/chain.h"
 #include "spec/draft.h"
+#include "spec/tree_verify.h"
 #include "tok/vocab.h"
 
 struct ar_model {
@@ -47,7 +49,12 @@ struct ar_session {
     char       *piece;         /* [piece_cap] */
     size_t      piece_cap;
     ar_draft_source *src;      /* speculative decoding: NULL when off */
-    ar_chain   *chain;
+    ar_chain   *chain;         /* draft_budget 0: chain verification */
+    ar_ddtree  *tree;          /* draft_budget != 0: DDTree verification (exactly one of chain, tree is set
+                                  when src is) */
+    int         draft_budget;  /* ar_session_params: 0 chain, N >= 1 tree of N nodes, -1 auto */
+    int         draft_top_k;   /* DDTree candidates per depth (0: min(budget, AR_DRAFT_MAX_K)) */
+    bool        draft_chain_seed;
 };
 
 const ar_vocab *ar_model_vocab(const ar_model *m);
@@ -57,7 +64,8 @@ const ar_vocab *ar_model_vocab(const ar_model *m);
 int ar_session_eval(ar_session *s, const int32_t *tokens, int n, ar_error *err);
 
 /* Decode speculatively with src (e.g. spec/replay.c's source in tests) instead of the model's drafter,
- * verifying blocks of src->block tokens. The session must be empty (new or reset) and src fresh. On
+ * verifying blocks of src->block tokens as a chain, or DDTrees when the session was created with a
+ * draft_budget (its top_k / chain seed too). The session must be empty (new or reset) and src fresh. On
  * success the session owns src (and frees it); on failure the caller still does. NULL src: plain
  * decoding. */
 int ar_session_set_draft(ar_session *s, ar_draft_source *src, ar_error *err);

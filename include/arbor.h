@@ -44,10 +44,11 @@ void ar_model_free(ar_model *m);
 
 /* Attach a DFlash drafter (a GGUF of arch `dflash`, llama.cpp's layout, or Lucebox's
  * `qwen35-dflash-draft` / `dflash-draft`) made for this model: sessions created afterwards decode
- * speculatively (ar_session_params.draft_block). Speculative decoding is lossless: at temperature 0
- * the tokens are those of plain decoding, at temperature > 0 every token is a sample of the model's
- * own distribution (same sampler, same seed stream). Fails when the drafter does not fit the model
- * (hidden size, tap layers, vocabulary) or a drafter is already attached. */
+ * speculatively (ar_session_params: draft_block for chain verification, draft_budget for DDTree).
+ * Speculative decoding is lossless: at temperature 0 the tokens are those of plain decoding, at
+ * temperature > 0 every token is a sample of the model's own distribution (same sampler, same seed
+ * stream). Fails when the drafter does not fit the model (hidden size, tap layers, vocabulary) or a
+ * drafter is already attached. */
 int  ar_model_load_draft(ar_model *m, const char *path, ar_error *err);
 bool ar_model_has_draft(const ar_model *m);
 
@@ -73,6 +74,16 @@ typedef struct ar_session_params {
                                      (the anchor + up to draft_block-1 drafts), 2..64; 0: the drafter's trained
                                      block (16); 1: off. Ignored when the model has no drafter. */
     int  kv_page;                 /* attention KV page size in tokens; <= 0: the default */
+    /* DDTree (with the model's drafter; ignored without one): instead of one chain of drafts per step,
+     * verify a TREE of draft tokens in one forward (best-first over the drafter's top-K per depth) and
+     * walk it with the session's sampler; still lossless, as the chain. The tree's depth is the block's
+     * (draft_block - 1). */
+    int  draft_budget;            /* 0: chain verification; N >= 1: a tree of N draft nodes per step (N + 1
+                                     nodes per forward: at most the model's max_batch); -1: auto, the budget
+                                     that maximises tokens per second, re-chosen every step from the measured
+                                     forward times and acceptance (at most min(256, max_batch - 1)) */
+    int  draft_top_k;             /* DDTree: candidates per depth, 1..64; 0: min(budget, 64) */
+    bool draft_chain_seed;        /* DDTree: select the drafter's whole top-1 chain first, then fill best-first */
 } ar_session_params;
 
 ar_session_params ar_session_defaults(void);
@@ -83,6 +94,10 @@ void ar_session_reset(ar_session *s);          /* empty context, sampler history
 int  ar_session_n_past(const ar_session *s);   /* tokens in the context */
 int  ar_session_n_ctx(const ar_session *s);
 uint64_t ar_session_seed(const ar_session *s); /* the sampler's seed (the chosen one for AR_SEED_RANDOM) */
+/* How the session decodes: the speculative block (anchor + up to block-1 drafts; 0 = plain decoding) and the
+ * DDTree budget (0: chain verification or plain, N >= 1: trees of N draft nodes, -1: auto). */
+int  ar_session_draft_block(const ar_session *s);
+int  ar_session_draft_budget(const ar_session *s);
 
 /* ---- generation ----------------------------------------------------------------------------- */
 
@@ -108,13 +123,14 @@ typedef struct ar_gen_stats {
     int    stop;        /* enum ar_stop */
     /* speculative decoding (all 0 without a drafter): the first token comes from the prompt's logits,
      * every later one from a draft/verify step */
-    int    n_steps;        /* draft/verify steps */
+    int    n_steps;        /* draft/verify steps (chain or DDTree rounds) */
     int    n_step_tokens;  /* tokens those steps emitted (acceptance length = n_step_tokens / n_steps) */
-    int    n_drafted;      /* draft tokens verified */
+    int    n_drafted;      /* draft tokens verified (DDTree: tree nodes; n_drafted / n_steps = mean budget) */
     int    n_accepted;     /* of those, accepted */
-    double draft_s;        /* drafter block forwards */
+    double draft_s;        /* drafter block forwards (and top-K lists) */
     double verify_s;       /* target verification forwards */
-    double commit_s;       /* sampling the verified rows, committing, the drafter's context update */
+    double commit_s;       /* sampling the verified rows, committing, the drafter's context update; DDTree:
+                              also building the tree and choosing its budget */
 } ar_gen_stats;
 
 /* Append prompt to the session's context, then sample up to n_predict tokens (< 0: until the end of

@@ -1,13 +1,21 @@
 /* tests/test_generate.c — ar_generate end to end on the tiny fixture model: greedy tokens equal
  * llama.cpp's greedy continuation (the oracle's eval mode), chunked prefill and a continued
- * session give the same tokens, a seed reproduces its text, and the stop rules and errors. */
+ * session give the same tokens, a seed reproduces its text, and the stop rules and errors.
+ * Speculative decoding through the public API (ar_model_load_draft with a random drafter from
+ * `$ARBOR_BIN mkdraft`, session params): chain and DDTree (budgets 4, 16, auto) give plain decoding's
+ * tokens at T = 0 (and the same continuation after them) and, with the same seed, at T = 0.8 (the tree
+ * walk draws from the sampler exactly as plain decoding does); a replay source set in DDTree mode
+ * commits whole trees; bad DDTree parameters fail; `arbor run --draft D [--budget 8|auto]` prints plain
+ * decoding's text and the decode line, and its flag errors are reported before any loading. */
 #include "arbor.h"
 #include "base/log.h"
 #include "engine/generate.h"
 #include "tests/test.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 enum { MAX_GEN = 64 };
 
@@ -89,6 +97,284 @@ static bool agrees(const ar_model *m, const collect *c, const int32_t *want, int
     for (int i = 0; i < c->n; i++) if (c->ids[i] != want[i]) return false;
     return c->n == n_want || (c->n > 0 && ar_model_token_is_eog(m, c->ids[c->n - 1]));
 }
+
+/* ---- 7. speculative decoding through the public API: chain and DDTree == plain ------------------ */
+
+static int sh(const char *cmd)
+{
+    int st = system(cmd);
+    return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static bool same_ids(const collect *a, const collect *b)
+{
+    return a->n == b->n && !memcmp(a->ids, b->ids, sizeof(int32_t) * (size_t)a->n);
+}
+
+static int first_diff(const collect *a, const collect *b)
+{
+    int i = 0;
+    while (i < a->n && i < b->n && a->ids[i] == b->ids[i]) i++;
+    return i;
+}
+
+static ar_session *spec_session(ar_model *m, float temp, uint64_t seed, int budget, ar_error *err, int *rc)
+{
+    ar_session_params sp = ar_session_defaults();
+    sp.n_ctx = 256;
+    sp.sampling.temp = temp;
+    sp.sampling.seed = seed;
+    sp.draft_budget = budget;
+    ar_session *s = NULL;
+    *rc = ar_session_create(&s, m, &sp, err);
+    return s;
+}
+
+static const char *mode_name(int budget, char *buf, size_t cap)
+{
+    if (budget == 0) snprintf(buf, cap, "chain");
+    else if (budget < 0) snprintf(buf, cap, "ddtree auto");
+    else snprintf(buf, cap, "ddtree budget %d", budget);
+    return buf;
+}
+
+/* `arbor run` with extra flags: exit status, stdout to TMP/name.out, stderr to TMP/name.err. */
+static int run_cli(const char *arbor, const char *tmp, const char *name, const char *model, const char *flags, int n_gen)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -p 'Once upon a time' -n %d --temp 0 -t 2 %s > '%s/%s.out' 2> '%s/%s.err'",
+             arbor, model, n_gen, flags, tmp, name, tmp, name);
+    return sh(cmd);
+}
+
+/* The whole of TMP/name.ext (at most cap - 1 bytes), or "" */
+static const char *slurp(const char *tmp, const char *name, const char *ext, char *buf, size_t cap)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s.%s", tmp, name, ext);
+    buf[0] = 0;
+    FILE *f = fopen(p, "rb");
+    if (!f) return buf;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* The "decode: ..." line of a run's stderr ("" when missing). */
+static const char *decode_line(const char *err_text, char *line, size_t cap)
+{
+    const char *p = strstr(err_text, "decode: ");
+    line[0] = 0;
+    if (!p) return line;
+    size_t n = strcspn(p, "\n");
+    if (n >= cap) n = cap - 1;
+    memcpy(line, p, n);
+    line[n] = 0;
+    return line;
+}
+
+static void test_speculative(ar_model *m, const char *model_path, const int32_t *ids, int n)
+{
+    const bool san = test_sanitized();
+    const int NG = san ? 24 : 64;   /* tokens per run */
+    const char *arbor = getenv("ARBOR_BIN");
+    if (!arbor || !*arbor) arbor = "build/arbor";
+    char tmp[256] = "/tmp/arbor-test-generate-XXXXXX";
+    if (!mkdtemp(tmp)) { CHECK(0, "mkdtemp failed"); return; }
+    char draft[512], cmd[4096];
+    snprintf(draft, sizeof draft, "%s/draft.gguf", tmp);
+    snprintf(cmd, sizeof cmd, "'%s' mkdraft -q -o '%s' --target '%s' > '%s/mkdraft.log' 2>&1", arbor, draft, model_path,
+             tmp);
+    int rc = sh(cmd);
+    CHECK(rc == 0, "%s failed (exit %d; set ARBOR_BIN to the arbor binary)", cmd, rc);
+    if (rc) return;
+
+    ar_error err = {0};
+    ar_model_params mp = ar_model_defaults();
+    mp.prefault = false;
+    mp.n_threads = 2;
+    ar_model *md = NULL;
+    rc = ar_model_load(&md, model_path, &mp, &err);
+    if (!rc) rc = ar_model_load_draft(md, draft, &err);
+    CHECK(rc == 0 && ar_model_has_draft(md), "model + drafter %s: %s", draft, err.msg);
+    if (rc) { ar_model_free(md); return; }
+
+    /* the reference: plain decoding (the fixture model without a drafter), then 8 more tokens in a second call */
+    enum { NMORE = 8 };
+    ar_gen_stats st;
+    collect ref = { 0 }, ref_more = { 0 };
+    ar_session *p = session(m, 0.0f, 1, 256);
+    rc = ar_generate(p, ids, n, NG, on_token, &ref, &st, &err);
+    rc |= ar_generate(p, NULL, 0, NMORE, on_token, &ref_more, &st, &err);
+    CHECK(rc == 0 && ref.n == NG && ref_more.n == NMORE, "plain reference: %s (%d + %d tokens)", err.msg, ref.n,
+          ref_more.n);
+    CHECK(ar_session_draft_block(p) == 0 && ar_session_draft_budget(p) == 0, "plain session reports block %d budget %d",
+          ar_session_draft_block(p), ar_session_draft_budget(p));
+    ar_session_free(p);
+
+    /* T = 0: chain, DDTree 4, 16 and auto are token-identical to plain, and leave the same state behind (the
+     * continuation is identical too) */
+    static const int budgets[] = { 0, 4, 16, -1 };
+    char name[64];
+    for (int b = 0; b < 4; b++) {
+        mode_name(budgets[b], name, sizeof name);
+        ar_session *s = spec_session(md, 0.0f, 1, budgets[b], &err, &rc);
+        CHECK(rc == 0, "%s session: %s", name, err.msg);
+        if (rc) continue;
+        CHECK(ar_session_draft_block(s) == 16 && ar_session_draft_budget(s) == budgets[b],
+              "%s: the session reports block %d budget %d", name, ar_session_draft_block(s), ar_session_draft_budget(s));
+        collect c = { 0 }, more = { 0 };
+        rc = ar_generate(s, ids, n, NG, on_token, &c, &st, &err);
+        CHECK(rc == 0 && same_ids(&c, &ref), "T=0 %s: %s; %d tokens, first difference at %d", name, err.msg, c.n,
+              first_diff(&c, &ref));
+        CHECK(st.n_steps > 0 && st.n_step_tokens == st.n_gen - 1 && st.n_accepted <= st.n_drafted &&
+              st.n_step_tokens == st.n_steps + st.n_accepted,
+              "T=0 %s stats: %d steps, %d step tokens, %d of %d drafts accepted, %d generated", name, st.n_steps,
+              st.n_step_tokens, st.n_accepted, st.n_drafted, st.n_gen);
+        if (budgets[b] > 0)
+            CHECK(st.n_drafted <= budgets[b] * st.n_steps && st.n_drafted > (budgets[b] - 1) * (st.n_steps - 1),
+                  "%s: %d nodes verified in %d steps", name, st.n_drafted, st.n_steps);
+        printf("T=0 %-16s %d tokens in %d steps: %.2f tokens/step, %.1f nodes/step (draft %.2f verify %.2f commit %.2f ms/step)\n",
+               name, st.n_gen, st.n_steps, st.n_steps ? (double)st.n_step_tokens / st.n_steps : 0.0,
+               st.n_steps ? (double)st.n_drafted / st.n_steps : 0.0, 1e3 * st.draft_s / (st.n_steps ? st.n_steps : 1),
+               1e3 * st.verify_s / (st.n_steps ? st.n_steps : 1), 1e3 * st.commit_s / (st.n_steps ? st.n_steps : 1));
+        rc = ar_generate(s, NULL, 0, NMORE, on_token, &more, &st, &err);
+        CHECK(rc == 0 && same_ids(&more, &ref_more), "T=0 %s: the continuation differs from plain: %s (%d tokens)", name,
+              err.msg, more.n);
+        ar_session_free(s);
+    }
+
+    /* T = 0.8, same seed: the tree walk draws from the sampler exactly as plain decoding does (one sample +
+     * accept per emitted token), so the tokens are plain sampling's */
+    const int n_seeds = san ? 1 : 3;
+    for (int k = 0; k < n_seeds; k++) {
+        const uint64_t seed = 4242 + 17 * (uint64_t)k;
+        collect plain_s = { 0 };
+        ar_session *ps = session(m, 0.8f, seed, 256);
+        rc = ar_generate(ps, ids, n, NG, on_token, &plain_s, &st, &err);
+        CHECK(rc == 0 && plain_s.n > 0, "plain sampling seed %llu: %s", (unsigned long long)seed, err.msg);
+        ar_session_free(ps);
+        for (int b = 0; b < 4; b++) {
+            mode_name(budgets[b], name, sizeof name);
+            ar_session *s = spec_session(md, 0.8f, seed, budgets[b], &err, &rc);
+            CHECK(rc == 0, "%s session: %s", name, err.msg);
+            if (rc) continue;
+            collect c = { 0 };
+            rc = ar_generate(s, ids, n, NG, on_token, &c, &st, &err);
+            CHECK(rc == 0 && same_ids(&c, &plain_s), "T=0.8 seed %llu %s: %s; %d tokens vs plain %d, first difference at %d",
+                  (unsigned long long)seed, name, err.msg, c.n, plain_s.n, first_diff(&c, &plain_s));
+            ar_session_free(s);
+        }
+    }
+    printf("T=0.8: chain and DDTree 4/16/auto equal plain sampling for %d seed(s), %d tokens each\n", n_seeds, NG);
+
+    /* A replay source that proposes the reference (ar_session_set_draft on a drafter-less model, in DDTree
+     * mode): full trees get accepted, the output is still plain's */
+    int32_t all[256];
+    const int n_all = n + ref.n;
+    memcpy(all, ids, (size_t)n * sizeof *ids);
+    memcpy(all + n, ref.ids, (size_t)ref.n * sizeof *ids);
+    ar_draft_source *rsrc = NULL;
+    rc = ar_replay_source_create(&rsrc, all, n_all, ar_model_n_vocab(m), 8, &err);
+    CHECK(rc == 0, "replay source: %s", err.msg);
+    if (!rc) {
+        ar_session *s = spec_session(m, 0.0f, 1, 6, &err, &rc);
+        CHECK(rc == 0 && s, "drafter-less session with a budget: %s", err.msg);
+        if (s && (rc = ar_session_set_draft(s, rsrc, &err))) ar_draft_free(rsrc);
+        CHECK(rc == 0 && s && ar_session_draft_budget(s) == 6 && ar_session_draft_block(s) == 8,
+              "set_draft in DDTree mode: %s", err.msg);
+        if (s && !rc) {
+            collect c = { 0 };
+            rc = ar_generate(s, ids, n, NG, on_token, &c, &st, &err);
+            const double len = st.n_steps ? (double)st.n_step_tokens / st.n_steps : 0.0;
+            CHECK(rc == 0 && same_ids(&c, &ref), "replay DDTree: %s; first difference at %d", err.msg, first_diff(&c, &ref));
+            /* the replay ranks the reference first with a clear margin, so the 6 nodes are its top-1 chain and every
+             * round commits 6 drafts + the bonus (the last round is cut by the token budget) */
+            const int want_steps = (NG - 1 + 6) / 7;
+            CHECK(st.n_steps == want_steps, "replay DDTree: %d steps for %d tokens (want %d: 7 per step), %.2f tokens/step",
+                  st.n_steps, NG - 1, want_steps, len);
+            printf("replay source, DDTree budget 6 block 8: %.2f tokens/step, %d of %d nodes accepted\n", len,
+                   st.n_accepted, st.n_drafted);
+            rc = ar_session_set_draft(s, NULL, &err);
+            CHECK(rc == AR_EINVAL, "set_draft on a used session: rc %d", rc);
+            ar_session_reset(s);
+            rc = ar_session_set_draft(s, NULL, &err);
+            CHECK(rc == 0 && ar_session_draft_block(s) == 0 && ar_session_draft_budget(s) == 0, "set_draft(NULL): %s",
+                  err.msg);
+        }
+        ar_session_free(s);
+    }
+
+    /* bad DDTree parameters */
+    ar_session_params sp = ar_session_defaults();
+    ar_session *bad = NULL;
+    sp.draft_budget = -2;
+    rc = ar_session_create(&bad, md, &sp, &err);
+    CHECK(rc == AR_EINVAL && !bad && strstr(err.msg, "budget"), "budget -2: rc %d '%s'", rc, err.msg);
+    sp.draft_budget = 4;
+    sp.draft_top_k = 65;
+    rc = ar_session_create(&bad, md, &sp, &err);
+    CHECK(rc == AR_EINVAL && !bad && strstr(err.msg, "top-k"), "top-k 65: rc %d '%s'", rc, err.msg);
+    sp.draft_top_k = 0;
+    sp.draft_block = 1;
+    rc = ar_session_create(&bad, md, &sp, &err);
+    CHECK(rc == AR_EINVAL && !bad, "budget with draft_block 1 (off): rc %d '%s'", rc, err.msg);
+    sp.draft_block = 0;
+    sp.draft_budget = 512;   /* 513 nodes per forward: more than the model's batch of 512 */
+    rc = ar_session_create(&bad, md, &sp, &err);
+    CHECK(rc != 0 && !bad && strstr(err.msg, "batch"), "budget 512 on a batch of 512: rc %d '%s'", rc, err.msg);
+    ar_session_free(bad);
+    ar_model_free(md);
+
+    /* arbor run --draft D --budget 8 / auto: the same text as plain at --temp 0, and the decode line */
+    const int n_cli = san ? 12 : 32;
+    static const char *const cli_names[] = { "plain", "chain", "b8", "auto" };
+    char flags[4][1200];
+    snprintf(flags[0], sizeof flags[0], "%s", "");
+    snprintf(flags[1], sizeof flags[1], "--draft '%s'", draft);
+    snprintf(flags[2], sizeof flags[2], "--draft '%s' --budget 8", draft);
+    snprintf(flags[3], sizeof flags[3], "--draft '%s' --budget auto", draft);
+    static const char *const want_mode[] = { "decode: plain,", "decode: chain block 16,", "decode: ddtree budget 8 (block 16),",
+                                             "decode: ddtree budget auto (mean " };
+    static char out0[16384], out[16384], errt[16384];
+    char line[1024];
+    for (int i = 0; i < 4; i++) {
+        rc = run_cli(arbor, tmp, cli_names[i], model_path, flags[i], n_cli);
+        slurp(tmp, cli_names[i], "err", errt, sizeof errt);
+        decode_line(errt, line, sizeof line);
+        CHECK(rc == 0, "arbor run %s: exit %d: %s", flags[i], rc, errt);
+        CHECK(strstr(line, want_mode[i]) && strstr(line, "acceptance length") && strstr(line, " t/s"),
+              "arbor run %s: decode line '%s' (want '%s...')", flags[i], line, want_mode[i]);
+        if (i > 0) CHECK(strstr(line, "per step: draft ") && strstr(line, " verify ") && strstr(line, " commit "),
+                         "arbor run %s: no per-step times in '%s'", flags[i], line);
+        slurp(tmp, cli_names[i], "out", i ? out : out0, sizeof out);
+        if (i > 0) CHECK(!strcmp(out, out0) && *out, "arbor run %s --temp 0: text differs from plain:\n%s\nvs\n%s", flags[i],
+                         out, out0);
+        printf("arbor run %-10s %s\n", cli_names[i], line);
+    }
+    /* flag errors: before any loading, with a message */
+    static const struct { const char *flags, *msg; } cli_bad[] = {
+        { "--budget 8", "needs --draft" },
+        { "--draft X --budget 0", "--budget" },
+        { "--draft X --budget 512", "--budget" },
+        { "--draft X --budget 4 -b 4", "--budget" },
+        { "--draft X --budget many", "--budget" },
+        { "--draft X --tree-k 4", "need --budget" },
+        { "--draft X --chain-seed", "need --budget" },
+        { "--draft X --budget 4 --tree-k 65", "--tree-k" },
+    };
+    for (size_t i = 0; i < sizeof cli_bad / sizeof *cli_bad; i++) {
+        rc = run_cli(arbor, tmp, "bad", model_path, cli_bad[i].flags, 4);
+        slurp(tmp, "bad", "err", errt, sizeof errt);
+        CHECK(rc == 1 && strstr(errt, "arbor: ") && strstr(errt, cli_bad[i].msg), "arbor run %s: exit %d, '%s'",
+              cli_bad[i].flags, rc, errt);
+    }
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    sh(cmd);
+}
+
 
 int main(void)
 {
@@ -217,6 +503,9 @@ int main(void)
     rc = ar_generate(s, ids, (int)n, 4, NULL, NULL, &st, &err);
     CHECK(rc == AR_ERANGE && ar_session_n_past(s) == 0, "prompt longer than the context: rc %d '%s'", rc, err.msg);
     ar_session_free(s);
+
+    /* 7. speculative decoding: chain and DDTree through the public API and arbor run */
+    test_speculative(m, path, ids, (int)n);
 
     free(ids);
     ar_model_free(m);

@@ -32,6 +32,11 @@ static void usage(FILE *out)
         "  -c, --ctx N          context size in tokens (default 4096, at most the training context)\n"
         "  -t, --threads N      threads (default: one per core)\n"
         "  -b, --batch-size N   most prompt tokens per forward (default 512)\n"
+        "      --draft D.gguf   DFlash drafter: lossless speculative decoding (requests asking for\n"
+        "                       logprobs are decoded plainly)\n"
+        "      --block N        tokens verified per step with the drafter, 2..64 (default: its trained block)\n"
+        "      --budget N|auto  DDTree: verify a tree of N draft nodes per step (auto: chosen from measured\n"
+        "                       forward times and acceptance); default: a chain\n"
         "      --cors           allow browser clients from any origin (CORS headers, preflight)\n"
         "      --alias NAME     model id reported by /v1/models (default: the file name)\n"
         "      --max-body N     largest request body in bytes (default 33554432)\n"
@@ -56,8 +61,8 @@ static int parse_long(const char *flag, const char *s, long lo, long hi, long *o
 
 int cmd_serve(int argc, char **argv)
 {
-    const char *model_path = NULL;
-    long n_threads = 0, n_batch = 512, port, n_ctx, max_body;
+    const char *model_path = NULL, *draft_path = NULL;
+    long n_threads = 0, n_batch = 512, port, n_ctx, max_body, block, budget;
     srv_options so = srv_defaults();
     so.api_key = getenv("ARBOR_API_KEY");
 
@@ -75,6 +80,13 @@ int cmd_serve(int argc, char **argv)
         else if (IS("-c") || IS("--ctx") || IS("--ctx-size")) { NEED(); rc = parse_long(a, v, 16, 1L << 24, &n_ctx); so.n_ctx = (int)n_ctx; }
         else if (IS("-t") || IS("--threads")) { NEED(); rc = parse_long(a, v, 1, 1024, &n_threads); }
         else if (IS("-b") || IS("--batch-size")) { NEED(); rc = parse_long(a, v, 1, 65536, &n_batch); }
+        else if (IS("--draft") || IS("-md")) { NEED(); draft_path = v; }
+        else if (IS("--block")) { NEED(); rc = parse_long(a, v, 2, 64, &block); so.draft_block = (int)block; }
+        else if (IS("--budget")) {
+            NEED();
+            if (!strcmp(v, "auto")) so.draft_budget = -1;
+            else { rc = parse_long(a, v, 1, 256, &budget); so.draft_budget = (int)budget; }
+        }
         else if (IS("--cors")) so.cors = true;
         else if (IS("--alias")) { NEED(); so.model_name = v; }
         else if (IS("--max-body")) { NEED(); rc = parse_long(a, v, 1024, 1L << 34, &max_body); so.max_body = (size_t)max_body; }
@@ -83,6 +95,8 @@ int cmd_serve(int argc, char **argv)
 #undef IS
 #undef NEED
     }
+    if (so.draft_budget && !draft_path) return cli_fail("serve: --budget needs --draft D.gguf");
+    if (so.draft_block && !draft_path) return cli_fail("serve: --block needs --draft D.gguf");
     if (!model_path) {
         struct stat st;
         if (stat(DEFAULT_MODEL, &st))
@@ -114,6 +128,7 @@ int cmd_serve(int argc, char **argv)
     ar_model *model = NULL;
     int ret = 1;
     if (ar_model_load(&model, model_path, &mp, &err)) { cli_fail("%s", err.msg); goto done; }
+    if (draft_path && ar_model_load_draft(model, draft_path, &err)) { cli_fail("%s", err.msg); goto done; }
     if (srv_attach_model(server, model, model_path, &err)) { cli_fail("%s", err.msg); goto done; }
     ar_log(AR_LOG_INFO, "ready: model '%s', context %d tokens, http://%s:%d/v1", srv_model_name(server),
            srv_n_ctx(server), so.host, srv_port(server));

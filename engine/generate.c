@@ -289,6 +289,18 @@ uint64_t ar_session_seed(const ar_session *s) { return ar_sampler_seed(s->sample
 int ar_session_draft_block(const ar_session *s) { return s->src ? s->src->block : 0; }
 int ar_session_draft_budget(const ar_session *s) { return s->tree ? s->draft_budget : 0; }
 
+int ar_session_set_speculative(ar_session *s, bool on, ar_error *err)
+{
+    if (s->spec_paused == !on) return AR_OK;
+    if (qwen35_seq_n_past(s->seq) > 0 || s->pending >= 0)
+        return ar_fail(err, AR_EINVAL, "speculative decoding can only be switched on an empty session (reset it first)");
+    s->spec_paused = !on;
+    return AR_OK;
+}
+
+/* Whether this generation drafts: a source is attached and not paused. */
+static bool speculating(const ar_session *s) { return s->src && !s->spec_paused; }
+
 /* Speculative prefill through the session's verifier: evaluate, commit, feed the source. */
 static int spec_prefill(ar_session *s, const int32_t *tokens, int n, ar_error *err)
 {
@@ -301,7 +313,7 @@ static int eval_chain(ar_session *s, int32_t first, const int32_t *tokens, int n
 {
     ar_model *m = s->m;
     const int shift = first >= 0;
-    if (s->src) {   /* speculative: the draft source sees every committed position (with taps) */
+    if (speculating(s)) {   /* speculative: the draft source sees every committed position (with taps) */
         if (!shift) return spec_prefill(s, tokens, n, err);
         if (n == 0) return spec_prefill(s, &first, 1, err);
         int32_t *all = malloc(((size_t)n + 1) * sizeof *all);
@@ -404,7 +416,7 @@ int ar_generate(ar_session *s, const int32_t *prompt, int n_prompt, int n_predic
     }
     while (!stop) {
         if (qwen35_seq_n_past(s->seq) >= s->n_ctx) { st.stop = AR_STOP_CONTEXT; break; }
-        if (s->src) {   /* draft, verify [pending, drafts] in one forward, emit what the sampler walks through */
+        if (speculating(s)) {   /* draft, verify [pending, drafts] in one forward, emit what the sampler walks through */
             int32_t last;
             const int max_emit = n_predict < 0 ? INT_MAX : n_predict - st.n_gen;
             if (s->tree)

@@ -55,6 +55,7 @@ struct ar_session {
     int         draft_budget;  /* ar_session_params: 0 chain, N >= 1 tree of N nodes, -1 auto */
     int         draft_top_k;   /* DDTree candidates per depth (0: min(budget, AR_DRAFT_MAX_K)) */
     bool        draft_chain_seed;
+    bool        spec_paused;   /* ar_session_set_speculative(false): decode plainly although src is set */
 };
 
 const ar_vocab *ar_model_vocab(const ar_model *m);

@@ -98,6 +98,11 @@ uint64_t ar_session_seed(const ar_session *s); /* the sampler's seed (the chosen
  * DDTree budget (0: chain verification or plain, N >= 1: trees of N draft nodes, -1: auto). */
 int  ar_session_draft_block(const ar_session *s);
 int  ar_session_draft_budget(const ar_session *s);
+/* Turn the drafter off (on = false) or back on for the session's next generations. Only on an empty
+ * session (new or just reset): the drafter's context must see every committed position. The tokens
+ * are the same either way (speculation is lossless); plain decoding is what per-token logits need
+ * (the server's logprobs). AR_EINVAL on a non-empty session; a no-op without a drafter. */
+int  ar_session_set_speculative(ar_session *s, bool on, ar_error *err);
 
 /* ---- generation ----------------------------------------------------------------------------- */
 

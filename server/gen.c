@@ -318,6 +318,8 @@ int gen_run(ar_session *s, const srv_request *r, const gen_prompt *p, const gen_
 
     if (r->script) { run_script(&g, res); goto done; }
     ar_session_reset(s);
+    /* logprobs need the target's logits row of every emitted token: decode plainly for those (same tokens) */
+    if ((rc = ar_session_set_speculative(s, !r->logprobs, err))) goto out;
     if ((rc = set_sampler(s, &r->sampling, err))) goto out;
 
     /* prefill all but the last prompt token, chunk by chunk */

@@ -484,6 +484,8 @@ int srv_attach_model(srv *s, ar_model *m, const char *path, ar_error *err)
     if (!s->name && !(s->name = base_name(path ? path : "arbor"))) return ar_fail(err, AR_ENOMEM, "out of memory");
     ar_session_params sp = ar_session_defaults();
     sp.n_ctx = s->o.n_ctx;
+    sp.draft_block = s->o.draft_block;
+    sp.draft_budget = s->o.draft_budget;
     int rc = ar_session_create(&s->sess, m, &sp, err);
     if (rc) return rc;
     s->model = m;

@@ -37,6 +37,8 @@ typedef struct srv_options {
     int         max_queue;      /* jobs waiting at most (then 503); default 64 */
     unsigned    conn_timeout_s; /* idle keep-alive connection timeout; default 300 */
     const char *model_name;     /* the id /v1/models reports; NULL: the file name */
+    int         draft_block;    /* with a drafter attached to the model: ar_session_params.draft_block */
+    int         draft_budget;   /* ar_session_params.draft_budget: 0 chain, N tree of N nodes, -1 auto */
     const char *script;         /* tests only: every generation "outputs" this text (see srv_request) */
 } srv_options;
 

@@ -245,6 +245,30 @@ static void test_speculative(ar_model *m, const char *model_path, const int32_t 
         ar_session_free(s);
     }
 
+    /* ar_session_set_speculative: a drafter-equipped session switched off decodes plainly (what the server
+     * does for logprobs requests): same tokens, no draft steps; switching is refused on a non-empty session */
+    {
+        ar_session *s = spec_session(md, 0.0f, 1, 0, &err, &rc);
+        CHECK(rc == 0, "chain session: %s", err.msg);
+        if (!rc) {
+            collect c = { 0 }, c2 = { 0 };
+            rc = ar_session_set_speculative(s, false, &err);
+            CHECK(rc == 0, "switching speculation off on a new session: %s", err.msg);
+            rc = ar_generate(s, ids, n, NG, on_token, &c, &st, &err);
+            CHECK(rc == 0 && same_ids(&c, &ref) && st.n_steps == 0 && st.n_drafted == 0,
+                  "speculation off: %s; %d tokens, first difference at %d, %d draft steps", err.msg, c.n,
+                  first_diff(&c, &ref), st.n_steps);
+            CHECK(ar_session_set_speculative(s, true, &err) == AR_EINVAL, "switching on a non-empty session must fail");
+            ar_session_reset(s);
+            rc = ar_session_set_speculative(s, true, &err);
+            CHECK(rc == 0, "switching speculation back on after a reset: %s", err.msg);
+            rc = ar_generate(s, ids, n, NG, on_token, &c2, &st, &err);
+            CHECK(rc == 0 && same_ids(&c2, &ref) && st.n_steps > 0, "speculation back on: %s; %d tokens, %d steps",
+                  err.msg, c2.n, st.n_steps);
+            ar_session_free(s);
+        }
+    }
+
     /* T = 0.8, same seed: the tree walk draws from the sampler exactly as plain decoding does (one sample +
      * accept per emitted token), so the tokens are plain sampling's */
     const int n_seeds = san ? 1 : 3;

@@ -44,6 +44,7 @@
 
 #include "base/error.h"
 #include "format/gguf.h"
+#include "model/kvcache.h"
 
 #define QWEN35_MAX_LAYERS 256
 
@@ -98,11 +99,39 @@ int  qwen35_seq_create(qwen35_seq **out, const qwen35_model *m, int n_ctx, ar_er
 int  qwen35_seq_create_paged(qwen35_seq **out, const qwen35_model *m, int n_ctx, int page_tokens,
                              ar_error *err);
 void qwen35_seq_free(qwen35_seq *s);
-void qwen35_seq_reset(qwen35_seq *s);            /* back to empty (n_past 0, zero state); keeps pages */
+void qwen35_seq_reset(qwen35_seq *s);            /* back to empty (n_past 0, zero state); keeps its private
+                                                    pages for reuse, lets go of shared ones */
+void qwen35_seq_clear(qwen35_seq *s);            /* back to empty and every KV page let go (memory returned) */
 int  qwen35_seq_n_past(const qwen35_seq *s);
 int  qwen35_seq_n_ctx(const qwen35_seq *s);
 /* Bytes a sequence of n_ctx tokens needs at most (state + full KV). */
 uint64_t qwen35_seq_bytes(const qwen35_model *m, int n_ctx);
+
+/* Same as qwen35_seq_create_paged, counting (and capping, see model/kvcache.h) the KV pages in pool
+ * (NULL: none); quiet: no "sequence needs ..." log line (a scheduler creating many). */
+int  qwen35_seq_create_pooled(qwen35_seq **out, const qwen35_model *m, int n_ctx, int page_tokens, ar_kv_pool *pool,
+                              bool quiet, ar_error *err);
+int  qwen35_seq_page_tokens(const qwen35_seq *s);
+const ar_kv_pages *qwen35_seq_kv(const qwen35_seq *s);   /* tests, stats: page references */
+
+/* ---- snapshots (the prefix cache's unit) -------------------------------------------------------
+ * A snapshot is the committed state of a sequence at its n_past: references to its KV pages for
+ * [0, n_past) (shared, never copied: a sequence that later appends to a shared page copies that page
+ * first) and a copy of the GDN state S and conv window (qwen35_snap_state_bytes: n_gdn_layers x
+ * (n_v_heads x d_k x d_v + (d_conv-1) x channels) floats, ~150 MiB at the 27B shape). Restoring it
+ * into a sequence of the same model and page size (any n_ctx >= n_past) makes that sequence
+ * bit-identical to the original at that point: its next forward gives the same logits. A snapshot
+ * is independent of the sequence it came from (either may be freed or reset first). */
+typedef struct qwen35_snap qwen35_snap;
+
+int  qwen35_snap_take(qwen35_snap **out, const qwen35_seq *s, ar_error *err);
+/* s drops its pages and state and becomes the snapshot's state (n_past = the snapshot's). */
+int  qwen35_seq_restore(qwen35_seq *s, const qwen35_snap *snap, ar_error *err);
+void qwen35_snap_free(qwen35_snap *snap);
+int  qwen35_snap_n_past(const qwen35_snap *snap);
+size_t qwen35_snap_state_bytes(const qwen35_snap *snap);   /* the copied recurrent state */
+/* Cache accounting (ar_kv_pin on the snapshot's pages): bytes of KV pages newly held (+1) or let go (-1). */
+size_t qwen35_snap_pin(const qwen35_snap *snap, int delta);
 
 /* ---- a batch of nodes ------------------------------------------------------------------- */
 typedef struct ar_node {

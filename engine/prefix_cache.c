@@ -1,0 +1,215 @@
+/* engine/prefix_cache.c — see prefix_cache.h.
+ *
+ * Entries live in one doubly linked list, most recently used first; a lookup compares each entry's
+ * token list with the prompt (a few entries of a few thousand tokens: a memcmp each, far below the
+ * cost of one forward). Bytes are accounted when an entry is linked and unlinked, under the mutex. */
+#include "engine/prefix_cache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct entry {
+    struct entry *prev, *next;
+    int n;                    /* tokens */
+    int32_t *tokens;
+    float *logits;            /* [n_vocab] or NULL */
+    qwen35_snap *snap;
+    size_t own_bytes;         /* state + tokens + logits (KV pages are counted by pinning) */
+} entry;
+
+struct ar_pcache {
+    pthread_mutex_t mu;
+    entry *head, *tail;
+    int n_vocab;
+    ar_pcache_stats st;
+};
+
+int ar_pcache_create(ar_pcache **out, size_t cap_bytes, int n_vocab, ar_error *err)
+{
+    *out = NULL;
+    if (cap_bytes == 0 || n_vocab < 1) return ar_fail(err, AR_EINVAL, "prefix cache: cap and vocabulary must be positive");
+    ar_pcache *c = calloc(1, sizeof *c);
+    if (!c) return ar_fail(err, AR_ENOMEM, "out of memory for the prefix cache");
+    pthread_mutex_init(&c->mu, NULL);
+    c->n_vocab = n_vocab;
+    c->st.cap = cap_bytes;
+    *out = c;
+    return AR_OK;
+}
+
+static void unlink_entry(ar_pcache *c, entry *e)
+{
+    if (e->prev) e->prev->next = e->next; else c->head = e->next;
+    if (e->next) e->next->prev = e->prev; else c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void push_front(ar_pcache *c, entry *e)
+{
+    e->prev = NULL;
+    e->next = c->head;
+    if (c->head) c->head->prev = e; else c->tail = e;
+    c->head = e;
+}
+
+static void entry_drop(ar_pcache *c, entry *e)
+{
+    unlink_entry(c, e);
+    size_t kv = qwen35_snap_pin(e->snap, -1);
+    c->st.kv_bytes -= kv;
+    c->st.bytes -= kv + e->own_bytes;
+    c->st.n_entries--;
+    qwen35_snap_free(e->snap);
+    free(e->tokens);
+    free(e->logits);
+    free(e);
+}
+
+void ar_pcache_clear(ar_pcache *c)
+{
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    while (c->head) entry_drop(c, c->head);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void ar_pcache_free(ar_pcache *c)
+{
+    if (!c) return;
+    ar_pcache_clear(c);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static entry *find_exact(ar_pcache *c, const int32_t *tokens, int n)
+{
+    for (entry *e = c->head; e; e = e->next)
+        if (e->n == n && !memcmp(e->tokens, tokens, (size_t)n * sizeof *tokens)) return e;
+    return NULL;
+}
+
+int ar_pcache_put(ar_pcache *c, const qwen35_seq *seq, const int32_t *tokens, const float *logits, ar_error *err)
+{
+    const int n = qwen35_seq_n_past(seq);
+    if (n < 1) return AR_OK;
+    const size_t lbytes = (size_t)c->n_vocab * sizeof(float);
+    pthread_mutex_lock(&c->mu);
+    entry *e = find_exact(c, tokens, n);
+    if (e) {
+        unlink_entry(c, e);
+        push_front(c, e);
+        c->st.n_refreshed++;
+        if (logits && !e->logits && (e->logits = malloc(lbytes))) {
+            memcpy(e->logits, logits, lbytes);
+            e->own_bytes += lbytes;
+            c->st.bytes += lbytes;
+        }
+        pthread_mutex_unlock(&c->mu);
+        return AR_OK;
+    }
+    pthread_mutex_unlock(&c->mu);
+
+    /* take the snapshot outside the lock (copies the recurrent state) */
+    qwen35_snap *snap = NULL;
+    int rc = qwen35_snap_take(&snap, seq, err);
+    if (rc) return rc;
+    size_t own = qwen35_snap_state_bytes(snap) + (size_t)n * sizeof *tokens + (logits ? lbytes : 0);
+    if (own > c->st.cap) {
+        qwen35_snap_free(snap);
+        pthread_mutex_lock(&c->mu);
+        c->st.n_rejected++;
+        pthread_mutex_unlock(&c->mu);
+        return AR_OK;
+    }
+    e = calloc(1, sizeof *e);
+    if (e) e->tokens = malloc((size_t)n * sizeof *tokens);
+    if (e && logits) e->logits = malloc(lbytes);
+    if (!e || !e->tokens || (logits && !e->logits)) {
+        if (e) { free(e->tokens); free(e->logits); free(e); }
+        qwen35_snap_free(snap);
+        return ar_fail(err, AR_ENOMEM, "out of memory for a prefix cache entry of %d tokens", n);
+    }
+    e->n = n;
+    memcpy(e->tokens, tokens, (size_t)n * sizeof *tokens);
+    if (logits) memcpy(e->logits, logits, lbytes);
+    e->snap = snap;
+    e->own_bytes = own;
+
+    pthread_mutex_lock(&c->mu);
+    if (find_exact(c, tokens, n)) {           /* another thread stored it meanwhile */
+        pthread_mutex_unlock(&c->mu);
+        qwen35_snap_free(snap);
+        free(e->tokens);
+        free(e->logits);
+        free(e);
+        return AR_OK;
+    }
+    size_t kv = qwen35_snap_pin(snap, +1);
+    c->st.kv_bytes += kv;
+    c->st.bytes += kv + own;
+    c->st.n_entries++;
+    c->st.n_put++;
+    push_front(c, e);
+    while (c->st.bytes > c->st.cap && c->tail != e) {
+        entry_drop(c, c->tail);
+        c->st.n_evicted++;
+    }
+    if (c->st.bytes > c->st.cap) {            /* its own KV pages do not fit either */
+        entry_drop(c, e);
+        c->st.n_put--;
+        c->st.n_rejected++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return AR_OK;
+}
+
+/* The best entry for tokens[0..n) of at most max_n tokens; caller holds the mutex. */
+static entry *best_match(ar_pcache *c, const int32_t *tokens, int n, int max_n, int allow_full)
+{
+    entry *best = NULL;
+    for (entry *e = c->head; e; e = e->next) {
+        if (e->n > n || e->n > max_n || (best && e->n <= best->n)) continue;
+        if (e->n == n && (!e->logits || !allow_full)) continue;
+        if (!memcmp(e->tokens, tokens, (size_t)e->n * sizeof *tokens)) best = e;
+    }
+    return best;
+}
+
+int ar_pcache_match(ar_pcache *c, const int32_t *tokens, int n, int max_n, int *has_logits)
+{
+    pthread_mutex_lock(&c->mu);
+    entry *e = best_match(c, tokens, n, max_n, 1);
+    int got = e ? e->n : 0;
+    if (has_logits) *has_logits = e && e->logits;
+    pthread_mutex_unlock(&c->mu);
+    return got;
+}
+
+int ar_pcache_resume(ar_pcache *c, qwen35_seq *seq, const int32_t *tokens, int n, float *logits, ar_error *err)
+{
+    pthread_mutex_lock(&c->mu);
+    entry *e = best_match(c, tokens, n, qwen35_seq_n_ctx(seq), logits != NULL);
+    if (!e) {
+        c->st.n_misses++;
+        pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
+    int rc = qwen35_seq_restore(seq, e->snap, err);
+    if (rc) { pthread_mutex_unlock(&c->mu); return rc; }
+    if (e->n == n && logits) memcpy(logits, e->logits, (size_t)c->n_vocab * sizeof(float));
+    unlink_entry(c, e);
+    push_front(c, e);
+    c->st.n_hits++;
+    c->st.tokens_reused += (uint64_t)e->n;
+    int got = e->n;
+    pthread_mutex_unlock(&c->mu);
+    return got;
+}
+
+void ar_pcache_get_stats(ar_pcache *c, ar_pcache_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->st;
+    pthread_mutex_unlock(&c->mu);
+}

@@ -64,14 +64,13 @@ test-asan:
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" all
 	ARBOR_SANITIZED=1 scripts/run-tests.sh build-asan
 
-# The main job: dependencies, build, a synthetic default model, then an interactive-style chat run.
-PROMPT ?= Write a C function that reverses a string in place.
-DEMO_MODEL ?= models/default-q8_0.gguf
+# The main job: dependencies, build, then `arbor serve` on the bundled default model
+# (OpenAI and Anthropic APIs on http://127.0.0.1:8080; SERVE_ARGS adds flags, e.g. --port 9000).
+SERVE_ARGS ?=
 run:
 	scripts/deps.sh
 	$(MAKE) all
-	scripts/default-model.sh $(DEMO_MODEL)
-	$(BUILD)/arbor run -m $(DEMO_MODEL) --chat -n 128 -p "$(PROMPT)"
+	scripts/serve-default.sh $(BUILD) $(SERVE_ARGS)
 
 # libFuzzer targets (clang); FUZZ_SECONDS bounds each run.
 FUZZ_SECONDS ?= 60

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-models/default-q8_0.gguf}
+arbor=${2:-build/arbor}
 [ -f "$out" ] && exit 0
 mkdir -p "$(dirname "$out")"
 vocab=build/oracle/llama.cpp/models/ggml-vocab-qwen35.gguf
 [ -f "$vocab" ] || { echo "default-model: $vocab missing; run scripts/deps.sh first" >&2; exit 1; }
-build/arbor mkmodel -o "$out" --preset tiny --vocab "$vocab" --type q8_0 --seed 1
+"$arbor" mkmodel -o "$out" --preset tiny --vocab "$vocab" --type q8_0 --seed 1

@@ -11,5 +11,5 @@ draft=models/arbor-tiny-dflash.gguf
 if [ -f "$target" ] && [ -f "$draft" ]; then
     exec "$BUILD/arbor" serve -m "$target" --draft "$draft" "$@"
 fi
-scripts/default-model.sh models/default-q8_0.gguf
+scripts/default-model.sh models/default-q8_0.gguf "$BUILD/arbor"
 exec "$BUILD/arbor" serve -m models/default-q8_0.gguf "$@"

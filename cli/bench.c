@@ -9,7 +9,13 @@
  * read both by column name):
  *   | model | size | params | threads | test | t/s |          pp<P>, tg<N>
  *   | model | threads | test | depth | ms/forward | t/s | fwd(M)/fwd(1) |     verify<M>
- *   | test | weights/token | ms/token | GB/s read | machine GB/s | % of bandwidth |   --roofline */
+ *   | test | weights/token | ms/token | GB/s read | machine GB/s | % of bandwidth |   --roofline
+ *
+ * With --draft the run is a different one: plain decoding vs DFlash chain speculation vs DDTree for each
+ * --budget, end to end through ar_generate on one seeded random prompt at T = 0 (engine/bench.h,
+ * bench_spec_compare), one table row per mode, then "outputs identical: yes|no" (no: exit 1, since
+ * lossless speculation must reproduce plain decoding's tokens):
+ *   | mode | tokens | steps | acceptance length | draft ms/step | verify ms/step | commit ms/step | t/s | speed-up | */
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -18,11 +24,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "arbor.h"
 #include "base/log.h"
 #include "engine/bench.h"
 #include "format/quant.h"
 
 #define MAX_VERIFY 64
+#define MAX_BUDGETS 32
 #define BW_BYTES   ((size_t)512 << 20) /* 512 MiB: 16x a 32 MiB L3 */
 #define BW_RUNS    20                   /* per measurement; measured before AND after the tests */
 
@@ -47,7 +55,15 @@ static void usage(FILE *out)
         "  -ub, --ubatch-size U   most nodes per forward while processing the prompt (default 512)\n"
         "      --roofline         measure the machine's memory read bandwidth and report decode as a\n"
         "                         percentage of it (weights read per token / time per token / bandwidth)\n"
-        "      --seed S           random token seed (default 1)\n");
+        "      --seed S           random token seed (default 1)\n"
+        "\n"
+        "speculative decoding (replaces the tables above): plain vs chain vs DDTree on the same random prompt,\n"
+        "greedy (T = 0), each mode in a fresh session with one warm-up; checks all produce the same tokens:\n"
+        "      --draft PATH       DFlash drafter GGUF made for the model\n"
+        "      --block N          tokens per step (anchor + up to N-1 drafts), 2..64 (default: the drafter's)\n"
+        "      --budget LIST      also DDTree with each budget of LIST: draft nodes per step (1..ubatch - 1)\n"
+        "                         or auto, e.g. 4,16,auto\n"
+        "  -p, -n, -r, -t, -ub, --seed as above; -p defaults to 64 with --draft\n");
 }
 
 static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
@@ -76,6 +92,38 @@ static int parse_list(const char *flag, const char *s, int *out, int cap, int *n
         p = *end ? end + 1 : end;
     }
     if (*n == 0) return cli_fail("%s: empty list", flag);
+    return 0;
+}
+
+/* "4,16,auto" -> budgets (auto = -1), each in [1, max]. */
+static int parse_budgets(const char *s, long max, int *out, int cap, int *n)
+{
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[32];
+        if (len == 0 || len >= sizeof item)
+            return cli_fail("--budget: '%s' is not a comma-separated list of budgets (1..%ld) or auto", s, max);
+        memcpy(item, p, len);
+        item[len] = 0;
+        long v;
+        if (!strcmp(item, "auto")) v = -1;
+        else {
+            char *end;
+            errno = 0;
+            v = strtol(item, &end, 10);
+            if (errno || end == item || *end || v < 1 || v > max)
+                return cli_fail("--budget: '%s' is not a budget in [1, %ld] (draft nodes per step; the batch size is "
+                                "%ld) or auto", item, max, max + 1);
+        }
+        if (*n == cap) return cli_fail("--budget: at most %d budgets", cap);
+        out[(*n)++] = (int)v;
+        p = comma ? comma + 1 : p + len;
+        if (comma && !*p) return cli_fail("--budget: '%s' ends with a comma", s);
+    }
+    if (*n == 0) return cli_fail("--budget: empty list");
     return 0;
 }
 
@@ -136,9 +184,126 @@ static void rate_stats(const double *secs, int n, int tokens, bench_stat *st)
     bench_stats(r, n, st);
 }
 
+/* ---- --draft: plain vs chain vs DDTree --------------------------------------------------------------- */
+
+typedef struct spec_print {
+    const bench_spec_row *rows;   /* rows[0] (plain) is complete before any other is printed */
+    int reps;
+    bool tty;
+} spec_print;
+
+static void spec_label(const bench_spec_row *r, char *buf, size_t cap)
+{
+    if (r->mode.kind == BENCH_SPEC_PLAIN) snprintf(buf, cap, "plain");
+    else if (r->mode.kind == BENCH_SPEC_CHAIN) snprintf(buf, cap, "chain (block %d)", r->block);
+    else if (r->mode.budget > 0) snprintf(buf, cap, "ddtree %d (block %d)", r->mode.budget, r->block);
+    else snprintf(buf, cap, "ddtree auto (block %d, mean %.1f nodes)", r->block, r->drafted_per_step);
+}
+
+static void spec_on_run(void *user, int mode, int run)
+{
+    spec_print *sp = user;
+    if (!sp->tty) return;
+    if (run < 0) fprintf(stderr, "bench: mode %d warm-up          \r", mode + 1);
+    else fprintf(stderr, "bench: mode %d run %d/%d          \r", mode + 1, run + 1, sp->reps);
+    fflush(stderr);
+}
+
+static void spec_on_row(void *user, int mode, const bench_spec_row *r)
+{
+    (void)mode;
+    spec_print *sp = user;
+    if (sp->tty) fprintf(stderr, "%40s\r", "");
+    char label[96], steps[32], draft[32], commit[32];
+    spec_label(r, label, sizeof label);
+    if (r->steps == (double)(long)r->steps) snprintf(steps, sizeof steps, "%ld", (long)r->steps);
+    else snprintf(steps, sizeof steps, "%.1f", r->steps);
+    const bool plain = r->mode.kind == BENCH_SPEC_PLAIN;
+    if (plain) {
+        snprintf(draft, sizeof draft, "-");
+        snprintf(commit, sizeof commit, "-");
+    } else {
+        snprintf(draft, sizeof draft, "%.2f", r->draft_ms);
+        snprintf(commit, sizeof commit, "%.2f", r->commit_ms);
+    }
+    const double base = sp->rows[0].tps.mean;
+    printf("| %s | %d | %s | %.2f | %s | %.2f%s | %s | %.2f ± %.2f | %.2fx |\n", label, r->n_gen, steps,
+           r->accept_len, draft, plain ? r->step_ms : r->verify_ms, plain ? " *" : "", commit, r->tps.mean, r->tps.sd,
+           base > 0 ? r->tps.mean / base : 0.0);
+    fflush(stdout);
+}
+
+static int bench_spec_cli(const char *model_path, const char *draft_path, long n_prompt, long n_gen, long reps,
+                          long n_threads, long ubatch, long block, const int *budgets, int n_budgets,
+                          unsigned long long seed)
+{
+    bench_spec_mode modes[2 + MAX_BUDGETS];
+    int n_modes = 0;
+    modes[n_modes++] = (bench_spec_mode){ BENCH_SPEC_PLAIN, 0 };
+    modes[n_modes++] = (bench_spec_mode){ BENCH_SPEC_CHAIN, 0 };
+    for (int i = 0; i < n_budgets; i++) modes[n_modes++] = (bench_spec_mode){ BENCH_SPEC_TREE, budgets[i] };
+    bench_spec_row rows[2 + MAX_BUDGETS];
+
+    ar_error err = { 0 };
+    ar_model *model = NULL;
+    int ret = 1;
+    ar_model_params mp = ar_model_defaults();
+    mp.n_threads = (int)n_threads;
+    mp.max_batch = (int)ubatch;
+    ar_log(AR_LOG_INFO, "loading %s", model_path);
+    if (ar_model_load(&model, model_path, &mp, &err)) { cli_fail("%s", err.msg); goto done; }
+    ar_log(AR_LOG_INFO, "loading drafter %s", draft_path);
+    if (ar_model_load_draft(model, draft_path, &err)) { cli_fail("%s", err.msg); goto done; }
+
+    char load[64];
+    read_loadavg(load, sizeof load);
+    printf("arbor bench: %s, drafter %s, %ld threads, prompt %ld random tokens (seed %llu), %ld generated at T = 0, "
+           "%ld repetitions per mode after 1 warm-up, load average %s\n\n", model_path, base_name(draft_path),
+           n_threads, n_prompt, seed, n_gen, reps, load);
+    printf("| mode | tokens | steps | acceptance length | draft ms/step | verify ms/step | commit ms/step | t/s | speed-up |\n");
+    printf("| ---- | -----: | ----: | ----------------: | ------------: | -------------: | -------------: | --: | -------: |\n");
+    fflush(stdout);
+
+    spec_print sp = { rows, (int)reps, isatty(fileno(stderr)) };
+    bench_spec_hooks hooks = { spec_on_run, spec_on_row, &sp };
+    bench_spec_params p = { .n_prompt = (int)n_prompt, .n_gen = (int)n_gen, .reps = (int)reps,
+                            .draft_block = (int)block, .seed = seed };
+    if (bench_spec_compare(model, &p, modes, n_modes, rows, &hooks, &err)) {
+        if (sp.tty) fprintf(stderr, "%40s\r", "");
+        cli_fail("%s", err.msg);
+        goto done;
+    }
+    bool same = true;
+    for (int i = 0; i < n_modes; i++) same = same && rows[i].identical;
+    printf("\n* plain: steps are the decode forwards after the first token (which comes from the prompt's logits);\n"
+           "  its verify column is the whole step (one-token forward + sampling). acceptance length = tokens\n"
+           "  committed per step; t/s = generated tokens / generation time (prompt excluded), mean ± sd; speed-up\n"
+           "  = t/s / plain's t/s.\n");
+    printf("\noutputs identical: %s\n", same ? "yes" : "no");
+    read_loadavg(load, sizeof load);
+    printf("load average at the end: %s\n", load);
+    fflush(stdout);
+    if (!same) {
+        char label[96];
+        for (int i = 0; i < n_modes; i++) {
+            if (rows[i].identical) continue;
+            spec_label(&rows[i], label, sizeof label);
+            cli_fail("bench: %s produced different tokens than plain decoding (first at token %d): speculative "
+                     "decoding at T = 0 must reproduce plain decoding", label, rows[i].first_diff);
+        }
+        goto done;
+    }
+    ret = 0;
+done:
+    ar_model_free(model);
+    return ret;
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    const char *model_path = NULL;
+    const char *model_path = NULL, *draft_path = NULL, *budget_arg = NULL;
+    long block = 0;
+    bool prompt_given = false, depth_given = false;
     long n_prompt = 512, n_gen = 128, depth = 64, n_threads = 0, reps = 5, ubatch = 512;
     unsigned long long seed = 1;
     bool roofline = false;
@@ -152,14 +317,17 @@ int cmd_bench(int argc, char **argv)
 #define NEED() do { if (!v) return cli_fail("%s needs a value (see arbor bench --help)", a); i++; } while (0)
         if (IS("-h") || IS("--help")) { usage(stdout); return 0; }
         else if (IS("-m") || IS("--model")) { NEED(); model_path = v; }
-        else if (IS("-p") || IS("--n-prompt")) { NEED(); rc = parse_long(a, v, 0, 1L << 20, &n_prompt); }
+        else if (IS("-p") || IS("--n-prompt")) { NEED(); rc = parse_long(a, v, 0, 1L << 20, &n_prompt); prompt_given = true; }
         else if (IS("-n") || IS("--n-gen")) { NEED(); rc = parse_long(a, v, 0, 1L << 20, &n_gen); }
         else if (IS("--verify")) { NEED(); rc = parse_list(a, v, verify, MAX_VERIFY, &n_verify); }
-        else if (IS("--depth")) { NEED(); rc = parse_long(a, v, 0, 1L << 20, &depth); }
+        else if (IS("--depth")) { NEED(); rc = parse_long(a, v, 0, 1L << 20, &depth); depth_given = true; }
         else if (IS("-t") || IS("--threads")) { NEED(); rc = parse_long(a, v, 1, 1024, &n_threads); }
         else if (IS("-r") || IS("--repetitions")) { NEED(); rc = parse_long(a, v, 1, 1000, &reps); }
         else if (IS("-ub") || IS("--ubatch-size")) { NEED(); rc = parse_long(a, v, 1, 65536, &ubatch); }
         else if (IS("--roofline")) roofline = true;
+        else if (IS("--draft")) { NEED(); draft_path = v; }
+        else if (IS("--block")) { NEED(); rc = parse_long(a, v, 2, 64, &block); }
+        else if (IS("--budget")) { NEED(); budget_arg = v; }
         else if (IS("--seed")) {
             NEED();
             char *end;
@@ -173,6 +341,25 @@ int cmd_bench(int argc, char **argv)
 #undef NEED
     }
     if (!model_path) return cli_fail("bench: no model (-m MODEL)");
+    if (!draft_path && (block || budget_arg)) return cli_fail("bench: --block and --budget need --draft");
+    if (draft_path) {
+        if (n_verify || roofline || depth_given)
+            return cli_fail("bench: --verify, --depth and --roofline time single forwards; they do not combine with --draft");
+        if (!prompt_given) n_prompt = 64;
+        if (n_prompt < 1 || n_gen < 1) return cli_fail("bench: --draft needs a prompt (-p) and a generation (-n) of at least 1 token");
+        int budgets[MAX_BUDGETS], n_budgets = 0;
+        if (budget_arg) {
+            if (ubatch < 2)
+                return cli_fail("bench: --budget needs a batch size of at least 2 (-ub): a tree of N nodes is N + 1 per forward");
+            if (parse_budgets(budget_arg, ubatch - 1, budgets, MAX_BUDGETS, &n_budgets)) return 1;
+        }
+        if (n_threads <= 0) {
+            long nc = sysconf(_SC_NPROCESSORS_ONLN);
+            n_threads = nc > 0 ? nc : 1;
+        }
+        return bench_spec_cli(model_path, draft_path, n_prompt, n_gen, reps, n_threads, ubatch, block, budgets,
+                              n_budgets, seed);
+    }
     if (!n_prompt && !n_gen && !n_verify) return cli_fail("bench: nothing to do (-p 0, -n 0 and no --verify)");
     if (roofline && !n_gen) return cli_fail("bench: --roofline reports decode; it needs -n > 0");
     if (n_threads <= 0) {

@@ -8,11 +8,13 @@
 #include "engine/bench.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/pool.h"
 #include "base/timer.h"
+#include "engine/generate.h"
 
 struct bench {
     const qwen35_model *m;
@@ -277,4 +279,163 @@ void bench_stats(const double *v, int n, bench_stat *out)
         for (int i = 0; i < n; i++) s2 += (v[i] - out->mean) * (v[i] - out->mean);
         out->sd = sqrt(s2 / (n - 1));
     }
+}
+
+/* ---- speculative decoding comparison ---------------------------------------------------------------- */
+
+typedef struct spec_tokens {
+    int32_t *ids;   /* [cap] */
+    int n, cap;
+} spec_tokens;
+
+static bool collect_token(void *user, int32_t token, const char *piece, size_t len)
+{
+    (void)piece;
+    (void)len;
+    spec_tokens *t = user;
+    if (token >= 0 && t->n < t->cap) t->ids[t->n++] = token;
+    return false;
+}
+
+static const char *spec_mode_name(const bench_spec_mode *md, char *buf, size_t cap)
+{
+    if (md->kind == BENCH_SPEC_PLAIN) snprintf(buf, cap, "plain");
+    else if (md->kind == BENCH_SPEC_CHAIN) snprintf(buf, cap, "chain");
+    else if (md->budget < 0) snprintf(buf, cap, "ddtree budget auto");
+    else snprintf(buf, cap, "ddtree budget %d", md->budget);
+    return buf;
+}
+
+/* n seeded random ids of the vocabulary, none ending generation (the prompt is not a finished turn). */
+static int spec_prompt(const ar_model *m, int n, uint64_t seed, int32_t *out, ar_error *err)
+{
+    const int32_t n_vocab = ar_model_n_vocab(m);
+    uint64_t x = seed ? seed : 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < n; i++) {
+        int32_t id = -1;
+        for (int tries = 0; tries < 1000 && id < 0; tries++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            id = (int32_t)(x % (uint64_t)n_vocab);
+            if (ar_model_token_is_eog(m, id)) id = -1;
+        }
+        if (id < 0) return ar_fail(err, AR_EINVAL, "bench: no token of the vocabulary (%d) is usable in a prompt", n_vocab);
+        out[i] = id;
+    }
+    return AR_OK;
+}
+
+/* One mode: a fresh session, one warm-up and p->reps timed generations; ref (plain's tokens) NULL for plain
+ * itself, whose warm-up tokens then become ref. */
+static int spec_mode_run(ar_model *m, const bench_spec_params *p, const int32_t *prompt, int mode_ix,
+                         const bench_spec_mode *md, spec_tokens *ref, spec_tokens *got, double *tps,
+                         bench_spec_row *row, const bench_spec_hooks *hooks, ar_error *err)
+{
+    char name[64];
+    spec_mode_name(md, name, sizeof name);
+    ar_session_params sp = ar_session_defaults();
+    /* room for the prompt, the generation and a block of verification nodes past them (rounds are cut by
+     * the context; never cut here) */
+    sp.n_ctx = p->n_prompt + p->n_gen + 2 * AR_DRAFT_MAX_BLOCK;
+    sp.sampling.temp = 0.0f;
+    sp.sampling.seed = 1;
+    sp.draft_block = md->kind == BENCH_SPEC_PLAIN ? 1 : p->draft_block;
+    sp.draft_budget = md->kind == BENCH_SPEC_TREE ? md->budget : 0;
+    ar_session *s = NULL;
+    int rc = ar_session_create(&s, m, &sp, err);
+    if (rc != AR_OK) {
+        ar_error inner = *err;
+        return ar_fail(err, rc, "bench %s: %s", name, inner.msg);
+    }
+    memset(row, 0, sizeof *row);
+    row->mode = *md;
+    row->block = ar_session_draft_block(s);
+    row->identical = true;
+    row->first_diff = -1;
+    double steps = 0, step_tokens = 0, drafted = 0, accepted = 0, draft_s = 0, verify_s = 0, commit_s = 0, gen_s = 0;
+    for (int r = -1; r < p->reps; r++) {
+        if (hooks && hooks->on_run) hooks->on_run(hooks->user, mode_ix, r);
+        ar_session_reset(s);
+        spec_tokens *out = md->kind == BENCH_SPEC_PLAIN && r < 0 ? ref : got;
+        out->n = 0;
+        ar_gen_stats gs;
+        rc = ar_generate(s, prompt, p->n_prompt, p->n_gen, collect_token, out, &gs, err);
+        if (rc != AR_OK) {
+            ar_error inner = *err;
+            rc = ar_fail(err, rc, "bench %s: %s", name, inner.msg);
+            break;
+        }
+        if (out != ref && row->identical) {
+            int n = out->n < ref->n ? out->n : ref->n, d = 0;
+            while (d < n && out->ids[d] == ref->ids[d]) d++;
+            if (d < n || out->n != ref->n) { row->identical = false; row->first_diff = d; }
+        }
+        if (r < 0) { row->n_gen = gs.n_gen; continue; }
+        tps[r] = gs.gen_s > 0 ? gs.n_gen / gs.gen_s : 0.0;
+        gen_s += gs.gen_s;
+        if (md->kind == BENCH_SPEC_PLAIN) {
+            steps += gs.n_gen > 1 ? gs.n_gen - 1 : 0;
+            step_tokens += gs.n_gen > 1 ? gs.n_gen - 1 : 0;
+        } else {
+            steps += gs.n_steps;
+            step_tokens += gs.n_step_tokens;
+            drafted += gs.n_drafted;
+            accepted += gs.n_accepted;
+            draft_s += gs.draft_s;
+            verify_s += gs.verify_s;
+            commit_s += gs.commit_s;
+        }
+    }
+    ar_session_free(s);
+    if (rc != AR_OK) return rc;
+    bench_stats(tps, p->reps, &row->tps);
+    row->steps = steps / p->reps;
+    if (steps > 0) {
+        row->accept_len = step_tokens / steps;
+        row->drafted_per_step = drafted / steps;
+        row->draft_ms = 1e3 * draft_s / steps;
+        row->verify_ms = 1e3 * verify_s / steps;
+        row->commit_ms = 1e3 * commit_s / steps;
+        row->step_ms = 1e3 * gen_s / steps;
+    }
+    row->accepted_frac = drafted > 0 ? accepted / drafted : 0.0;
+    return AR_OK;
+}
+
+int bench_spec_compare(ar_model *m, const bench_spec_params *p, const bench_spec_mode *modes, int n_modes,
+                       bench_spec_row *rows, const bench_spec_hooks *hooks, ar_error *err)
+{
+    if (!ar_model_has_draft(m))
+        return ar_fail(err, AR_EINVAL, "bench: speculative decoding needs a drafter (ar_model_load_draft)");
+    if (n_modes < 1 || modes[0].kind != BENCH_SPEC_PLAIN)
+        return ar_fail(err, AR_EINVAL, "bench: the first mode must be plain decoding (the reference)");
+    if (p->n_prompt < 1 || p->n_gen < 1 || p->reps < 1)
+        return ar_fail(err, AR_EINVAL, "bench: prompt tokens (%d), generated tokens (%d) and repetitions (%d) must be >= 1",
+                       p->n_prompt, p->n_gen, p->reps);
+    if (p->draft_block != 0 && (p->draft_block < 2 || p->draft_block > AR_DRAFT_MAX_BLOCK))
+        return ar_fail(err, AR_EINVAL, "bench: speculative block %d: must be 2..%d (0: the drafter's)", p->draft_block,
+                       AR_DRAFT_MAX_BLOCK);
+    for (int i = 0; i < n_modes; i++)
+        if (modes[i].kind < BENCH_SPEC_PLAIN || modes[i].kind > BENCH_SPEC_TREE ||
+            (modes[i].kind == BENCH_SPEC_TREE && (modes[i].budget == 0 || modes[i].budget < -1)))
+            return ar_fail(err, AR_EINVAL, "bench: mode %d is not plain, chain or a tree of >= 1 nodes (or auto)", i);
+
+    int32_t *prompt = malloc((size_t)p->n_prompt * sizeof *prompt);
+    spec_tokens ref = { malloc((size_t)p->n_gen * sizeof(int32_t)), 0, p->n_gen };
+    spec_tokens got = { malloc((size_t)p->n_gen * sizeof(int32_t)), 0, p->n_gen };
+    double *tps = malloc((size_t)p->reps * sizeof *tps);
+    int rc = AR_OK;
+    if (!prompt || !ref.ids || !got.ids || !tps)
+        rc = ar_fail(err, AR_ENOMEM, "bench: out of memory for %d prompt and %d generated tokens", p->n_prompt, p->n_gen);
+    if (rc == AR_OK) rc = spec_prompt(m, p->n_prompt, p->seed, prompt, err);
+    for (int i = 0; i < n_modes && rc == AR_OK; i++) {
+        rc = spec_mode_run(m, p, prompt, i, &modes[i], &ref, &got, tps, &rows[i], hooks, err);
+        if (rc == AR_OK && hooks && hooks->on_row) hooks->on_row(hooks->user, i, &rows[i]);
+    }
+    free(prompt);
+    free(ref.ids);
+    free(got.ids);
+    free(tps);
+    return rc;
 }

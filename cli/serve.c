@@ -2,8 +2,8 @@
  *
  * Flow: parse flags (errors before any work), check the model file exists, start HTTP (so /health
  * answers 503 "loading" while the weights load, as clients expect), load the model, attach it,
- * then wait for SIGINT/SIGTERM and shut down cleanly (queued requests get 503, the running one is
- * cancelled). Signals are blocked in every thread and taken with sigwait by the main thread. */
+ * then wait for SIGINT/SIGTERM and shut down cleanly (queued and running requests end with
+ * 503). Signals are blocked in every thread and taken with sigwait by the main thread. */
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -32,8 +32,16 @@ static void usage(FILE *out)
         "  -c, --ctx N          context size in tokens (default 4096, at most the training context)\n"
         "  -t, --threads N      threads (default: one per core)\n"
         "  -b, --batch-size N   most prompt tokens per forward (default 512)\n"
-        "      --draft D.gguf   DFlash drafter: lossless speculative decoding (requests asking for\n"
-        "                       logprobs are decoded plainly)\n"
+        "      --parallel N     requests generated at once, batched into one forward per step (default 4);\n"
+        "                       more wait in a queue (503 server_busy when it holds 64)\n"
+        "      --cache-mib N    prefix cache size in MiB (default 1024; 0: off): a conversation's next turn\n"
+        "                       resumes from its last message boundary instead of prefilling it all again\n"
+        "      --prefill-budget N  most prompt tokens per step over all requests (default: the batch size);\n"
+        "                       smaller keeps the others' decode smooth while a long prompt is prefilled\n"
+        "      --draft D.gguf   DFlash drafter: lossless speculative decoding. Used only with --parallel 1:\n"
+        "                       then requests run one at a time on one session (chain, or DDTree with\n"
+        "                       --budget); with --parallel > 1 the drafter is ignored and requests are\n"
+        "                       batched with plain decoding. Requests asking for logprobs decode plainly\n"
         "      --block N        tokens verified per step with the drafter, 2..64 (default: its trained block)\n"
         "      --budget N|auto  DDTree: verify a tree of N draft nodes per step (auto: chosen from measured\n"
         "                       forward times and acceptance); default: a chain\n"
@@ -62,7 +70,7 @@ static int parse_long(const char *flag, const char *s, long lo, long hi, long *o
 int cmd_serve(int argc, char **argv)
 {
     const char *model_path = NULL, *draft_path = NULL;
-    long n_threads = 0, n_batch = 512, port, n_ctx, max_body, block, budget;
+    long n_threads = 0, n_batch = 512, port, n_ctx, max_body, block, budget, parallel, cache_mib, prefill;
     srv_options so = srv_defaults();
     so.api_key = getenv("ARBOR_API_KEY");
 
@@ -80,6 +88,9 @@ int cmd_serve(int argc, char **argv)
         else if (IS("-c") || IS("--ctx") || IS("--ctx-size")) { NEED(); rc = parse_long(a, v, 16, 1L << 24, &n_ctx); so.n_ctx = (int)n_ctx; }
         else if (IS("-t") || IS("--threads")) { NEED(); rc = parse_long(a, v, 1, 1024, &n_threads); }
         else if (IS("-b") || IS("--batch-size")) { NEED(); rc = parse_long(a, v, 1, 65536, &n_batch); }
+        else if (IS("--parallel") || IS("-np")) { NEED(); rc = parse_long(a, v, 1, 256, &parallel); so.n_parallel = (int)parallel; }
+        else if (IS("--cache-mib")) { NEED(); rc = parse_long(a, v, 0, 1L << 20, &cache_mib); so.cache_bytes = (size_t)cache_mib << 20; }
+        else if (IS("--prefill-budget")) { NEED(); rc = parse_long(a, v, 1, 65536, &prefill); so.prefill_budget = (int)prefill; }
         else if (IS("--draft") || IS("-md")) { NEED(); draft_path = v; }
         else if (IS("--block")) { NEED(); rc = parse_long(a, v, 2, 64, &block); so.draft_block = (int)block; }
         else if (IS("--budget")) {

@@ -250,7 +250,6 @@ static void ev_tool_end(void *user, int index)
     if (o->open && o->blocks[o->n_blocks - 1].kind == BLK_TOOL) close_block(o);
 }
 
-static bool job_cancelled(void *user) { return srv_job_cancelled(user); }
 
 /* ---- answers ------------------------------------------------------------------------------------ */
 
@@ -276,17 +275,13 @@ static void on_job_error(srv_job *j, void *user, const api_error *e)
     free(body);
 }
 
-static void run_job(srv_job *j, ar_session *sess, void *user)
+static void job_done(srv_job *j, void *user, int rc, const gen_result *gres, const ar_error *errp)
 {
+    gen_result res = *gres;
+    ar_error err = *errp;
     ant_job *o = user;
     o->job = j;
-    gen_sink sink = {
-        .user = o, .reasoning = ev_reasoning, .content = ev_content, .tool_call_begin = ev_tool_begin,
-        .tool_call_args = ev_tool_args, .tool_call_end = ev_tool_end,
-    };
-    gen_result res;
-    ar_error err = { 0 };
-    if (gen_run(sess, &o->req, &o->prompt, &sink, job_cancelled, j, &res, &err)) {
+    if (rc) {
         srv_job_failed(j);
         api_error e;
         api_fail(&e, 500, "server_error", NULL, NULL, "generation failed: %s", err.msg);
@@ -345,7 +340,11 @@ static void handle_messages(void *user, http_req *r)
     if (rc) { ant_job_free(o); http_reply_error(r, &e); return; }
     oai_new_id(o->id, sizeof o->id, "msg_");
     o->model = strdup(o->req.model ? o->req.model : srv_model_name(s));
-    srv_job *j = srv_job_new(s, run_job, o, ant_job_free);
+    gen_sink sink = {
+        .user = o, .reasoning = ev_reasoning, .content = ev_content, .tool_call_begin = ev_tool_begin,
+        .tool_call_args = ev_tool_args, .tool_call_end = ev_tool_end,
+    };
+    srv_job *j = srv_job_new(s, &o->req, &o->prompt, &sink, job_done, o, ant_job_free);
     if (!j || !o->model) {
         if (j) srv_job_free_unsubmitted(j);
         else ant_job_free(o);

@@ -9,11 +9,12 @@
  *              -> gen_sink.
  * Stop strings apply to the raw generated text (reasoning included), as llama.cpp does.
  *
- * The session is reset per request and its sampler replaced by one built from the request's
- * parameters (engine/generate.h gives the server that access; nothing else of the engine is touched).
- * The chat prompt itself is rendered by render.c (gen_render_chat).
- * Prefill runs in chunks of the model's batch size so a vanished client stops it between chunks;
- * the last prompt token goes through ar_generate, which samples from its logits. */
+ * Two engines run the pipeline: the scheduler (gen_submit; engine/sched.h batches the requests,
+ * chunks their prompts, builds each one's sampler and resumes them from the prefix cache at the
+ * message boundaries gen_prepare lists), and a session of its own (gen_run: speculative serving
+ * with --parallel 1, and the tests' script mode). The pipeline state lives on the heap for the
+ * scheduler, from gen_submit to the request's on_done.
+ * The chat prompt itself is rendered by render.c (gen_render_chat). */
 #include "server/gen.h"
 
 #include <math.h>
@@ -22,6 +23,7 @@
 
 #include "base/timer.h"
 #include "engine/generate.h"
+#include "tok/chat.h"
 #include "tok/toolcall.h"
 
 /* ---- prompt ------------------------------------------------------------------------------------- */
@@ -31,6 +33,8 @@ static bool ends_with(const char *s, const char *suffix)
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && !memcmp(s + n - k, suffix, k);
 }
+
+static void find_bounds(const ar_model *m, const srv_request *r, gen_prompt *p);
 
 int gen_prepare(const ar_model *m, int n_ctx, const srv_request *r, gen_prompt *out, api_error *e)
 {
@@ -73,12 +77,64 @@ int gen_prepare(const ar_model *m, int n_ctx, const srv_request *r, gen_prompt *
                         "which leaves no room for the completion. Shorten the %s, or start the server with a "
                         "larger --ctx.", n_ctx, field, n, field);
     }
+    if (r->kind == REQ_CHAT) find_bounds(m, r, out);
     return 0;
+}
+
+/* The first k messages alone, without the generation prompt (NULL when the template refuses them). */
+static char *render_first(const srv_request *r, int k)
+{
+    ar_chat_msg *cm = calloc((size_t)(k ? k : 1), sizeof *cm);
+    const char **tools = calloc((size_t)(r->n_tools ? r->n_tools : 1), sizeof *tools);
+    ar_chat_tool_call **calls = calloc((size_t)(k ? k : 1), sizeof *calls);
+    char *out = NULL;
+    bool ok = cm && tools && calls;
+    for (int i = 0; ok && i < k; i++) {
+        const req_msg *m = &r->msgs[i];
+        cm[i] = (ar_chat_msg){ .role = m->role, .content = m->content, .reasoning_content = m->reasoning };
+        if (m->n_tool_calls) {
+            if (!(calls[i] = calloc((size_t)m->n_tool_calls, sizeof **calls))) { ok = false; break; }
+            for (int j = 0; j < m->n_tool_calls; j++)
+                calls[i][j] = (ar_chat_tool_call){ .name = m->tool_calls[j].name, .arguments = m->tool_calls[j].arguments };
+            cm[i].tool_calls = calls[i];
+            cm[i].n_tool_calls = m->n_tool_calls;
+        }
+    }
+    int n_tools = r->tool_choice == REQ_TOOLS_NONE ? 0 : r->n_tools;
+    for (int i = 0; ok && i < n_tools; i++) tools[i] = r->tools[i].json;
+    ar_error err = { 0 };
+    if (ok && ar_chat_render_tools(cm, k, tools, n_tools, false, r->enable_thinking, &out, &err)) out = NULL;
+    if (calls)
+        for (int i = 0; i < k; i++) free(calls[i]);
+    free(calls);
+    free(cm);
+    free(tools);
+    return out;
+}
+
+/* Message boundaries: for k = 1..n, the token count of the first k messages when their ids are a
+ * prefix of the whole prompt's (a later turn of the conversation resumes from there). Best effort. */
+static void find_bounds(const ar_model *m, const srv_request *r, gen_prompt *p)
+{
+    if (r->n_msgs <= 0 || !(p->bounds = calloc((size_t)r->n_msgs, sizeof *p->bounds))) return;
+    for (int k = 1; k <= r->n_msgs; k++) {
+        char *text = render_first(r, k);
+        if (!text) continue;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        ar_error err = { 0 };
+        if (!ar_model_tokenize(m, text, strlen(text), true, &ids, &n, &err) && n > 0 && n <= (size_t)p->n &&
+            !memcmp(ids, p->ids, n * sizeof *ids) && (p->n_bounds == 0 || (int)n > p->bounds[p->n_bounds - 1]))
+            p->bounds[p->n_bounds++] = (int)n;
+        free(ids);
+        free(text);
+    }
 }
 
 void gen_prompt_free(gen_prompt *p)
 {
     if (!p) return;
+    free(p->bounds);
     free(p->ids);
     free(p->text);
     *p = (gen_prompt){ 0 };
@@ -87,9 +143,14 @@ void gen_prompt_free(gen_prompt *p)
 /* ---- the text pipeline -------------------------------------------------------------------------- */
 
 typedef struct gen_state {
-    ar_session        *s;
+    const ar_model    *m;
+    const ar_session  *s;          /* gen_run: the session (its logits); NULL with the scheduler */
     const srv_request *r;
     const gen_sink    *sink;
+    gen_sink           sink_copy;  /* gen_submit: sink points here */
+    const gen_prompt  *p;
+    gen_done_fn        done;
+    void              *done_user;
     gen_cancel_fn      cancelled;
     void              *cancel_user;
     bool cancel_hit, stop_hit;
@@ -196,11 +257,9 @@ static void stop_feed(gen_state *g, const char *text, size_t len, bool final)
 
 /* ---- logprobs ----------------------------------------------------------------------------------- */
 
-static void emit_logprob(gen_state *g, int32_t token)
+static void emit_logprob(gen_state *g, int32_t token, const float *lg)
 {
-    const ar_session *s = g->s;
-    const float *lg = s->logits;
-    const int32_t nv = ar_model_n_vocab(s->m);
+    const int32_t nv = ar_model_n_vocab(g->m);
     float mx = -INFINITY;
     for (int32_t i = 0; i < nv; i++) mx = lg[i] > mx ? lg[i] : mx;
     double sum = 0;
@@ -216,7 +275,7 @@ static void emit_logprob(gen_state *g, int32_t token)
         while (j > 0 && lp.top[j - 1].logprob < lg[i]) { lp.top[j] = lp.top[j - 1]; j--; }
         lp.top[j] = (gen_top){ .token = i, .logprob = lg[i] };
     }
-    const ar_vocab *v = ar_model_vocab(s->m);
+    const ar_vocab *v = ar_model_vocab(g->m);
     size_t cap = g->lp_cap;
     lp.chosen.token = token;
     lp.chosen.logprob = (float)(lg[token] - lse);
@@ -235,18 +294,24 @@ static void emit_logprob(gen_state *g, int32_t token)
 
 /* ---- generation --------------------------------------------------------------------------------- */
 
-static bool on_token(void *user, int32_t token, const char *piece, size_t len)
+static bool on_token_logits(gen_state *g, int32_t token, const char *piece, size_t len, const float *logits)
 {
-    gen_state *g = user;
     if (g->stop_hit || g->cancel_hit) return true;
     if (token >= 0) {
-        if (g->r->logprobs && g->sink->logprob && !ar_model_token_is_eog(g->s->m, token)) emit_logprob(g, token);
+        if (g->r->logprobs && g->sink->logprob && logits && !ar_model_token_is_eog(g->m, token))
+            emit_logprob(g, token, logits);
         if (g->in_reasoning) g->n_reasoning++;
     }
     stop_feed(g, piece, len, false);
     if (g->stop_hit) return true;
     if (g->cancelled && g->cancelled(g->cancel_user)) { g->cancel_hit = true; return true; }
     return false;
+}
+
+static bool on_token(void *user, int32_t token, const char *piece, size_t len)
+{
+    gen_state *g = user;
+    return on_token_logits(g, token, piece, len, token >= 0 ? g->s->logits : NULL);
 }
 
 /* Tests: the request's script stands in for the model's output, 3 bytes per "token". */
@@ -305,18 +370,19 @@ int gen_run(ar_session *s, const srv_request *r, const gen_prompt *p, const gen_
 {
     *res = (gen_result){ .finish = GEN_FINISH_STOP, .n_prompt = p->n };
     gen_state g = {
-        .s = s, .r = r, .sink = sink, .cancelled = cancelled, .cancel_user = cancel_user,
+        .m = s ? s->m : NULL, .s = s, .r = r, .sink = sink, .cancelled = cancelled, .cancel_user = cancel_user,
         .in_reasoning = r->kind == REQ_CHAT && p->reasoning_open,
     };
     int rc = 0;
     if (r->kind == REQ_CHAT && (rc = make_parser(r, p, &g.tc, err))) return rc;
-    if (r->logprobs) {
-        g.lp_cap = ar_vocab_max_piece(ar_model_vocab(s->m)) + 1;
+    if (r->logprobs && g.m) {
+        g.lp_cap = ar_vocab_max_piece(ar_model_vocab(g.m)) + 1;
         g.lp_text = malloc((GEN_MAX_TOP_LOGPROBS + 1) * g.lp_cap);
         if (!g.lp_text) { rc = ar_fail(err, AR_ENOMEM, "out of memory for logprobs"); goto out; }
     }
 
     if (r->script) { run_script(&g, res); goto done; }
+    if (!s) { rc = ar_fail(err, AR_EINVAL, "no session to generate on"); goto out; }
     ar_session_reset(s);
     /* logprobs need the target's logits row of every emitted token: decode plainly for those (same tokens) */
     if ((rc = ar_session_set_speculative(s, !r->logprobs, err))) goto out;
@@ -360,4 +426,77 @@ out:
     ar_tc_free(g.tc);
     free(g.lp_text);
     return rc;
+}
+
+/* ---- the scheduler ------------------------------------------------------------------------------ */
+
+static void state_free(gen_state *g)
+{
+    sb_free(&g->stop_buf);
+    ar_tc_free(g->tc);
+    free(g->lp_text);
+    free(g);
+}
+
+static bool sched_on_token(void *user, int32_t token, const char *piece, size_t len, const float *logits)
+{
+    return on_token_logits(user, token, piece, len, logits);
+}
+
+static void sched_on_done(void *user, const ar_sched_result *sr)
+{
+    gen_state *g = user;
+    gen_result res = { .finish = GEN_FINISH_STOP, .n_prompt = g->p->n, .n_cached = sr->n_cached, .n_gen = sr->n_gen,
+                       .queue_s = sr->queue_s, .prompt_s = sr->prompt_s, .gen_s = sr->gen_s };
+    ar_error err = { 0 };
+    int rc = sr->status;
+    if (rc) {
+        err = sr->err;
+    } else {
+        if (sr->cancelled) g->cancel_hit = true;
+        if (!g->stop_hit && !g->cancel_hit) stop_feed(g, "", 0, true);
+        if (g->cancel_hit) res.finish = GEN_FINISH_CANCELLED;
+        else if (g->stop_hit || sr->stop == AR_STOP_EOG) res.finish = GEN_FINISH_STOP;
+        else if (sr->stop == AR_STOP_LENGTH || sr->stop == AR_STOP_CONTEXT) res.finish = GEN_FINISH_LENGTH;
+        if (g->tc_rc) {
+            rc = ar_fail(&err, AR_ENOMEM, "out of memory parsing the model's output");
+        } else {
+            res.n_tool_calls = g->tc ? ar_tc_n_calls(g->tc) : 0;
+            if (res.finish == GEN_FINISH_STOP && res.n_tool_calls > 0) res.finish = GEN_FINISH_TOOL_CALLS;
+            res.n_reasoning = g->n_reasoning;
+            res.stop_word = g->stop_word;
+        }
+    }
+    g->done(g->done_user, rc, &res, &err);
+    state_free(g);
+}
+
+int gen_submit(ar_sched *sched, const ar_model *m, const srv_request *r, const gen_prompt *p, const gen_sink *sink,
+               gen_cancel_fn cancelled, void *cancel_user, gen_done_fn done, void *done_user, uint64_t *id,
+               ar_error *err)
+{
+    gen_state *g = calloc(1, sizeof *g);
+    if (!g) return ar_fail(err, AR_ENOMEM, "out of memory");
+    *g = (gen_state){
+        .r = r, .sink_copy = *sink, .p = p, .done = done, .done_user = done_user, .cancelled = cancelled,
+        .cancel_user = cancel_user, .in_reasoning = r->kind == REQ_CHAT && p->reasoning_open,
+    };
+    g->sink = &g->sink_copy;
+    int rc = 0;
+    if (r->kind == REQ_CHAT && (rc = make_parser(r, p, &g->tc, err))) { free(g); return rc; }
+    ar_sched_request q = {
+        .prompt = p->ids, .n_prompt = p->n, .n_predict = r->max_tokens > 0 ? r->max_tokens : -1,
+        .sampling = r->sampling, .boundaries = p->bounds, .n_boundaries = p->n_bounds,
+        .cache_final = r->kind == REQ_CHAT, .on_token = sched_on_token, .on_done = sched_on_done, .user = g,
+    };
+    g->m = m;   /* logprobs: the vocabulary, and the width of the logits rows */
+    if (r->logprobs) {
+        g->lp_cap = ar_vocab_max_piece(ar_model_vocab(g->m)) + 1;
+        if (!(g->lp_text = malloc((GEN_MAX_TOP_LOGPROBS + 1) * g->lp_cap))) {
+            state_free(g);
+            return ar_fail(err, AR_ENOMEM, "out of memory for logprobs");
+        }
+    }
+    if ((rc = ar_sched_submit(sched, &q, id, err))) { state_free(g); return rc; }
+    return 0;
 }

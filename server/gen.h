@@ -2,7 +2,11 @@
  *
  *   gen_prepare  (any thread)      srv_request -> prompt text (chat template) -> token ids, and the
  *                                  admission check against the context (400 with the numbers);
- *   gen_run      (the worker)      prefill in chunks (cancellable between chunks), then sample; the
+ *   gen_submit   (any thread)      queue the request on the scheduler (engine/sched.h: batched with
+ *                                  the other requests, resumed from the prefix cache at the longest
+ *                                  cached message boundary); events arrive on the scheduler's thread;
+ *   gen_run      (one thread)      the same on a session of its own (speculative serving with a
+ *                                  drafter and --parallel 1; the tests' script mode). In both, the
  *                                  raw text goes through stop strings, then the reasoning splitter
  *                                  ("<think>...</think>" -> reasoning events), then — when the
  *                                  request offers tools — the tool-call parser, and reaches the
@@ -18,6 +22,7 @@
 #include <stdint.h>
 
 #include "arbor.h"
+#include "engine/sched.h"
 #include "server/json.h"
 #include "server/request.h"
 
@@ -62,9 +67,11 @@ enum gen_finish {
 typedef struct gen_result {
     int    finish;           /* enum gen_finish */
     int    n_prompt;         /* prompt tokens */
+    int    n_cached;         /* of those, restored from the prefix cache */
     int    n_gen;            /* generated tokens (including the end-of-turn token) */
     int    n_reasoning;      /* of those, tokens generated inside the reasoning block */
     int    n_tool_calls;
+    double queue_s;          /* waiting for a sequence slot */
     double prompt_s, gen_s;
     const char *stop_word;   /* the stop string that ended generation (the request's), or NULL */
 } gen_result;
@@ -74,6 +81,8 @@ typedef struct gen_prompt {
     int      n;
     bool     reasoning_open;   /* the prompt ends inside an open "<think>" block (thinking on) */
     char    *text;             /* the rendered prompt (NULL when the client sent token ids) */
+    int     *bounds;           /* chat: prompt lengths at message ends (prefix cache snapshot points) */
+    int      n_bounds;
 } gen_prompt;
 
 /* Render (chat) or take (completion) the prompt, tokenize it and check it fits n_ctx with room for
@@ -88,8 +97,21 @@ int  gen_render_chat(const srv_request *r, char **out, api_error *e);
 typedef bool (*gen_cancel_fn)(void *user);
 
 /* Generate on session s (reset first: one request = one fresh context), streaming events to sink.
- * Returns 0, or a negative AR_E* code with err filled when the engine failed. */
+ * s may be NULL when r->script is set. Returns 0, or a negative AR_E* code with err filled when the
+ * engine failed. */
 int gen_run(ar_session *s, const srv_request *r, const gen_prompt *p, const gen_sink *sink, gen_cancel_fn cancelled,
             void *cancel_user, gen_result *res, ar_error *err);
+
+/* The end of a submitted generation: rc 0 and res, or an engine failure (rc, err). Called once, on
+ * the scheduler's thread (or from ar_sched_free, as cancelled). */
+typedef void (*gen_done_fn)(void *user, int rc, const gen_result *res, const ar_error *err);
+
+/* Queue the generation on the scheduler (of model m); r, p and sink's user must stay valid until done runs
+ * (sink itself is copied). Returns 0 (then done is called exactly once; *id names the request for
+ * ar_sched_cancel), or an AR_E* code with nothing called: AR_ERANGE "queue is full" when the
+ * scheduler's queue is full. */
+int gen_submit(ar_sched *sched, const ar_model *m, const srv_request *r, const gen_prompt *p, const gen_sink *sink,
+               gen_cancel_fn cancelled, void *cancel_user, gen_done_fn done, void *done_user, uint64_t *id,
+               ar_error *err);
 
 #endif

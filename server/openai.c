@@ -88,7 +88,7 @@ static json_t *usage_json(const oai_job *o, const gen_result *res)
     js_set(u, "total_tokens", json_integer(res->n_prompt + res->n_gen));
     if (o->chat) {
         json_t *pd = json_object(), *cd = json_object();
-        js_set(pd, "cached_tokens", json_integer(0));
+        js_set(pd, "cached_tokens", json_integer(res->n_cached));
         js_set(cd, "reasoning_tokens", json_integer(res->n_reasoning));
         js_set(u, "prompt_tokens_details", pd);
         js_set(u, "completion_tokens_details", cd);
@@ -283,7 +283,6 @@ static void ev_logprob(void *user, const gen_logprob *lp)
     o->text_offset += lp->chosen.len;
 }
 
-static bool job_cancelled(void *user) { return srv_job_cancelled(user); }
 
 /* ---- answers ------------------------------------------------------------------------------------ */
 
@@ -334,17 +333,12 @@ static char *full_response(oai_job *o, const gen_result *res)
     return s;
 }
 
-static void run_job(srv_job *j, ar_session *sess, void *user)
+static void job_done(srv_job *j, void *user, int rc, const gen_result *gres, const ar_error *errp)
 {
+    gen_result res = *gres;
+    ar_error err = *errp;
     oai_job *o = user;
     o->job = j;
-    gen_sink sink = {
-        .user = o, .reasoning = ev_reasoning, .content = ev_content, .tool_call_begin = ev_tool_begin,
-        .tool_call_args = ev_tool_args, .logprob = o->req.logprobs ? ev_logprob : NULL,
-    };
-    gen_result res;
-    ar_error err = { 0 };
-    int rc = gen_run(sess, &o->req, &o->prompt, &sink, job_cancelled, j, &res, &err);
     if (rc) {
         srv_job_failed(j);
         api_error e;
@@ -408,7 +402,11 @@ static void handle_generate(srv *s, http_req *r, bool chat)
     oai_new_id(o->id, sizeof o->id, chat ? "chatcmpl-" : "cmpl-");
     o->created = (long long)time(NULL);
     o->model = strdup(o->req.model ? o->req.model : srv_model_name(s));
-    srv_job *j = srv_job_new(s, run_job, o, oai_job_free);
+    gen_sink sink = {
+        .user = o, .reasoning = ev_reasoning, .content = ev_content, .tool_call_begin = ev_tool_begin,
+        .tool_call_args = ev_tool_args, .logprob = o->req.logprobs ? ev_logprob : NULL,
+    };
+    srv_job *j = srv_job_new(s, &o->req, &o->prompt, &sink, job_done, o, oai_job_free);
     if (!j || !o->model) {
         if (j) srv_job_free_unsubmitted(j);
         else oai_job_free(o);

@@ -317,7 +317,6 @@ static void ev_tool_end(void *user, int index)
     if (o->open && o->items[o->n_items - 1].kind == ITEM_CALL) close_item(o, true);
 }
 
-static bool job_cancelled(void *user) { return srv_job_cancelled(user); }
 
 /* ---- answers ------------------------------------------------------------------------------------ */
 
@@ -333,17 +332,13 @@ static void on_job_error(srv_job *j, void *user, const api_error *e)
     send_event(o, "response.failed", v);
 }
 
-static void run_job(srv_job *j, ar_session *sess, void *user)
+static void job_done(srv_job *j, void *user, int rc, const gen_result *gres, const ar_error *errp)
 {
+    gen_result res = *gres;
+    ar_error err = *errp;
     rs_job *o = user;
     o->job = j;
-    gen_sink sink = {
-        .user = o, .reasoning = ev_reasoning, .content = ev_content, .tool_call_begin = ev_tool_begin,
-        .tool_call_args = ev_tool_args, .tool_call_end = ev_tool_end,
-    };
-    gen_result res;
-    ar_error err = { 0 };
-    if (gen_run(sess, &o->req, &o->prompt, &sink, job_cancelled, j, &res, &err)) {
+    if (rc) {
         srv_job_failed(j);
         api_error e;
         api_fail(&e, 500, "server_error", NULL, NULL, "generation failed: %s", err.msg);
@@ -433,7 +428,11 @@ static void handle_responses(void *user, http_req *r)
     oai_new_id(o->id, sizeof o->id, "resp_");
     o->created = (long long)time(NULL);
     o->model = strdup(o->req.model ? o->req.model : srv_model_name(s));
-    srv_job *j = srv_job_new(s, run_job, o, rs_job_free);
+    gen_sink sink = {
+        .user = o, .reasoning = ev_reasoning, .content = ev_content, .tool_call_begin = ev_tool_begin,
+        .tool_call_args = ev_tool_args, .tool_call_end = ev_tool_end,
+    };
+    srv_job *j = srv_job_new(s, &o->req, &o->prompt, &sink, job_done, o, rs_job_free);
     if (!j || !o->model || !o->echo) {
         if (j) srv_job_free_unsubmitted(j);
         else rs_job_free(o);

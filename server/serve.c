@@ -1,11 +1,13 @@
-/* server/serve.c — the server object: HTTP daemon + model + one session + a FIFO job queue with one
- * worker thread, /health and /metrics (see serve.h).
+/* server/serve.c — the server object: HTTP daemon + model + the scheduler (or, for speculative
+ * serving with --parallel 1, one session whose jobs run in FIFO order on a thread each), /health and
+ * /metrics (see serve.h).
  *
  * Job lifetime: a job has up to two owners, the HTTP side (the handler thread for a non-streamed
- * request, the stream's connection for a streamed one) and the worker while it is queued or running;
- * it is freed when both have let go. Everything a job shares between threads is under its mutex.
- * The client's socket is polled for a hang-up only under that mutex and only while the connection
- * still owns it (the stream's done callback clears it before libmicrohttpd closes the socket). */
+ * request, the stream's connection for a streamed one) and the engine from submission to its done
+ * callback; it is freed when both have let go. Everything a job shares between threads is under its
+ * mutex. The client's socket is polled for a hang-up only under that mutex and only while the
+ * connection still owns it (the stream's done callback clears it before libmicrohttpd closes the
+ * socket). */
 #include "server/serve.h"
 
 #include <poll.h>
@@ -18,6 +20,7 @@
 
 #include "base/log.h"
 #include "base/timer.h"
+#include "engine/sched.h"
 #include "server/anthropic.h"
 #include "server/openai.h"
 #include "server/responses.h"
@@ -33,7 +36,7 @@ typedef struct status_count {
 typedef struct metrics {
     status_count *by_status;
     int n_by_status;
-    unsigned long long prompt_tokens, gen_tokens, generations, cancelled, gen_errors, queue_waits;
+    unsigned long long prompt_tokens, cached_tokens, gen_tokens, generations, cancelled, gen_errors, queue_waits;
     double prompt_s, gen_s, queue_wait_s;
     double last_prompt_tps, last_gen_tps;
 } metrics;
@@ -42,14 +45,19 @@ typedef struct metrics {
 
 struct srv_job {
     srv *s;
-    srv_job_run run;
+    const srv_request *req;
+    const gen_prompt  *prompt;
+    gen_sink           sink;
+    srv_job_done       done_fn;
     void *user;
     void (*free_user)(void *);
     pthread_mutex_t mu;
     pthread_cond_t  cv;
     int   refs;
-    bool  queued_or_running;
-    bool  done;              /* run finished (or the job was dropped) */
+    bool  submitted;         /* id names it in the scheduler */
+    uint64_t id;
+    unsigned long long ticket;   /* session path: FIFO turn */
+    bool  done;              /* the generation ended (or the job was dropped) */
     bool  cancelled;
     bool  stream;
     int   fd;                /* the client's socket while the connection owns it; -1 after */
@@ -61,7 +69,6 @@ struct srv_job {
     int   status;            /* non-streamed answer */
     char *body;
     double t_queued;
-    srv_job *next;
 };
 
 struct srv {
@@ -69,24 +76,23 @@ struct srv {
     char           *host, *api_key, *name;
     http_server    *http;
     ar_model       *model;
-    ar_session     *sess;
+    ar_sched       *sched;    /* the scheduler, or (speculative serving) */
+    ar_session     *sess;     /*   one session */
     int             n_ctx;
     atomic_bool     ready;
-    pthread_t       worker;
-    bool            worker_started;
-    pthread_mutex_t mu;       /* queue, stopping, metrics */
+    atomic_bool     stopping;
+    pthread_mutex_t mu;       /* session turns, metrics */
     pthread_cond_t  cv;
-    srv_job        *head, *tail;
-    int             depth;
-    srv_job        *running;
-    bool            stopping;
+    unsigned long long ticket_next, ticket_serving;   /* session path: FIFO */
+    int             sess_waiting, sess_running, sess_threads;
+    int             n_streams;   /* streams the connections still send */
     metrics         m;
 };
 
 srv_options srv_defaults(void)
 {
     return (srv_options){ .host = "127.0.0.1", .port = 8080, .max_body = 32u << 20, .n_ctx = 0, .ping_s = 10.0,
-                          .max_queue = 64, .conn_timeout_s = 300 };
+                          .max_queue = 64, .conn_timeout_s = 300, .n_parallel = 4, .cache_bytes = (size_t)1 << 30 };
 }
 
 static void on_response(void *user, const char *endpoint, int status)
@@ -111,7 +117,8 @@ static void on_response(void *user, const char *endpoint, int status)
 
 /* ---- jobs --------------------------------------------------------------------------------------- */
 
-srv_job *srv_job_new(srv *s, srv_job_run run, void *user, void (*free_user)(void *))
+srv_job *srv_job_new(srv *s, const srv_request *req, const gen_prompt *prompt, const gen_sink *sink,
+                     srv_job_done done, void *user, void (*free_user)(void *))
 {
     srv_job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
@@ -122,7 +129,10 @@ srv_job *srv_job_new(srv *s, srv_job_run run, void *user, void (*free_user)(void
     pthread_cond_init(&j->cv, &ca);
     pthread_condattr_destroy(&ca);
     j->s = s;
-    j->run = run;
+    j->req = req;
+    j->prompt = prompt;
+    j->sink = *sink;
+    j->done_fn = done;
     j->user = user;
     j->free_user = free_user;
     j->refs = 1;
@@ -201,6 +211,9 @@ void srv_job_account(srv_job *j, const gen_result *res)
     pthread_mutex_lock(&s->mu);
     s->m.generations++;
     s->m.prompt_tokens += (unsigned long long)res->n_prompt;
+    s->m.cached_tokens += (unsigned long long)res->n_cached;
+    s->m.queue_waits++;
+    s->m.queue_wait_s += res->queue_s;
     s->m.gen_tokens += (unsigned long long)res->n_gen;
     s->m.prompt_s += res->prompt_s;
     s->m.gen_s += res->gen_s;
@@ -266,9 +279,17 @@ static void job_stream_done(void *ctx, bool completed)
     pthread_mutex_lock(&j->mu);
     j->fd = -1;
     (void)completed;
+    bool cancel = !j->done && j->submitted;
     if (!j->done) j->cancelled = true;   /* the stream ended before the job did: the client left */
+    uint64_t id = j->id;
     pthread_mutex_unlock(&j->mu);
+    if (cancel && j->s->sched) ar_sched_cancel(j->s->sched, id);
+    srv *s = j->s;
     job_release(j);
+    pthread_mutex_lock(&s->mu);
+    s->n_streams--;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void reply_unavailable(http_req *r, const char *code, const char *msg)
@@ -278,6 +299,131 @@ static void reply_unavailable(http_req *r, const char *code, const char *msg)
     http_reply_error(r, &e);
 }
 
+static bool job_cancelled_cb(void *user)
+{
+    srv_job *j = user;
+    return atomic_load(&j->s->stopping) || srv_job_cancelled(j);
+}
+
+/* The job's error in its endpoint's shape (the server stopping). */
+static void job_error(srv_job *j, const api_error *e)
+{
+    if (j->on_error) {
+        j->on_error(j, j->user, e);
+    } else if (j->stream) {
+        char *body = api_error_openai(e);
+        if (body) {
+            srv_job_write(j, "data: ", 6);
+            srv_job_write(j, body, strlen(body));
+            srv_job_write(j, "\n\n", 2);
+        }
+        free(body);
+    } else {
+        srv_job_reply(j, 503, api_error_openai(e));
+    }
+}
+
+/* The engine is done with the job (any engine thread, or ar_sched_free). */
+static void job_gen_done(void *user, int rc, const gen_result *res, const ar_error *err)
+{
+    srv_job *j = user;
+    srv *s = j->s;
+    if (!rc && res->finish == GEN_FINISH_CANCELLED && atomic_load(&s->stopping)) {
+        srv_job_account(j, res);
+        api_error e;
+        api_fail(&e, 503, "server_error", "shutting_down", NULL, "The server is shutting down");
+        job_error(j, &e);
+        pthread_mutex_lock(&j->mu);
+        j->cancelled = true;
+        pthread_mutex_unlock(&j->mu);
+    } else {
+        j->done_fn(j, j->user, rc, res, err);
+    }
+    job_finish(j);
+    job_release(j);
+}
+
+/* Session path: one thread per job, taking turns in submission order. */
+static void *sess_main(void *arg)
+{
+    srv_job *j = arg;
+    srv *s = j->s;
+    double t0 = ar_now();
+    pthread_mutex_lock(&s->mu);
+    while (s->ticket_serving != j->ticket) pthread_cond_wait(&s->cv, &s->mu);
+    s->sess_waiting--;
+    s->sess_running = 1;
+    pthread_mutex_unlock(&s->mu);
+
+    gen_result res = { .finish = GEN_FINISH_CANCELLED, .n_prompt = j->prompt->n };
+    ar_error err = { 0 };
+    int rc = 0;
+    double queue_s = ar_now() - t0;
+    if (!job_cancelled_cb(j)) rc = gen_run(s->sess, j->req, j->prompt, &j->sink, job_cancelled_cb, j, &res, &err);
+    res.queue_s = queue_s;
+    job_gen_done(j, rc, &res, &err);
+
+    pthread_mutex_lock(&s->mu);
+    s->sess_running = 0;
+    s->ticket_serving++;
+    s->sess_threads--;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Hand the job to the engine (it holds a reference until job_gen_done). Returns 0, or fills e. */
+static int job_start(srv *s, srv_job *j, api_error *e)
+{
+    pthread_mutex_lock(&j->mu);
+    j->refs++;   /* the engine's */
+    pthread_mutex_unlock(&j->mu);
+    j->t_queued = ar_now();
+    if (s->o.script) {   /* tests: the scripted "model" runs here, on the connection's thread */
+        gen_result res;
+        ar_error err = { 0 };
+        int rc = gen_run(NULL, j->req, j->prompt, &j->sink, job_cancelled_cb, j, &res, &err);
+        job_gen_done(j, rc, &res, &err);
+        return 0;
+    }
+    if (s->sess) {
+        pthread_mutex_lock(&s->mu);
+        if (s->sess_waiting >= s->o.max_queue) {
+            pthread_mutex_unlock(&s->mu);
+            job_release(j);
+            return api_fail(e, 503, "server_error", "server_busy", NULL, "The server's queue is full; retry later");
+        }
+        j->ticket = s->ticket_next++;
+        s->sess_waiting++;
+        s->sess_threads++;
+        pthread_mutex_unlock(&s->mu);
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &at, sess_main, j)) sess_main(j);   /* no thread: run it here */
+        pthread_attr_destroy(&at);
+        return 0;
+    }
+    ar_error err = { 0 };
+    pthread_mutex_lock(&j->mu);
+    j->submitted = true;
+    pthread_mutex_unlock(&j->mu);
+    int rc = gen_submit(s->sched, s->model, j->req, j->prompt, &j->sink, job_cancelled_cb, j, job_gen_done, j, &j->id,
+                        &err);
+    if (rc) {
+        pthread_mutex_lock(&j->mu);
+        j->submitted = false;
+        pthread_mutex_unlock(&j->mu);
+        job_release(j);
+        if (rc == AR_ERANGE && strstr(err.msg, "queue is full"))
+            return api_fail(e, 503, "server_error", "server_busy", NULL, "The server's queue is full; retry later");
+        return api_fail(e, rc == AR_ENOMEM ? 500 : 400, rc == AR_ENOMEM ? "server_error" : "invalid_request_error",
+                        NULL, NULL, "%s", err.msg);
+    }
+    return 0;
+}
+
 void srv_submit(srv *s, http_req *r, srv_job *j, bool stream)
 {
     api_error e;
@@ -285,26 +431,17 @@ void srv_submit(srv *s, http_req *r, srv_job *j, bool stream)
     j->stream = stream;
     j->fd = http_fd(r);
     j->last_send = ar_now();
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping || s->depth >= s->o.max_queue) {
-        bool stopping = s->stopping;
-        pthread_mutex_unlock(&s->mu);
+    if (atomic_load(&s->stopping)) {
         job_release(j);
-        if (stopping) reply_unavailable(r, "shutting_down", "The server is shutting down");
-        else reply_unavailable(r, "server_busy", "The server's queue is full; retry later");
+        reply_unavailable(r, "shutting_down", "The server is shutting down");
         return;
     }
-    j->refs++;   /* the worker's */
-    j->queued_or_running = true;
-    j->t_queued = ar_now();
-    if (s->tail) s->tail->next = j;
-    else s->head = j;
-    s->tail = j;
-    s->depth++;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    if (job_start(s, j, &e)) { job_release(j); http_reply_error(r, &e); return; }
 
     if (stream) {
+        pthread_mutex_lock(&s->mu);
+        s->n_streams++;
+        pthread_mutex_unlock(&s->mu);
         http_reply_stream(r, 200, "text/event-stream", job_read, job_stream_done, j);   /* takes our ref */
         return;
     }
@@ -327,41 +464,6 @@ void srv_submit(srv *s, http_req *r, srv_job *j, bool stream)
     job_release(j);
 }
 
-static void *worker_main(void *arg)
-{
-    srv *s = arg;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->head && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
-        if (s->stopping) break;
-        srv_job *j = s->head;
-        s->head = j->next;
-        if (!s->head) s->tail = NULL;
-        j->next = NULL;
-        s->depth--;
-        s->running = j;
-        s->m.queue_waits++;
-        s->m.queue_wait_s += ar_now() - j->t_queued;
-        pthread_mutex_unlock(&s->mu);
-
-        if (!srv_job_cancelled(j)) j->run(j, s->sess, j->user);
-        else {   /* the client left while the job waited */
-            pthread_mutex_lock(&s->mu);
-            s->m.cancelled++;
-            pthread_mutex_unlock(&s->mu);
-        }
-        job_finish(j);
-
-        pthread_mutex_lock(&s->mu);
-        s->running = NULL;
-        pthread_mutex_unlock(&s->mu);
-        job_release(j);
-        pthread_mutex_lock(&s->mu);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
 /* ---- /health, /metrics -------------------------------------------------------------------------- */
 
 static void handle_health(void *user, http_req *r)
@@ -376,8 +478,11 @@ static void handle_metrics(void *user, http_req *r)
 {
     srv *s = user;
     sbuf b = { 0 };
+    ar_sched_stats st = { 0 };
+    if (s->sched) ar_sched_get_stats(s->sched, &st);
     pthread_mutex_lock(&s->mu);
     const metrics *m = &s->m;
+    int depth = s->sched ? st.n_queued : s->sess_waiting, running = s->sched ? st.n_active : s->sess_running;
     sb_puts(&b, "# HELP arbor_requests_total HTTP responses by endpoint and status.\n"
                 "# TYPE arbor_requests_total counter\n");
     for (int i = 0; i < m->n_by_status; i++)
@@ -407,7 +512,7 @@ static void handle_metrics(void *user, http_req *r)
               "# TYPE arbor_prompt_tokens_per_second gauge\narbor_prompt_tokens_per_second %.3f\n"
               "# HELP arbor_generation_tokens_per_second Decode speed of the last generation.\n"
               "# TYPE arbor_generation_tokens_per_second gauge\narbor_generation_tokens_per_second %.3f\n"
-              "# HELP arbor_queue_depth Jobs waiting for the worker.\n"
+              "# HELP arbor_queue_depth Jobs waiting for a sequence slot.\n"
               "# TYPE arbor_queue_depth gauge\narbor_queue_depth %d\n"
               "# HELP arbor_requests_running Jobs being generated.\n"
               "# TYPE arbor_requests_running gauge\narbor_requests_running %d\n"
@@ -415,9 +520,59 @@ static void handle_metrics(void *user, http_req *r)
               "# TYPE arbor_queue_wait_seconds summary\narbor_queue_wait_seconds_sum %.6f\n"
               "arbor_queue_wait_seconds_count %llu\n",
               errors, m->gen_errors, m->generations, m->cancelled, m->prompt_tokens, m->gen_tokens, m->prompt_s,
-              m->gen_s, m->last_prompt_tps, m->last_gen_tps, s->depth, s->running ? 1 : 0, m->queue_wait_s,
+              m->gen_s, m->last_prompt_tps, m->last_gen_tps, depth, running, m->queue_wait_s,
               m->queue_waits);
+    sb_printf(&b,
+              "# HELP arbor_prompt_cached_tokens_total Prompt tokens restored from the prefix cache (in the prompt tokens).\n"
+              "# TYPE arbor_prompt_cached_tokens_total counter\narbor_prompt_cached_tokens_total %llu\n",
+              m->cached_tokens);
     pthread_mutex_unlock(&s->mu);
+    if (s->sched) {
+        const ar_pcache_stats *c = &st.cache;
+        sb_printf(&b,
+                  "# HELP arbor_sched_active_sequences Requests holding a sequence slot.\n"
+                  "# TYPE arbor_sched_active_sequences gauge\narbor_sched_active_sequences %d\n"
+                  "# HELP arbor_sched_queue_depth Requests waiting for a sequence slot.\n"
+                  "# TYPE arbor_sched_queue_depth gauge\narbor_sched_queue_depth %d\n"
+                  "# HELP arbor_sched_parallel Sequence slots (--parallel).\n"
+                  "# TYPE arbor_sched_parallel gauge\narbor_sched_parallel %d\n"
+                  "# HELP arbor_kv_pages Live KV pages (sequences and prefix cache).\n"
+                  "# TYPE arbor_kv_pages gauge\narbor_kv_pages %ld\n"
+                  "# HELP arbor_kv_bytes Bytes of the live KV pages.\n"
+                  "# TYPE arbor_kv_bytes gauge\narbor_kv_bytes %zu\n"
+                  "# HELP arbor_cache_bytes Bytes the prefix cache holds.\n"
+                  "# TYPE arbor_cache_bytes gauge\narbor_cache_bytes %zu\n"
+                  "# HELP arbor_cache_entries Prefix cache entries.\n"
+                  "# TYPE arbor_cache_entries gauge\narbor_cache_entries %ld\n"
+                  "# HELP arbor_sched_steps_total Forwards the scheduler ran.\n"
+                  "# TYPE arbor_sched_steps_total counter\narbor_sched_steps_total %llu\n"
+                  "# HELP arbor_sched_prefilled_tokens_total Prompt tokens evaluated.\n"
+                  "# TYPE arbor_sched_prefilled_tokens_total counter\narbor_sched_prefilled_tokens_total %llu\n"
+                  "# HELP arbor_sched_cached_tokens_total Prompt tokens restored from the prefix cache.\n"
+                  "# TYPE arbor_sched_cached_tokens_total counter\narbor_sched_cached_tokens_total %llu\n"
+                  "# HELP arbor_sched_generated_tokens_total Tokens the scheduler generated.\n"
+                  "# TYPE arbor_sched_generated_tokens_total counter\narbor_sched_generated_tokens_total %llu\n"
+                  "# HELP arbor_cache_hits_total Requests that resumed from the prefix cache.\n"
+                  "# TYPE arbor_cache_hits_total counter\narbor_cache_hits_total %llu\n"
+                  "# HELP arbor_cache_misses_total Requests that found no prefix cache entry.\n"
+                  "# TYPE arbor_cache_misses_total counter\narbor_cache_misses_total %llu\n"
+                  "# HELP arbor_cache_evictions_total Prefix cache entries evicted.\n"
+                  "# TYPE arbor_cache_evictions_total counter\narbor_cache_evictions_total %llu\n"
+                  "# HELP arbor_batch_nodes Nodes per forward (batch size).\n"
+                  "# TYPE arbor_batch_nodes histogram\n",
+                  st.n_active, st.n_queued, st.n_parallel, st.kv_pages, st.kv_bytes, c->bytes,
+                  (long)c->n_entries, (unsigned long long)st.n_steps, (unsigned long long)st.n_prefilled,
+                  (unsigned long long)st.n_cached, (unsigned long long)st.n_generated, (unsigned long long)c->n_hits,
+                  (unsigned long long)c->n_misses, (unsigned long long)c->n_evicted);
+        unsigned long long cum = 0;
+        for (int i = 0; i < AR_SCHED_HIST; i++) {
+            cum += (unsigned long long)st.batch_hist[i];
+            if (i < AR_SCHED_HIST - 1) sb_printf(&b, "arbor_batch_nodes_bucket{le=\"%d\"} %llu\n", 1 << i, cum);
+            else sb_printf(&b, "arbor_batch_nodes_bucket{le=\"+Inf\"} %llu\n", cum);
+        }
+        sb_printf(&b, "arbor_batch_nodes_sum %llu\narbor_batch_nodes_count %llu\n", (unsigned long long)st.n_nodes,
+                  (unsigned long long)st.n_steps);
+    }
     if (b.oom) { sb_free(&b); http_reply(r, 500, "text/plain", "out of memory\n", 14); return; }
     http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.n);
     sb_free(&b);
@@ -451,6 +606,7 @@ int srv_create(srv **out, const srv_options *o, ar_error *err)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     atomic_init(&s->ready, false);
+    atomic_init(&s->stopping, false);
     if (o->model_name && !(s->name = strdup(o->model_name))) { srv_free(s); return ar_fail(err, AR_ENOMEM, "out of memory"); }
 
     http_options ho = { .host = o->host, .port = o->port, .api_key = o->api_key, .cors = o->cors,
@@ -482,20 +638,36 @@ static char *base_name(const char *path)
 int srv_attach_model(srv *s, ar_model *m, const char *path, ar_error *err)
 {
     if (!s->name && !(s->name = base_name(path ? path : "arbor"))) return ar_fail(err, AR_ENOMEM, "out of memory");
-    ar_session_params sp = ar_session_defaults();
-    sp.n_ctx = s->o.n_ctx;
-    sp.draft_block = s->o.draft_block;
-    sp.draft_budget = s->o.draft_budget;
-    int rc = ar_session_create(&s->sess, m, &sp, err);
-    if (rc) return rc;
-    s->model = m;
-    s->n_ctx = ar_session_n_ctx(s->sess);
-    if (pthread_create(&s->worker, NULL, worker_main, s)) {
-        ar_session_free(s->sess);
-        s->sess = NULL;
-        return ar_fail(err, AR_ENOMEM, "cannot start the worker thread");
+    int n_parallel = s->o.n_parallel > 0 ? s->o.n_parallel : 4;
+    int rc;
+    if (ar_model_has_draft(m) && n_parallel == 1) {
+        /* speculative serving: one session, the drafter's chain or tree (see serve.h) */
+        ar_session_params sp = ar_session_defaults();
+        sp.n_ctx = s->o.n_ctx;
+        sp.draft_block = s->o.draft_block;
+        sp.draft_budget = s->o.draft_budget;
+        if ((rc = ar_session_create(&s->sess, m, &sp, err))) return rc;
+        s->n_ctx = ar_session_n_ctx(s->sess);
+    } else {
+        if (ar_model_has_draft(m))
+            ar_log(AR_LOG_WARN, "--parallel %d: the drafter is not used (speculative serving needs --parallel 1)",
+                   n_parallel);
+        ar_sched_params sp = ar_sched_defaults();
+        sp.n_parallel = n_parallel;
+        int n_train = ar_model_n_ctx_train(m);
+        sp.n_ctx = s->o.n_ctx > 0 ? s->o.n_ctx : (n_train > 0 && n_train < 4096 ? n_train : 4096);
+        sp.max_queue = s->o.max_queue;
+        sp.cache_bytes = s->o.cache_bytes;
+        if (s->o.prefill_budget > 0) sp.prefill_budget = s->o.prefill_budget;
+        if ((rc = ar_sched_create(&s->sched, m, &sp, err))) return rc;
+        if ((rc = ar_sched_start(s->sched, err))) {
+            ar_sched_free(s->sched);
+            s->sched = NULL;
+            return rc;
+        }
+        s->n_ctx = sp.n_ctx;
     }
-    s->worker_started = true;
+    s->model = m;
     atomic_store(&s->ready, true);
     return 0;
 }
@@ -503,46 +675,20 @@ int srv_attach_model(srv *s, ar_model *m, const char *path, ar_error *err)
 void srv_free(srv *s)
 {
     if (!s) return;
-    /* 1. stop taking work; drop queued jobs, cancel the running one */
+    /* 1. stop taking work; the scheduler ends every request (done: 503 frames and replies) */
+    atomic_store(&s->stopping, true);
+    ar_sched_free(s->sched);
+    s->sched = NULL;
+    /* 2. session path: waiting jobs end with 503 in turn, the running one is cancelled */
     pthread_mutex_lock(&s->mu);
-    s->stopping = true;
-    srv_job *q = s->head;
-    s->head = s->tail = NULL;
-    s->depth = 0;
-    if (s->running) {
-        pthread_mutex_lock(&s->running->mu);
-        s->running->cancelled = true;
-        pthread_mutex_unlock(&s->running->mu);
-    }
-    pthread_cond_broadcast(&s->cv);
+    while (s->sess_threads > 0) pthread_cond_wait(&s->cv, &s->mu);
+    /* 3. streams send their last frames (at most 2 s), then connections close */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 2;
+    while (s->n_streams > 0)
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &ts)) break;
     pthread_mutex_unlock(&s->mu);
-    while (q) {
-        srv_job *next = q->next;
-        api_error e;
-        api_fail(&e, 503, "server_error", "shutting_down", NULL, "The server is shutting down");
-        if (q->on_error) {
-            q->on_error(q, q->user, &e);
-        } else if (q->stream) {
-            char *body = api_error_openai(&e);
-            if (body) {
-                srv_job_write(q, "data: ", 6);
-                srv_job_write(q, body, strlen(body));
-                srv_job_write(q, "\n\n", 2);
-            }
-            free(body);
-        } else {
-            srv_job_reply(q, 503, api_error_openai(&e));
-        }
-        pthread_mutex_lock(&q->mu);
-        q->cancelled = true;
-        pthread_mutex_unlock(&q->mu);
-        job_finish(q);
-        job_release(q);
-        q = next;
-    }
-    /* 2. the worker ends after its current job */
-    if (s->worker_started) pthread_join(s->worker, NULL);
-    /* 3. connections drain (streams see their jobs done) and close */
     http_free(s->http);
     ar_session_free(s->sess);
     free(s->m.by_status);

@@ -1,18 +1,22 @@
-/* server/serve.h — the server object: the HTTP daemon, the model and its one session, a FIFO queue of
- * generation jobs served one at a time by a worker thread, /health, /metrics, and the job API the
- * endpoint modules (openai.c, anthropic.c, responses.c) build on.
+/* server/serve.h — the server object: the HTTP daemon, the model, the scheduler that generates for
+ * many requests at once (engine/sched.h: --parallel sequences batched into one forward per step, a
+ * prefix cache so a conversation's next turn resumes where the last one ended), /health, /metrics,
+ * and the job API the endpoint modules (openai.c, anthropic.c, responses.c) build on.
  *
  * A job is one generation request. The endpoint's HTTP handler parses and prepares it (all client
- * errors are answered there, before queuing), then srv_submit queues it:
+ * errors are answered there, before queuing), then srv_submit hands it to the scheduler:
  *   - streamed: the connection answers at once with an SSE stream fed by srv_job_write (bytes the
  *     endpoint already wrote, e.g. a first role chunk, go out while the job waits in the queue);
  *     when the stream is idle for ping_s seconds the connection sends the job's keep-alive text
  *     (": keep-alive\n\n" by default; Anthropic's "event: ping") — during queue waits and long
  *     prefills alike;
  *   - non-streamed: the handler thread waits for srv_job_reply and answers with it.
- * The worker runs job->run(job, session, user) on the model's one session. srv_job_cancelled turns
- * true when the client has gone (its socket hung up, or its stream ended early) or the server stops;
- * generation polls it after every token and between prefill chunks. */
+ * The job's sink gets the generation's events on the scheduler's thread, then done(j, user, rc, res,
+ * err) writes the final frame or the reply. A client that leaves (its stream ends early, or its
+ * socket hangs up: polled after every token) cancels its request; the others go on.
+ *
+ * Speculative serving: with a drafter attached to the model AND n_parallel == 1, jobs run one at a
+ * time on one ar_session (chain / DDTree speculation) instead of the scheduler, in FIFO order. */
 #ifndef AR_SERVER_SERVE_H
 #define AR_SERVER_SERVE_H
 
@@ -32,7 +36,10 @@ typedef struct srv_options {
     const char *api_key;        /* NULL: none */
     bool        cors;           /* off by default */
     size_t      max_body;       /* default 32 MiB */
-    int         n_ctx;          /* session context; <= 0: 4096 capped at the training context */
+    int         n_ctx;          /* context of each sequence; <= 0: 4096 capped at the training context */
+    int         n_parallel;     /* requests generating at once (scheduler slots); default 4 */
+    size_t      cache_bytes;    /* prefix cache cap; 0: no prefix cache. default 1 GiB */
+    int         prefill_budget; /* most prompt tokens per step; <= 0: the model's batch size */
     double      ping_s;         /* SSE keep-alive interval; default 10 */
     int         max_queue;      /* jobs waiting at most (then 503); default 64 */
     unsigned    conn_timeout_s; /* idle keep-alive connection timeout; default 300 */
@@ -46,10 +53,11 @@ srv_options srv_defaults(void);
 
 /* Start serving HTTP: /health answers 503 "loading" until srv_attach_model. */
 int  srv_create(srv **out, const srv_options *o, ar_error *err);
-/* Use model m (not owned: free it after srv_free): creates the session, starts the worker; ready. */
+/* Use model m (not owned: free it after srv_free): creates and starts the scheduler (or the
+ * speculative session); ready. */
 int  srv_attach_model(srv *s, ar_model *m, const char *path, ar_error *err);
 int  srv_port(const srv *s);
-/* Stops: queued jobs end with 503, the running one is cancelled, connections close. NULL ok. */
+/* Stops: queued and running jobs end with 503 (an error frame when streamed), connections close. NULL ok. */
 void srv_free(srv *s);
 
 /* For endpoint modules. */
@@ -64,17 +72,21 @@ int             srv_check_ready(const srv *s, api_error *e);
 /* ---- jobs --------------------------------------------------------------------------------------- */
 
 typedef struct srv_job srv_job;
-typedef void (*srv_job_run)(srv_job *j, ar_session *sess, void *user);
+/* The end of the job's generation: rc 0 and res, or an engine failure (rc, err). Runs on the
+ * scheduler's thread: account (srv_job_account / srv_job_failed) and write the last frame or reply. */
+typedef void (*srv_job_done)(srv_job *j, void *user, int rc, const gen_result *res, const ar_error *err);
 
-/* A job whose run(j, sess, user) the worker calls; free_user(user) when the job is freed. */
-srv_job *srv_job_new(srv *s, srv_job_run run, void *user, void (*free_user)(void *));
+/* A job generating req's prompt into sink (copied; req, prompt and sink->user must live as long as
+ * user); done as above; free_user(user) when the job is freed. */
+srv_job *srv_job_new(srv *s, const srv_request *req, const gen_prompt *prompt, const gen_sink *sink,
+                     srv_job_done done, void *user, void (*free_user)(void *));
 void     srv_job_free_unsubmitted(srv_job *j);   /* a job that was never submitted */
 void    *srv_job_user(srv_job *j);
 
 /* Stream bytes to the client (any thread). */
 void srv_job_write(srv_job *j, const char *bytes, size_t n);
 void srv_job_set_keepalive(srv_job *j, const char *text);   /* copied; default ": keep-alive\n\n" */
-/* How an error that ends the job outside its run (the server stopping while it waits in the queue)
+/* How an error that ends the job outside its generation (the server stopping)
  * reaches the client, in the endpoint's own shape: fn writes the stream's error frame or sets the
  * answer with srv_job_reply. Default: OpenAI's shape ("data: {"error": ...}" when streamed). */
 typedef void (*srv_job_error_fn)(srv_job *j, void *user, const api_error *e);
@@ -88,7 +100,7 @@ void srv_job_account(srv_job *j, const gen_result *res);
 void srv_job_failed(srv_job *j);
 
 /* Queue the job and answer r (see the top of this file). Takes the job in every case; answers 503
- * when the server is not ready, is stopping or its queue is full. */
+ * when the server is not ready, is stopping or its queue is full (server_busy). */
 void srv_submit(srv *s, http_req *r, srv_job *j, bool stream);
 
 #endif

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@
 
 #define KEY "test-key-123"
 #define MAX_BODY (256 * 1024)
-#define N_CTX 1024
+#define N_CTX 4096   /* long enough that the "tell me" stream holds the one slot for seconds */
 
 static int g_port;
 
@@ -1438,6 +1439,148 @@ static void check_shutdown_frames(int *fds)
     close(fds[2]);
 }
 
+/* ---- many agents at once: the scheduler ---------------------------------------------------------- */
+
+typedef struct conc_arg {
+    const char *body;
+    resp r;
+} conc_arg;
+
+static void *conc_main(void *arg)
+{
+    conc_arg *a = arg;
+    post("/v1/chat/completions", a->body, &a->r);
+    return NULL;
+}
+
+static char *content_of(const resp *r)
+{
+    json_t *root = r->body ? json_loads(r->body, 0, NULL) : NULL;
+    json_t *msg = json_object_get(json_array_get(json_object_get(root, "choices"), 0), "message");
+    const char *c = json_string_value(json_object_get(msg, "content"));
+    const char *rc = json_string_value(json_object_get(msg, "reasoning_content"));
+    char *out = NULL;
+    if (root && asprintf(&out, "%s|%s", c ? c : "", rc ? rc : "") < 0) out = NULL;
+    json_decref(root);
+    return out;
+}
+
+/* At T = 0, 4 requests at once give what each gives alone. */
+static void test_concurrent(void)
+{
+    static const char *bodies[4] = {
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"one\"}], \"max_tokens\": 24, \"temperature\": 0}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"second question\"}], \"max_tokens\": 17, \"temperature\": 0}",
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"be brief\"}, {\"role\": \"user\", \"content\": \"three\"}], "
+        "\"max_tokens\": 30, \"temperature\": 0}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"a fourth, longer prompt for the batch\"}], \"max_tokens\": 9, "
+        "\"temperature\": 0}",
+    };
+    char *alone[4];
+    for (int i = 0; i < 4; i++) {
+        resp r;
+        post("/v1/chat/completions", bodies[i], &r);
+        CHECK(r.status == 200, "concurrent: alone %d: %d %.200s", i, r.status, r.body);
+        alone[i] = content_of(&r);
+        resp_free(&r);
+    }
+    conc_arg a[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (conc_arg){ .body = bodies[i] };
+        pthread_create(&t[i], NULL, conc_main, &a[i]);
+    }
+    int same = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        char *c = content_of(&a[i].r);
+        CHECK(a[i].r.status == 200, "concurrent: %d: %d %.200s", i, a[i].r.status, a[i].r.body);
+        bool eq = c && alone[i] && !strcmp(c, alone[i]);
+        same += eq;
+        CHECK(eq, "concurrent: request %d differs: alone '%s', together '%s'", i, alone[i] ? alone[i] : "",
+              c ? c : "");
+        free(c);
+        free(alone[i]);
+        resp_free(&a[i].r);
+    }
+    printf("concurrent: %d of 4 answers identical to the one-at-a-time ones\n", same);
+}
+
+/* A second turn of a conversation resumes from the prefix cache. */
+static void test_prefix_cache(void)
+{
+    long long cached0 = metric("arbor_prompt_cached_tokens_total");
+    resp r;
+    post("/v1/chat/completions",
+         "{\"messages\": [{\"role\": \"system\", \"content\": \"You are a helpful agent with many tools.\"}, "
+         "{\"role\": \"user\", \"content\": \"list the files\"}], \"max_tokens\": 6, \"temperature\": 0}", &r);
+    CHECK(r.status == 200, "cache: turn 1: %d %.200s", r.status, r.body);
+    char *answer = content_of(&r);
+    resp_free(&r);
+    /* turn 2: same system + user, the assistant's answer, a new user message */
+    const char *bar = answer ? strchr(answer, '|') : NULL;
+    json_t *body = json_pack("{s:[{s:s,s:s},{s:s,s:s},{s:s,s:s%},{s:s,s:s}],s:i,s:i}",
+                             "messages", "role", "system", "content", "You are a helpful agent with many tools.",
+                             "role", "user", "content", "list the files",
+                             "role", "assistant", "content", answer ? answer : "", (size_t)(bar ? bar - answer : 0),
+                             "role", "user", "content", "now read the first one",
+                             "max_tokens", 4, "temperature", 0);
+    char *text = json_dumps(body, 0);
+    post("/v1/chat/completions", text, &r);
+    json_t *root = json_loads(r.body, 0, NULL);
+    long long cached = json_integer_value(
+        json_object_get(json_object_get(json_object_get(root, "usage"), "prompt_tokens_details"), "cached_tokens"));
+    long long prompt = json_integer_value(json_object_get(json_object_get(root, "usage"), "prompt_tokens"));
+    printf("cache: turn 2 reused %lld of %lld prompt tokens\n", cached, prompt);
+    CHECK(r.status == 200 && cached > 0 && cached < prompt, "cache: turn 2 cached_tokens %lld of %lld: %.300s", cached,
+          prompt, r.body);
+    long long cached1 = metric("arbor_prompt_cached_tokens_total");
+    CHECK(cached1 >= cached0 + cached && cached1 > 0, "cache: /metrics cached tokens %lld -> %lld", cached0, cached1);
+    CHECK(metric("arbor_cache_hits_total") > 0, "cache: /metrics cache hits %lld", metric("arbor_cache_hits_total"));
+    json_decref(root);
+    json_decref(body);
+    free(text);
+    free(answer);
+    resp_free(&r);
+}
+
+/* One client leaves mid-generation: its request stops, the others run to their end. */
+static void test_disconnect_one(void)
+{
+    long long cancelled0 = metric("arbor_cancelled_total");
+    int a = open_stream(N_CTX - 64);
+    conc_arg o[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        o[i] = (conc_arg){ .body = "{\"messages\": [{\"role\": \"user\", \"content\": \"others\"}], \"max_tokens\": 200, "
+                                   "\"temperature\": 0}" };
+        pthread_create(&t[i], NULL, conc_main, &o[i]);
+    }
+    usleep(50000);
+    close(a);
+    double t1 = ar_now();
+    long long cancelled = cancelled0;
+    while (ar_now() - t1 < 10 && cancelled < cancelled0 + 1) {
+        usleep(20000);
+        cancelled = metric("arbor_cancelled_total");
+    }
+    CHECK(cancelled == cancelled0 + 1, "disconnect one: cancelled_total %lld, want %lld", cancelled, cancelled0 + 1);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        json_t *root = json_loads(o[i].r.body ? o[i].r.body : "", 0, NULL);
+        long long n = json_integer_value(json_object_get(json_object_get(root, "usage"), "completion_tokens"));
+        const char *fin = json_string_value(json_object_get(json_array_get(json_object_get(root, "choices"), 0), "finish_reason"));
+        CHECK(o[i].r.status == 200 && fin && (!strcmp(fin, "length") ? n == 200 : !strcmp(fin, "stop")),
+              "disconnect one: the other request %d: %d, %lld tokens, finish %s", i, o[i].r.status, n, fin ? fin : "-");
+        json_decref(root);
+        resp_free(&o[i].r);
+    }
+    double t0 = ar_now();
+    while (ar_now() - t0 < 10 && metric("arbor_requests_running") != 0) usleep(20000);
+    CHECK(metric("arbor_requests_running") == 0 && metric("arbor_queue_depth") == 0, "disconnect one: jobs left behind");
+    CHECK(server_alive(), "disconnect one: the server stopped answering");
+}
+
 int main(void)
 {
     ar_log_level = AR_LOG_WARN;
@@ -1458,6 +1601,8 @@ int main(void)
     o.max_body = MAX_BODY;
     o.n_ctx = N_CTX;
     o.ping_s = 0.2;
+    o.n_parallel = 1;   /* one slot: the queueing, keep-alive and shutdown tests need a request to wait */
+    o.cache_bytes = 0;  /* every request from a fresh context: the long "tell me" stream is the same each time */
     srv *s = NULL;
     int rc = srv_create(&s, &o, &err);
     CHECK(rc == 0, "srv_create: %s", err.msg);
@@ -1504,6 +1649,29 @@ int main(void)
         test_scripted();
         test_scripted_messages();
         test_scripted_responses();
+    }
+    srv_free(s);
+
+    /* a third: 4 sequences batched, prefix cache on */
+    o = srv_defaults();
+    o.port = 0;
+    o.api_key = KEY;
+    o.n_ctx = N_CTX;
+    o.n_parallel = 4;
+    o.cache_bytes = 64u << 20;
+    rc = srv_create(&s, &o, &err);
+    if (!rc) rc = srv_attach_model(s, m, path, &err);
+    CHECK(rc == 0, "batched server: %s", err.msg);
+    if (!rc) {
+        g_port = srv_port(s);
+        test_concurrent();
+        test_prefix_cache();
+        test_disconnect_one();
+        resp r2;
+        request("GET", "/metrics", NULL, NULL, 0, &r2);
+        CHECK(r2.body && strstr(r2.body, "# TYPE arbor_batch_nodes histogram") && strstr(r2.body, "arbor_kv_pages ") &&
+                  strstr(r2.body, "arbor_sched_parallel 4"), "batched metrics: %.300s", r2.body);
+        resp_free(&r2);
     }
     srv_free(s);
     ar_model_free(m);

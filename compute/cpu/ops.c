@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "base/half.h"
+#include "compute/cpu/cpu_features.h"
+#include "compute/cpu/gdn.h"
 #include "compute/cpu/gemm.h"
 #include "format/quant.h"
 
@@ -378,6 +380,13 @@ void ar_conv_step(float *out, const float *const *rows, const float *w, int chan
 
 void ar_gdn_step(float *St, const float *q, const float *k, const float *v, float g, float beta,
                  float *o, int d_k, int d_v, float scale)
+{
+    if (ar_cpu_has_avx512_set() && ar_gdn_step_avx512(St, q, k, v, g, beta, o, d_k, d_v, scale)) return;
+    ar_gdn_step_ref(St, q, k, v, g, beta, o, d_k, d_v, scale);
+}
+
+void ar_gdn_step_ref(float *St, const float *q, const float *k, const float *v, float g, float beta,
+                     float *o, int d_k, int d_v, float scale)
 {
     const float decay = expf(g);
     for (int c = 0; c < d_v; c++) {

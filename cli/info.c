@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "format/gguf.h"
 #include "format/quant.h"
+#include "model/dflash.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -156,6 +157,8 @@ static void print_general(const gguf_file *f, gguf_str arch)
     const gguf_kv *kv = gguf_find(f, "general.name");
     if (kv) { printf("name          "); print_value(kv); putchar('\n'); }
     printf("architecture  %.*s\n", arch.len > 200 ? 200 : (int)arch.len, arch.ptr);
+    const char *drafter = dflash_file_kind(f);   /* which drafter layout (llama.cpp / Lucebox), or NULL */
+    if (drafter) printf("drafter       %s\n", drafter);
     kv = gguf_find(f, "general.file_type");
     if (kv && kv->type != GGUF_T_ARRAY && kv->type != GGUF_T_STRING) {
         uint64_t t = kv->type == GGUF_T_INT32 || kv->type == GGUF_T_INT64 ? (uint64_t)kv->v.i64 : kv->v.u64;

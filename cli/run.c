@@ -49,6 +49,8 @@ static void usage(FILE *out)
         "\n"
         "speculative decoding (lossless: --temp 0 gives plain decoding's tokens, sampling its distribution):\n"
         "      --draft PATH          DFlash drafter GGUF made for the model (default: verify chains of drafts)\n"
+        "      --swa-lucebox         drafters with sliding-window layers: Lucebox's window rule instead of\n"
+        "                            llama.cpp's (the default)\n"
         "      --block N             tokens per step: the anchor + up to N-1 drafts, 2..64 (default: the\n"
         "                            drafter's trained block); with --budget, the tree's depth + 1\n"
         "      --budget N|auto       verify a DDTree of N draft nodes per step (1..batch size - 1) instead of a\n"
@@ -154,7 +156,7 @@ int cmd_run(int argc, char **argv)
     long n_predict = -1, n_ctx = 4096, n_threads = 0, n_batch = 512, block = 0, budget = 0, tree_k = 0;
     const char *budget_arg = NULL;
     bool chain_seed = false;
-    bool chat = false, think = true, special = false;
+    bool chat = false, think = true, special = false, swa_lucebox = false;
     ar_session_params sp = ar_session_defaults();
     ar_sampler_params *smp = &sp.sampling;
     bool seed_given = false;
@@ -180,6 +182,7 @@ int cmd_run(int argc, char **argv)
         else if (IS("--special")) special = true;
         else if (IS("--draft")) { NEED(); draft_path = v; }
         else if (IS("--block")) { NEED(); rc = parse_long(a, v, 2, 64, &block); }
+        else if (IS("--swa-lucebox")) swa_lucebox = true;
         else if (IS("--budget")) { NEED(); budget_arg = v; }
         else if (IS("--tree-k")) { NEED(); rc = parse_long(a, v, 1, 64, &tree_k); }
         else if (IS("--chain-seed")) chain_seed = true;
@@ -254,6 +257,7 @@ int cmd_run(int argc, char **argv)
     ar_model_params mp = ar_model_defaults();
     mp.n_threads = (int)n_threads;
     mp.max_batch = (int)n_batch;
+    mp.draft_swa_lucebox = swa_lucebox;
     ar_log(AR_LOG_INFO, "loading %s", model_path);
     if (ar_model_load(&model, model_path, &mp, &err)) { cli_fail("%s", err.msg); goto done; }
     if (draft_path) {

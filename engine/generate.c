@@ -74,6 +74,7 @@ int ar_model_load(ar_model **out, const char *path, const ar_model_params *p, ar
     if (p->prefault) prefault(qwen35_gguf(m->qm));
     int max_batch = p->max_batch > 0 ? p->max_batch : 512;
     m->n_threads = p->n_threads;
+    m->draft_swa_lucebox = p->draft_swa_lucebox;
     rc = qwen35_ctx_create(&m->ctx, m->qm, max_batch, p->n_threads, err);
     if (rc) goto fail;
     m->max_batch = qwen35_ctx_max_nodes(m->ctx);
@@ -139,6 +140,7 @@ int ar_model_load_draft(ar_model *m, const char *path, ar_error *err)
            dflash_layout(m->draft), hp->n_layer, hp->block_size, hp->n_tap, (double)hp->rope_theta);
     /* rows: the longest block, and the chunk of prompt features appended at once */
     rc = dflash_ctx_create(&m->draft_ctx, m->draft, AR_DRAFT_MAX_BLOCK, m->n_threads, err);
+    if (!rc) dflash_ctx_set_swa_mode(m->draft_ctx, m->draft_swa_lucebox ? DFLASH_SWA_LUCEBOX : DFLASH_SWA_LLAMACPP);
     if (rc) {
         dflash_free(m->draft);
         m->draft = NULL;

@@ -32,6 +32,7 @@ struct ar_model {
     int          *path;        /* [max_batch] = 0, 1, 2, ... (a chain's commit path) */
     dflash_model *draft;       /* NULL: no drafter */
     dflash_ctx   *draft_ctx;   /* rows: up to AR_DRAFT_MAX_BLOCK */
+    bool          draft_swa_lucebox;
 };
 
 /* Longest speculative block (anchor + drafts) a session may ask for. */

@@ -34,6 +34,8 @@ typedef struct ar_model_params {
     int  max_batch;   /* most nodes per forward (prompt chunk size); <= 0: 512 */
     bool prefault;    /* read every weight page at load, with a progress line, so the first forward
                          does not pay for page faults (like llama.cpp's MAP_POPULATE) */
+    bool draft_swa_lucebox; /* drafters with sliding-window layers: Lucebox's window rule (block causal,
+                               context window [P-W, P)) instead of llama.cpp's (the default) */
 } ar_model_params;
 
 ar_model_params ar_model_defaults(void);

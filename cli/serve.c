@@ -17,14 +17,14 @@
 #include "base/log.h"
 #include "server/serve.h"
 
-#define DEFAULT_MODEL "models/default-q8_0.gguf"
+#define DEFAULT_MODEL "models/arbor-tiny-target.gguf"
 
 static void usage(FILE *out)
 {
     fprintf(out,
         "usage: arbor serve [-m MODEL] [options]\n"
         "\n"
-        "  -m, --model PATH     qwen35 GGUF model (default " DEFAULT_MODEL ", made by `make run`)\n"
+        "  -m, --model PATH     qwen35 GGUF model (default " DEFAULT_MODEL ", the bundled model)\n"
         "      --host H         listen address (default 127.0.0.1: this machine only)\n"
         "      --port P         port (default 8080; 0: any free port, printed at start)\n"
         "      --api-key K      require this key (Authorization: Bearer K, or x-api-key: K);\n"
@@ -111,7 +111,7 @@ int cmd_serve(int argc, char **argv)
     if (!model_path) {
         struct stat st;
         if (stat(DEFAULT_MODEL, &st))
-            return cli_fail("serve: no model: pass -m MODEL, or run `make run` once to make the default model "
+            return cli_fail("serve: no model: pass -m MODEL, run from the repository root to use the bundled model "
                             "(" DEFAULT_MODEL ")");
         model_path = DEFAULT_MODEL;
     }

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The main job: `arbor serve` on the bundled default model. Uses the trained pair under models/
-# (target + DFlash drafter) when it is there; otherwise makes a synthetic model first
-# (scripts/default-model.sh: random weights, the real Qwen tokenizer). Extra arguments go to serve.
+# The main job: `arbor serve` on the bundled default model, models/arbor-tiny-target.gguf (trained
+# here, see models/README.md); without it, a synthetic model made first (scripts/default-model.sh:
+# random weights, the real Qwen tokenizer). Extra arguments go to serve, e.g.
+# `--draft models/arbor-tiny-dflash.gguf --parallel 1` for speculative decoding with the bundled
+# drafter (on this 20M-parameter target a forward costs ~1 ms, so drafting does not pay on a CPU;
+# docs/BENCHMARKS.md).
 # Usage: scripts/serve-default.sh BUILD_DIR [serve args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}; shift || true
 target=models/arbor-tiny-target.gguf
-draft=models/arbor-tiny-dflash.gguf
-if [ -f "$target" ] && [ -f "$draft" ]; then
-    exec "$BUILD/arbor" serve -m "$target" --draft "$draft" "$@"
+if [ -f "$target" ]; then
+    exec "$BUILD/arbor" serve -m "$target" "$@"
 fi
 scripts/default-model.sh models/default-q8_0.gguf "$BUILD/arbor"
 exec "$BUILD/arbor" serve -m models/default-q8_0.gguf "$@"

@@ -25,7 +25,7 @@ struct ar_pool {
 
 typedef struct { ar_pool *pool; int ith; } worker_arg;
 
-enum { SPIN_ITERS = 20000 };
+enum { SPIN_ITERS = 200000 };
 
 static void *worker(void *p)
 {

@@ -203,7 +203,8 @@ int cmd_eval(int argc, char **argv)
     for (int p0 = 0; p0 < n_prompt; p0 += max_nodes) {
         int n = n_prompt - p0 < max_nodes ? n_prompt - p0 : max_nodes;
         for (int i = 0; i < n; i++)
-            nodes[i] = (ar_node){ .seq = 0, .token = prompt[p0 + i], .pos = p0 + i, .parent = i - 1, .want_logits = true };
+            nodes[i] = (ar_node){ .seq = 0, .token = prompt[p0 + i], .pos = p0 + i, .parent = i - 1, .want_logits = true,
+                                 .commit = true };
         ar_batch b = { .n_nodes = n, .nodes = nodes, .logits = logits };
         if (qwen35_forward(c, &s, &b, &err) != AR_OK || qwen35_commit(c, s, path, n, &err) != AR_OK) {
             free(path); cli_fail("%s", err.msg); goto done;
@@ -215,7 +216,7 @@ int cmd_eval(int argc, char **argv)
     for (long g = 0; g < n_gen; g++) {
         const int r = n_prompt + (int)g;
         tokens[r] = next;
-        nodes[0] = (ar_node){ .seq = 0, .token = next, .pos = r, .parent = -1, .want_logits = true };
+        nodes[0] = (ar_node){ .seq = 0, .token = next, .pos = r, .parent = -1, .want_logits = true, .commit = true };
         ar_batch b = { .n_nodes = 1, .nodes = nodes, .logits = logits };
         if (qwen35_forward(c, &s, &b, &err) != AR_OK || qwen35_commit(c, s, path, 1, &err) != AR_OK) {
             free(path); cli_fail("%s", err.msg); goto done;

@@ -46,6 +46,12 @@ void ar_compute_run(ar_compute *c, ar_pool_fn fn, void *ctx);
  * Each weight row is dequantized once and used for all M rows while in cache. */
 void ar_matmul(ar_compute *c, const ar_weight *w, const float *x, int64_t ldx, float *y, int64_t ldy, int M);
 
+/* y[i] = x W[i]^T for n weights that read the same x (say q, k and v): x is converted once per dot
+ * type and all n run in one pool dispatch, their output rows split over the threads together.
+ * Results are bit-identical to n ar_matmul calls. y[i] must not alias x. */
+void ar_matmul_n(ar_compute *c, int n, const ar_weight *const *w, const float *x, int64_t ldx, float *const *y,
+                 const int64_t *ldy, int M);
+
 /* Embedding lookup: y = W[row] dequantized (n_in floats). */
 void ar_get_row(const ar_weight *w, int64_t row, float *y);
 

@@ -79,11 +79,11 @@ void bench_free(bench *b)
 }
 
 /* Fill nodes[0..n) with a chain of random tokens after the sequence's committed prefix. */
-static void make_chain(bench *b, int n, int pos0, bool all_logits, bool last_logits)
+static void make_chain(bench *b, int n, int pos0, bool all_logits, bool last_logits, bool commit)
 {
     for (int i = 0; i < n; i++)
         b->nodes[i] = (ar_node){ .seq = 0, .token = random_token(b), .pos = pos0 + i, .parent = i - 1,
-                                 .want_logits = all_logits || (last_logits && i == n - 1) };
+                                 .want_logits = all_logits || (last_logits && i == n - 1), .commit = commit };
 }
 
 /* Evaluate and commit n tokens as a chain in chunks of max_nodes; logits for the last one only if asked. */
@@ -91,7 +91,7 @@ static int eval_chain(bench *b, int n, bool last_logits, ar_error *err)
 {
     for (int done = 0; done < n;) {
         int k = n - done < b->max_nodes ? n - done : b->max_nodes;
-        make_chain(b, k, qwen35_seq_n_past(b->seq), false, last_logits && done + k == n);
+        make_chain(b, k, qwen35_seq_n_past(b->seq), false, last_logits && done + k == n, true);
         ar_batch batch = { .n_nodes = k, .nodes = b->nodes, .logits = b->logits };
         int rc = qwen35_forward(b->ctx, &b->seq, &batch, err);
         if (rc == AR_OK) rc = qwen35_commit(b->ctx, b->seq, b->path, k, err);
@@ -128,7 +128,7 @@ int bench_tg(bench *b, int n_tokens, double *seconds, ar_error *err)
     qwen35_seq_reset(b->seq);
     double t0 = ar_now();
     for (int i = 0; i < n_tokens && rc == AR_OK; i++) {
-        make_chain(b, 1, i, true, true);
+        make_chain(b, 1, i, true, true, true);
         ar_batch batch = { .n_nodes = 1, .nodes = b->nodes, .logits = b->logits };
         rc = qwen35_forward(b->ctx, &b->seq, &batch, err);
         if (rc == AR_OK) rc = qwen35_commit(b->ctx, b->seq, b->path, 1, err);
@@ -152,7 +152,7 @@ int bench_verify(bench *b, int m, double *seconds, ar_error *err)
     int past = qwen35_seq_n_past(b->seq);
     int rc = check_fits(b, past + m, "the verify prefix + batch", err);
     if (rc != AR_OK) return rc;
-    make_chain(b, m, past, true, true);
+    make_chain(b, m, past, true, true, false);   /* verify: not committed */
     ar_batch batch = { .n_nodes = m, .nodes = b->nodes, .logits = b->logits };
     double t0 = ar_now();
     rc = qwen35_forward(b->ctx, &b->seq, &batch, err);

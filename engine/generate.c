@@ -334,7 +334,7 @@ static int eval_chain(ar_session *s, int32_t first, const int32_t *tokens, int n
         for (int i = 0; i < k; i++) {
             int j = done + i;
             m->nodes[i] = (ar_node){ .seq = 0, .token = shift && j == 0 ? first : tokens[j - shift], .pos = pos0 + i,
-                                     .parent = i - 1, .want_logits = j == n - 1 };
+                                     .parent = i - 1, .want_logits = j == n - 1, .commit = true };
         }
         ar_batch b = { .n_nodes = k, .nodes = m->nodes, .logits = s->logits };
         int rc = qwen35_forward(m->ctx, seqs, &b, err);

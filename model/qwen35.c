@@ -15,7 +15,10 @@
  *              when its node has no children. The slot plan is made once per forward (prepare).
  *   conv       a node's window = the conv inputs of its d_conv-1 nearest ancestors, continued into
  *              the committed window.
- * Nothing committed is written by a forward. The forward keeps, per node, what commit needs:
+ * Nothing committed is written by a forward, with one exception: nodes the caller promises to
+ * commit (ar_node.commit: prompt chunks, plain decoding) run their GDN steps in place on the
+ * sequence's committed state, and their commit only appends K/V and slides the conv window.
+ * Otherwise the forward keeps, per node, what commit needs:
  * K (normed, roped) and V of every attention layer, and the raw conv input, g and beta of every
  * GDN layer. Commit appends the path's K/V to the pages and replays conv + L2 norm + the delta
  * rule along the path with the same kernels, so the committed state is bit-identical to the state
@@ -87,6 +90,10 @@ static void par_worker(void *p, int ith, int nth)
 
 static void par_for(qwen35_ctx *c, int n, range_fn fn, void *arg)
 {
+    if (n == 1) {               /* one node's row op: cheaper here than a pool wake-up (decode) */
+        fn(c, arg, 0, 1, 0);
+        return;
+    }
     par_task t = { c, fn, arg, n };
     ar_compute_run(c->comp, par_worker, &t);
 }
@@ -202,6 +209,18 @@ static int validate(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, a
             return ar_fail(err, AR_ERANGE, "node %d: position %d of sequence %d is beyond its context of %d tokens",
                            i, s->n_past + d, nd->seq, s->n_ctx);
         n_logits += nd->want_logits;
+        if (s->gdn_ahead)
+            return ar_fail(err, AR_EINVAL, "node %d: sequence %d's last forward advanced its state in place (ar_node.commit) "
+                           "and was not committed; commit it or reset the sequence", i, nd->seq);
+        /* commit flags: all of a sequence's nodes or none, and then one chain in batch order */
+        int prev = -1;
+        for (int j = i - 1; j >= 0 && prev < 0; j--)
+            if (b->nodes[j].seq == nd->seq) prev = j;
+        if (prev >= 0 && b->nodes[prev].commit != nd->commit)
+            return ar_fail(err, AR_EINVAL, "node %d: sequence %d mixes nodes with and without ar_node.commit", i, nd->seq);
+        if (nd->commit && nd->parent != prev)
+            return ar_fail(err, AR_EINVAL, "node %d: nodes with ar_node.commit must form one chain (parent %d, expected %d)",
+                           i, nd->parent, prev);
     }
     if (n_logits && !b->logits) return ar_fail(err, AR_EINVAL, "%d nodes want logits but batch.logits is NULL", n_logits);
     return AR_OK;
@@ -238,6 +257,11 @@ static int prepare(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, ar
     for (int i = 0; i < M; i++) c->remaining[i] = c->n_children[i];
     for (int i = 0; i < M; i++) {
         int p = c->nodes[i].parent, slot;
+        if (c->nodes[i].commit) {          /* in place on the committed state: no slot */
+            c->gdn_slot[i] = -1;
+            c->gdn_from[i] = p < 0 ? -3 : -2;
+            continue;
+        }
         if (p >= 0 && --c->remaining[p] == 0) {
             slot = c->gdn_slot[p];
             c->gdn_from[i] = -2;
@@ -381,9 +405,10 @@ static void attention_layer(qwen35_ctx *c, const qwen35_layer *L)
         ar_matmul(c->comp, &L->wqkv_attn, c->h, E, c->proj, (int64_t)c->ld_proj, M);
         par_for(c, M, split_fused_kv, &a);
     } else {
-        ar_matmul(c->comp, &L->wq, c->h, E, c->proj, (int64_t)c->ld_proj, M);   /* query|gate per head */
-        ar_matmul(c->comp, &L->wk, c->h, E, a.K, (int64_t)kvd, M);
-        ar_matmul(c->comp, &L->wv, c->h, E, a.V, (int64_t)kvd, M);
+        const ar_weight *w[3] = { &L->wq, &L->wk, &L->wv };                       /* query|gate per head, K, V */
+        float *y[3] = { c->proj, a.K, a.V };
+        const int64_t ld[3] = { (int64_t)c->ld_proj, (int64_t)kvd, (int64_t)kvd };
+        ar_matmul_n(c->comp, 3, w, c->h, E, y, ld, M);
     }
     par_for(c, M, qk_norm_rope, &a);
     par_for(c, M * hp->n_head, attend, &a);
@@ -451,7 +476,8 @@ static void gdn_recurrence(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
     for (int j = lo; j < hi; j++) {
         const int kh = j % Hk;                          /* tiled V-head order (§2.4) */
         for (int i = 0; i < c->n_nodes; i++) {
-            float *St = slots + (size_t)c->gdn_slot[i] * per;
+            float *St = c->gdn_slot[i] < 0 ? c->node_seq[i]->gdn_state + ((size_t)gi * Hv + j) * per
+                                           : slots + (size_t)c->gdn_slot[i] * per;
             if (c->gdn_from[i] == -1)
                 memcpy(St, c->node_seq[i]->gdn_state + ((size_t)gi * Hv + j) * per, per * sizeof(float));
             else if (c->gdn_from[i] >= 0)
@@ -497,10 +523,10 @@ static void gdn_layer(qwen35_ctx *c, const qwen35_layer *L)
     const qwen35_hparams *hp = &c->m->hp;
     const int M = c->n_nodes, E = hp->n_embd, Hv = hp->ssm_n_v_heads;
     gdn_arg a = gdn_kept(c, L);
-    ar_matmul(c->comp, &L->ssm_qkv, c->h, E, a.mixed, hp->ssm_conv_channels, M);
-    ar_matmul(c->comp, &L->ssm_gate, c->h, E, c->proj2, (int64_t)c->ld_proj2, M);   /* z */
-    ar_matmul(c->comp, &L->ssm_beta, c->h, E, a.beta, Hv, M);
-    ar_matmul(c->comp, &L->ssm_alpha, c->h, E, a.g, Hv, M);
+    const ar_weight *w[4] = { &L->ssm_qkv, &L->ssm_gate, &L->ssm_beta, &L->ssm_alpha };  /* qkv, z, beta, alpha */
+    float *y[4] = { a.mixed, c->proj2, a.beta, a.g };
+    const int64_t ld[4] = { hp->ssm_conv_channels, (int64_t)c->ld_proj2, Hv, Hv };
+    ar_matmul_n(c->comp, 4, w, c->h, E, y, ld, M);
     par_for(c, M, gdn_gates_conv, &a);
     par_for(c, Hv, gdn_recurrence, &a);
     par_for(c, M, gdn_gated_norm, &a);
@@ -528,6 +554,8 @@ int qwen35_forward(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, ar
     if (rc == AR_OK) rc = prepare(c, seqs, b, err);
     if (rc != AR_OK) return rc;
     const int M = c->n_nodes, E = hp->n_embd;
+    for (int i = 0; i < M; i++)
+        if (c->nodes[i].commit) c->node_seq[i]->gdn_ahead++;
 
     par_for(c, M, embed_rows, NULL);                            /* x = token_embd[token] */
     for (int il = 0; il < hp->n_layer; il++) {
@@ -538,8 +566,10 @@ int qwen35_forward(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, ar
         else attention_layer(c, L);
         par_for(c, M, residual_rows, NULL);                                    /* x += mixer(h) */
         par_for(c, M, norm_rows, &(norm_arg){ .w = L->post_attention_norm });  /* h = RMSNorm(x) */
-        ar_matmul(c->comp, &L->ffn_gate, c->h, E, c->proj, (int64_t)c->ld_proj, M);
-        ar_matmul(c->comp, &L->ffn_up, c->h, E, c->proj2, (int64_t)c->ld_proj2, M);
+        const ar_weight *w[2] = { &L->ffn_gate, &L->ffn_up };
+        float *y[2] = { c->proj, c->proj2 };
+        const int64_t ld[2] = { (int64_t)c->ld_proj, (int64_t)c->ld_proj2 };
+        ar_matmul_n(c->comp, 2, w, c->h, E, y, ld, M);                          /* gate, up */
         par_for(c, M, swiglu_rows, (void *)&L->n_ff);                           /* silu(gate) * up */
         ar_matmul(c->comp, &L->ffn_down, c->proj, (int64_t)c->ld_proj, c->h, E, M);
         par_for(c, M, residual_rows, NULL);                                    /* x += ffn(h) */
@@ -599,6 +629,15 @@ int qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_
             return ar_fail(err, AR_EINVAL, "commit: the sequence changed since the forward (already committed?)");
     }
     if (n_path > c->max_nodes) return ar_fail(err, AR_EINVAL, "commit: path too long");
+    const bool in_place = s->gdn_ahead > 0;
+    if (in_place) {
+        bool exact = n_path == s->gdn_ahead;
+        for (int t = 0; t < n_path && exact; t++) exact = c->nodes[path[t]].commit;
+        if (!exact)
+            return ar_fail(err, AR_EINVAL, "commit: the forward advanced this sequence's state in place over %d nodes "
+                           "(ar_node.commit), so the path must be exactly those %d nodes (got %d); reset the sequence",
+                           s->gdn_ahead, s->gdn_ahead, n_path);
+    }
     const int n_past = s->n_past;
     int rc = ar_kv_reserve(&s->kv, n_past + n_path, err);
     if (rc != AR_OK) return rc;
@@ -623,7 +662,7 @@ int qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_
         const int gi = L->kind_index;
         float *window = s->conv + (size_t)gi * s->conv_floats;
         const float *rows[64];
-        for (int t = 0; t < n_path; t++) {
+        for (int t = 0; t < n_path && !in_place; t++) {
             /* virtual sequence W = [committed window rows | path rows]; step t uses W[t .. t + taps-1] */
             for (int k = 0; k < taps; k++) {
                 int w = t + k;
@@ -633,7 +672,7 @@ int qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_
             ar_conv_step(u, rows, L->ssm_conv1d, C, taps);
             conv_finish(hp, u);
         }
-        par_for(c, hp->ssm_n_v_heads, commit_recurrence, &a);
+        if (!in_place) par_for(c, hp->ssm_n_v_heads, commit_recurrence, &a);   /* else the forward did it */
         for (int r = 0; r < taps1; r++) {
             int w = n_path + r;
             const float *src = w < taps1 ? window + (size_t)w * C : a.mixed + (size_t)path[w - taps1] * C;
@@ -641,5 +680,6 @@ int qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_
         }
     }
     s->n_past = n_past + n_path;
+    s->gdn_ahead = 0;
     return AR_OK;
 }

@@ -140,6 +140,11 @@ typedef struct ar_node {
     int32_t pos;        /* absolute position (rope); normally n_past + depth in the batch */
     int32_t parent;     /* -1 = committed prefix of seq, else index of an EARLIER node of the same seq */
     bool    want_logits;
+    bool    commit;     /* the caller WILL commit this node (prompt chunks, plain decoding). Either all
+                         * nodes of a sequence in the batch set it or none; those that do form one
+                         * chain from the committed prefix in batch order. The forward then advances
+                         * the sequence's recurrent state in place (no copy, and qwen35_commit of
+                         * exactly that chain skips the GDN replay); any other commit is refused. */
 } ar_node;
 
 typedef struct ar_batch {
@@ -162,12 +167,15 @@ int  qwen35_ctx_max_nodes(const qwen35_ctx *c);
 
 /* Evaluate a batch. seqs[node.seq] is the sequence of each node. Validates the batch (parents
  * earlier and of the same seq, tokens < n_vocab, room in the context) and fails with AR_EINVAL /
- * AR_ERANGE before any work. Committed state is NOT modified. */
+ * AR_ERANGE before any work. Committed state is NOT modified, except the recurrent state of
+ * sequences whose nodes set ar_node.commit (advanced in place, see there). */
 int  qwen35_forward(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, ar_error *err);
 
 /* Make a path of the last forward permanent for s: path = node indices of that forward, root first,
  * each the parent of the next, path[0]'s parent -1, all of s. Appends K/V (n_past grows by n_path)
- * and advances the GDN state and conv window along the path. n_path == 0 is a no-op. */
+ * and advances the GDN state and conv window along the path. n_path == 0 is a no-op. After a forward
+ * whose nodes of s set ar_node.commit, the path must be exactly those nodes (else AR_EINVAL, and s
+ * cannot be used again until qwen35_seq_reset / _clear / _restore). */
 int  qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_error *err);
 
 #endif

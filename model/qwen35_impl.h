@@ -43,6 +43,7 @@ struct qwen35_seq {
     float *gdn_state;             /* [n_gdn][n_v_heads][d_v][d_k] (transposed, as llama.cpp) */
     float *conv;                  /* [n_gdn][taps-1][channels], oldest row first */
     size_t state_floats, conv_floats;   /* per GDN layer */
-};
+    int gdn_ahead;                /* nodes a forward advanced gdn_state over in place (ar_node.commit), */
+};                                /*   not yet committed; 0 otherwise */
 
 #endif

@@ -123,6 +123,7 @@ static void zero_state(qwen35_seq *s)
     memset(s->gdn_state, 0, ng * s->state_floats * sizeof(float));
     memset(s->conv, 0, ng * s->conv_floats * sizeof(float));
     s->n_past = 0;
+    s->gdn_ahead = 0;
 }
 
 void qwen35_seq_reset(qwen35_seq *s)
@@ -156,6 +157,8 @@ int qwen35_snap_take(qwen35_snap **out, const qwen35_seq *s, ar_error *err)
 {
     *out = NULL;
     const qwen35_hparams *hp = &s->m->hp;
+    if (s->gdn_ahead)
+        return ar_fail(err, AR_EINVAL, "snapshot of a sequence whose in-place forward (ar_node.commit) was not committed");
     qwen35_snap *p = calloc(1, sizeof *p);
     if (!p) return ar_fail(err, AR_ENOMEM, "out of memory for a state snapshot");
     p->m = s->m;
@@ -188,6 +191,7 @@ int qwen35_seq_restore(qwen35_seq *s, const qwen35_snap *p, ar_error *err)
     memcpy(s->gdn_state, p->gdn_state, ng * s->state_floats * sizeof(float));
     memcpy(s->conv, p->conv, ng * s->conv_floats * sizeof(float));
     s->n_past = p->n_past;
+    s->gdn_ahead = 0;
     return AR_OK;
 }
 

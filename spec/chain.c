@@ -97,7 +97,7 @@ int ar_chain_prefill(ar_chain *c, qwen35_seq *seq, const int32_t *tokens, int n,
         const int pos0 = qwen35_seq_n_past(seq);
         for (int i = 0; i < k; i++)
             c->nodes[i] = (ar_node){ .seq = 0, .token = tokens[done + i], .pos = pos0 + i, .parent = i - 1,
-                                     .want_logits = last_logits && done + i == n - 1 };
+                                     .want_logits = last_logits && done + i == n - 1, .commit = true };
         rc = forward(c, seq, k, last_logits, err);
         if (!rc) rc = qwen35_commit(c->ctx, seq, c->path, k, err);
         if (!rc) rc = ar_draft_commit(c->src, tokens + done, c->taps, k, pos0, err);

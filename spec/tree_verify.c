@@ -134,7 +134,7 @@ int ar_ddtree_prefill(ar_ddtree *t, qwen35_seq *seq, const int32_t *tokens, int 
         const int pos0 = qwen35_seq_n_past(seq);
         for (int i = 0; i < k; i++)
             t->nodes[i] = (ar_node){ .seq = 0, .token = tokens[done + i], .pos = pos0 + i, .parent = i - 1,
-                                     .want_logits = last_logits && done + i == n - 1 };
+                                     .want_logits = last_logits && done + i == n - 1, .commit = true };
         rc = forward(t, seq, k, last_logits, err);
         if (!rc) rc = qwen35_commit(t->ctx, seq, t->chain, k, err);
         if (!rc) rc = ar_draft_commit(t->src, tokens + done, t->taps, k, pos0, err);

@@ -256,6 +256,91 @@ static void test_chunked_equals_long(const char *model_path)
     close_harness(&h_long); close_harness(&h_chunk);
 }
 
+/* ---- in-place commit (ar_node.commit) ---------------------------------------------------------- */
+
+/* One forward + commit of a chain of k tokens on s, with or without the commit flag, plus (when
+ * other != NULL) a 3-node tree of speculative nodes on `other` in the same batch, not committed. */
+static int step_chain(harness *h, qwen35_seq *s, qwen35_seq *other, const int32_t *ids, int k, bool flag, float *lg,
+                      ar_error *err)
+{
+    ar_node nodes[32];
+    qwen35_seq *seqs[2] = { s, other };
+    const int base = qwen35_seq_n_past(s);
+    for (int i = 0; i < k; i++)
+        nodes[i] = (ar_node){ .seq = 0, .token = ids[i], .pos = base + i, .parent = i - 1, .want_logits = true,
+                              .commit = flag };
+    int n = k;
+    if (other) {
+        const int ob = qwen35_seq_n_past(other);
+        nodes[n++] = (ar_node){ .seq = 1, .token = 5, .pos = ob, .parent = -1, .want_logits = true };
+        nodes[n++] = (ar_node){ .seq = 1, .token = 6, .pos = ob + 1, .parent = k, .want_logits = true };
+        nodes[n++] = (ar_node){ .seq = 1, .token = 7, .pos = ob + 1, .parent = k, .want_logits = true };
+    }
+    int path[32];
+    for (int i = 0; i < k; i++) path[i] = i;
+    ar_batch b = { .n_nodes = n, .nodes = nodes, .logits = lg };
+    int rc = qwen35_forward(h->c, seqs, &b, err);
+    if (rc == AR_OK) rc = qwen35_commit(h->c, s, path, k, err);
+    return rc;
+}
+
+static void test_inplace_commit(const char *model_path)
+{
+    harness h;
+    if (open_harness(&h, model_path, 32, 2)) { CHECK(0, "cannot open %s", model_path); return; }
+    ar_error err;
+    qwen35_seq *a = NULL, *b = NULL, *o = NULL;
+    CHECK(qwen35_seq_create_paged(&a, h.m, 256, 16, &err) == AR_OK && qwen35_seq_create_paged(&b, h.m, 256, 16, &err) == AR_OK &&
+          qwen35_seq_create_paged(&o, h.m, 256, 16, &err) == AR_OK, "%s", err.msg);
+    int32_t ids[128];
+    for (int i = 0; i < 128; i++) ids[i] = (int32_t)(rnd() % (uint32_t)h.V);
+    float *la = malloc((size_t)32 * h.V * sizeof(float)), *lb = malloc((size_t)32 * h.V * sizeof(float));
+    /* chunks of 13, 9, then 20 single-token steps: flagged (a, with a speculative tree of another
+     * sequence in the same batch) vs unflagged (b): bit-identical logits at every step */
+    const int steps[] = { 13, 9, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+    int pos = 0, same = 1;
+    for (size_t st = 0; st < sizeof steps / sizeof *steps; st++) {
+        const int k = steps[st];
+        int ra = step_chain(&h, a, st % 2 ? o : NULL, ids + pos, k, true, la, &err);
+        CHECK(ra == AR_OK, "in-place step %zu: %s", st, err.msg);
+        int rb = step_chain(&h, b, NULL, ids + pos, k, false, lb, &err);
+        CHECK(rb == AR_OK, "replay step %zu: %s", st, err.msg);
+        if (ra || rb) break;
+        same &= memcmp(la, lb, (size_t)k * h.V * sizeof(float)) == 0;
+        pos += k;
+    }
+    CHECK(same, "logits with ar_node.commit (in place) differ from forward + replayed commit");
+    printf("in-place commit: %d positions bit-identical to the replayed commit (%s)\n", pos, same ? "yes" : "NO");
+
+    /* a committed path other than the flagged chain is refused, and the sequence stays refused */
+    ar_node nodes[3];
+    for (int i = 0; i < 3; i++)
+        nodes[i] = (ar_node){ .seq = 0, .token = ids[i], .pos = pos + i, .parent = i - 1, .want_logits = true, .commit = true };
+    ar_batch bt = { .n_nodes = 3, .nodes = nodes, .logits = la };
+    int path[3] = { 0, 1, 2 };
+    CHECK(qwen35_forward(h.c, &a, &bt, &err) == AR_OK, "%s", err.msg);
+    CHECK(qwen35_commit(h.c, a, path, 2, &err) == AR_EINVAL, "commit of 2 of 3 flagged nodes accepted");
+    CHECK(strstr(err.msg, "in place") != NULL, "message: %s", err.msg);
+    CHECK(qwen35_forward(h.c, &a, &bt, &err) == AR_EINVAL, "forward after an uncommitted in-place forward accepted");
+    qwen35_snap *snap = NULL;
+    CHECK(qwen35_snap_take(&snap, a, &err) == AR_EINVAL, "snapshot of an inconsistent sequence accepted");
+    qwen35_seq_reset(a);
+    for (int i = 0; i < 3; i++) nodes[i].pos = i;
+    CHECK(qwen35_forward(h.c, &a, &bt, &err) == AR_OK && qwen35_commit(h.c, a, path, 3, &err) == AR_OK,
+          "after reset: %s", err.msg);
+    /* mixed flags within a sequence, and a flagged tree, are refused before any work */
+    nodes[1].commit = false;
+    for (int i = 0; i < 3; i++) nodes[i].pos = 3 + i;
+    CHECK(qwen35_forward(h.c, &a, &bt, &err) == AR_EINVAL, "mixed commit flags accepted");
+    nodes[1].commit = true;
+    nodes[2].parent = 0;
+    CHECK(qwen35_forward(h.c, &a, &bt, &err) == AR_EINVAL, "a flagged tree accepted");
+    CHECK(qwen35_seq_n_past(a) == 3, "a refused forward changed the sequence");
+    free(la); free(lb);
+    qwen35_seq_free(a); qwen35_seq_free(b); qwen35_seq_free(o);
+    close_harness(&h);
+}
+
 /* forward a tree, commit one root-to-node path, continue decoding == prefill(prefix + path + rest) */
 static void test_commit_tree_path(const char *model_path)
 {
@@ -332,7 +417,7 @@ static void test_errors(const char *model_path)
     qwen35_seq *s = NULL;
     CHECK(qwen35_seq_create_paged(&s, h.m, 16, 4, &err) == AR_OK, "%s", err.msg);
     float *lg = malloc((size_t)8 * h.V * sizeof(float));
-    ar_node bad[2] = { { 0, 1, 0, -1, true }, { 0, 2, 1, 1, true } };   /* parent not earlier */
+    ar_node bad[2] = { { 0, 1, 0, -1, true, false }, { 0, 2, 1, 1, true, false } };   /* parent not earlier */
     ar_batch b = { .n_nodes = 2, .nodes = bad, .logits = lg };
     CHECK(qwen35_forward(h.c, &s, &b, &err) == AR_EINVAL, "parent == self accepted");
     bad[1].parent = 0; bad[1].token = h.V;
@@ -352,7 +437,7 @@ static void test_errors(const char *model_path)
     int32_t ids[16];
     for (int i = 0; i < 16; i++) ids[i] = i;
     CHECK(prefill(&h, s, ids, 16, NULL) == 0, "prefill to the context end");
-    ar_node one = { 0, 3, 16, -1, true };
+    ar_node one = { 0, 3, 16, -1, true, false };
     b = (ar_batch){ .n_nodes = 1, .nodes = &one, .logits = lg };
     CHECK(qwen35_forward(h.c, &s, &b, &err) == AR_ERANGE, "forward beyond the context accepted (%d)", err.code);
     qwen35_seq *huge = NULL;
@@ -424,6 +509,8 @@ int main(void)
         test_chunked_equals_long(m2);
         test_commit_tree_path(m1);
         test_commit_tree_path(m2);
+        test_inplace_commit(m1);
+        test_inplace_commit(m2);
         test_errors(m1);
         test_load_validation(m1);
     }

@@ -412,11 +412,158 @@ INLINE void run_ktile(const ktile *t, const uint8_t *const a[MR], int R, int kin
     else run_k4(t, a, R, kind == KT_Q4_K, acc);
 }
 
+/* ---- row-dot path for M <= 2 (decode) ---------------------------------------------------------
+ * At M = 1 the tile path's transposition (16 row streams, a transpose per block) costs more than
+ * it saves: the arithmetic per weight byte is tiny and the kernel must simply stream the weights at
+ * DRAM speed. Here each weight row is one sequential stream (what the hardware prefetcher follows
+ * best) and its blocks are dotted with the activation row(s) in their natural order: vpmaddubsw
+ * (unsigned quants x signed Q8_K bytes -> 16-bit pairs) then vpdpwssd by the 16-bit sub-block
+ * scales into 32-bit sums, one float FMA per block, one horizontal sum per output. The integer sums
+ * are exact (|pair| <= 63 * 128 * 2 < 2^15), so results match the reference to float rounding. */
+
+INLINE int32_t hsum256_epi32(__m256i v)
+{
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    x = _mm_add_epi32(x, _mm_unpackhi_epi64(x, x));
+    return _mm_cvtsi128_si32(_mm_add_epi32(x, _mm_shuffle_epi32(x, 1)));
+}
+
+/* Lane k of a 32 x 16-bit vector -> the index of its scale (constants of the layouts below). */
+INLINE __m512i scale_index(int base, int per, int second)
+{
+    int16_t idx[32];
+    for (int k = 0; k < 32; k++) idx[k] = (int16_t)(k < 16 ? base + k / per : second + (k - 16) / per);
+    return _mm512_loadu_si512(idx);
+}
+
+/* Q4_K: the 6-bit scales and mins of sub-blocks 0..7 from the 12 packed bytes, as bytes. */
+INLINE void k4_unpack(const uint8_t *s, uint64_t *sc, uint64_t *mn)
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    const uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
+    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
+    *sc = sc_lo | (uint64_t)sc_hi << 32;
+    *mn = mn_lo | (uint64_t)mn_hi << 32;
+}
+
+/* Q4_K block (144 bytes: d, dmin, scales[12], qs[128]) x R Q8_K rows. qs byte 32c + l holds
+ * element 64c + l (low nibble) and 64c + 32 + l (high nibble); sub-block j = elements 32j.. has
+ * scale sc[j] and min mn[j]. A 64-byte load covers chunks 2h, 2h+1: its low nibbles are elements
+ * 128h + [0, 32) and 128h + [64, 96) (sub-blocks 4h, 4h+2), its high nibbles 128h + [32, 64) and
+ * 128h + [96, 128) (sub-blocks 4h+1, 4h+3). */
+INLINE void rowdot_q4_K_block(const uint8_t *blk, const uint8_t *const a[2], int R, float acc[2])
+{
+    static const int8_t dup[16] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7};
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    uint64_t sc, mn;
+    k4_unpack(blk + 4, &sc, &mn);
+    const __m512i s16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)mn), _mm_loadu_si128((const __m128i *)dup)));
+    __m512i w[4], s[4];
+    for (int h = 0; h < 2; h++) {
+        const __m512i q = _mm512_loadu_si512(blk + 16 + 64 * h);
+        w[2 * h] = _mm512_and_si512(q, m4);
+        w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        s[2 * h] = _mm512_permutexvar_epi16(scale_index(4 * h, 16, 4 * h + 2), s16);
+        s[2 * h + 1] = _mm512_permutexvar_epi16(scale_index(4 * h + 1, 16, 4 * h + 3), s16);
+    }
+    uint16_t dh[2];
+    memcpy(dh, blk, 4);
+    const __m128 d = _mm_set_ss(_cvtsh_ss(dh[0])), dmin = _mm_set_ss(_cvtsh_ss(dh[1]));
+    for (int r = 0; r < R; r++) {
+        const uint8_t *x = a[r] + Q8K_QS;
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++)
+            for (int hi = 0; hi < 2; hi++) {
+                const uint8_t *x0 = x + 128 * h + 32 * hi;
+                const __m512i av = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x0)),
+                                                      _mm256_loadu_si256((const __m256i *)(x0 + 64)), 1);
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w[2 * h + hi], av), s[2 * h + hi]);
+            }
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(a[r] + Q8K_BSUMS));
+        const int32_t is = _mm512_reduce_add_epi32(isum), im = hsum256_epi32(_mm256_madd_epi16(bs, m16));
+        /* the tile path's float steps, bit for bit: f = is * d - im * dmin, acc += f * d8 */
+        const __m128 f = _mm_fmsub_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), is), d,
+                                      _mm_mul_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), im), dmin));
+        acc[r] = _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a[r])), _mm_set_ss(acc[r])));
+    }
+}
+
+/* Q6_K block (210 bytes: ql[128], qh[64], scales[16] int8, d) x R Q8_K rows. For half h and
+ * l < 32, with A = ql[64h + l], B = ql[64h + 32 + l], H = qh[32h + l], the elements 128h + l,
+ * + 32 + l, + 64 + l, + 96 + l are (A & 15 | (H & 3) << 4), (B & 15 | (H >> 2 & 3) << 4),
+ * (A >> 4 | (H >> 4 & 3) << 4), (B >> 4 | (H >> 6 & 3) << 4), each stored + 32; scale group g
+ * = 16 elements. So a 64-byte ql load gives elements 128h + [0, 64) from its low nibbles and
+ * 128h + [64, 128) from its high nibbles, with the 2-bit tops from qh duplicated in both halves and
+ * shifted per half. The + 32 offset comes off as 32 * sum_g sc_g * bsum_g. */
+INLINE void rowdot_q6_K_block(const uint8_t *blk, const uint8_t *const a[2], int R, float acc[2])
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
+    const __m512i s16 = _mm512_castsi256_si512(sc16);
+    __m512i w[4], s[4];
+    for (int h = 0; h < 2; h++) {
+        const __m512i ql = _mm512_loadu_si512(blk + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h)));
+        w[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                   _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), m2), 4));
+        w[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), m2), 4));
+        s[2 * h] = _mm512_permutexvar_epi16(scale_index(8 * h, 8, 8 * h + 2), s16);
+        s[2 * h + 1] = _mm512_permutexvar_epi16(scale_index(8 * h + 4, 8, 8 * h + 6), s16);
+    }
+    uint16_t dh;
+    memcpy(&dh, blk + 208, 2);
+    const __m128 d = _mm_set_ss(_cvtsh_ss(dh));
+    for (int r = 0; r < R; r++) {
+        const uint8_t *x = a[r] + Q8K_QS;
+        __m512i isum = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++)
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w[k], _mm512_loadu_si512(x + 64 * k)), s[k]);
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(a[r] + Q8K_BSUMS));
+        const int32_t tot = _mm512_reduce_add_epi32(isum) - 32 * hsum256_epi32(_mm256_madd_epi16(bs, sc16));
+        /* the tile path's float steps: acc += (tot * d) * d8 */
+        const __m128 f = _mm_mul_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), tot), d);
+        acc[r] = _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a[r])), _mm_set_ss(acc[r])));
+    }
+}
+
+/* y[r][o] for o in [o_lo, o_hi), r < M <= 2: one row at a time, blocks in order. Each block's
+ * integer sums are exact and the float steps per block are the tile path's, in the same order, so
+ * an output does not depend on M or on which path computed it (batch invariance, tests/test_gemm). */
+INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
+                     size_t xrb, int M, float *y, int64_t ldy, int kind)
+{
+    const int64_t nb = n_in / AR_QK_K;
+    const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : sizeof(ar_block_q6_K);
+    const uint8_t *x = xq;
+    for (int64_t o = o_lo; o < o_hi; o++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)o * wrb;
+        float acc[2] = {0.0f, 0.0f};
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *a[2] = {x + (size_t)b * Q8K_BYTES, x + xrb * (M > 1) + (size_t)b * Q8K_BYTES};
+            if (kind == KT_Q4_K) rowdot_q4_K_block(row + (size_t)b * bbytes, a, M, acc);
+            else rowdot_q6_K_block(row + (size_t)b * bbytes, a, M, acc);
+        }
+        for (int r = 0; r < M; r++) y[(int64_t)r * ldy + o] = acc[r];
+    }
+}
+
 /* The driver shared by the K-quants: tiles of 16 weight rows, activation rows in chunks of
  * MCHUNK with float accumulators in L1, MR rows per register block. */
 INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                         const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
+    if (M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K)) {
+        rowdot_k(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind);
+        return;
+    }
     const int64_t nb = n_in / AR_QK_K;
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : kind == KT_Q5_K ? sizeof(ar_block_q5_K)
                         : kind == KT_Q6_K ? sizeof(ar_block_q6_K) : sizeof(ar_block_iq4_xs);
@@ -607,11 +754,85 @@ INLINE void run_q8(const q8tile *t, const uint8_t *const a[MR], int R, __m512 *a
     }
 }
 
+/* ---- Q8_0 row-dot for M = 1 -------------------------------------------------------------------
+ * Same idea as the K-quant row-dot above, for 34-byte blocks: |w| x (a with w's sign) per block
+ * with one 256-bit vpdpbusd (exact), the 8-lane sums of 16 consecutive blocks reduced together by
+ * an unpack/add tree into one vector of 16 block totals, then the tile path's float steps per
+ * block in block order: acc += (float)dot * (d_w * d_a). */
+INLINE __m256i q8_block_dot(const uint8_t *wblk, const uint8_t *ablk)
+{
+    const __m256i w = _mm256_loadu_si256((const __m256i *)(wblk + 2));
+    const __m256i a = _mm256_loadu_si256((const __m256i *)(ablk + 2));
+    const __m256i sa = _mm256_mask_sub_epi8(a, _mm256_movepi8_mask(w), _mm256_setzero_si256(), a);
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(w), sa);
+}
+
+INLINE float f16_at(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+INLINE float q8_step(float acc, int32_t dot, float dw, float da)
+{
+    const __m128 dd = _mm_mul_ss(_mm_set_ss(dw), _mm_set_ss(da));
+    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), dot), dd, _mm_set_ss(acc)));
+}
+
+static void rowdot_q8_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
+                        float *y)
+{
+    const int64_t nb = n_in / 32, ng = nb / 16;
+    const uint8_t *x = xq;
+    /* lane order of the reduction tree's output: lane k holds block perm[k] of the group */
+    static const int perm[16] = {0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15};
+    for (int64_t o = o_lo; o < o_hi; o++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)o * wrb;
+        float acc = 0.0f;
+        for (int64_t g = 0; g < ng; g++) {
+            const uint8_t *wg = row + (size_t)g * 16 * 34, *ag = x + (size_t)g * 16 * 34;
+            __m512i z[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++)
+                z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(q8_block_dot(wg + 68 * i, ag + 68 * i)),
+                                          q8_block_dot(wg + 68 * i + 34, ag + 68 * i + 34), 1);
+            __m512i u[4], v[2];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+                u[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]),
+                                        _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]));
+#pragma GCC unroll 2
+            for (int i = 0; i < 2; i++)
+                v[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * i], u[2 * i + 1]),
+                                        _mm512_unpackhi_epi64(u[2 * i], u[2 * i + 1]));
+            const __m512i tot = _mm512_add_epi32(_mm512_shuffle_i32x4(v[0], v[1], 0x88),
+                                                 _mm512_shuffle_i32x4(v[0], v[1], 0xDD));
+            int32_t dots[16];
+            _mm512_storeu_si512(dots, tot);
+            int32_t ord[16];
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++) ord[perm[k]] = dots[k];
+#pragma GCC unroll 16
+            for (int b = 0; b < 16; b++) acc = q8_step(acc, ord[b], f16_at(wg + 34 * b), f16_at(ag + 34 * b));
+        }
+        for (int64_t b = ng * 16; b < nb; b++) {
+            const __m256i d = q8_block_dot(row + 34 * b, x + 34 * b);
+            acc = q8_step(acc, hsum256_epi32(d), f16_at(row + 34 * b), f16_at(x + 34 * b));
+        }
+        y[o] = acc;
+    }
+}
+
 enum { Q8T_Q8_0, Q8T_Q4_0, Q8T_IQ4_NL };
 
 INLINE void gemm_q8tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                          const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
+    if (M == 1 && kind == Q8T_Q8_0) {
+        rowdot_q8_0(w, wrb, n_in, o_lo, o_hi, xq, y);
+        return;
+    }
     const int64_t nb = n_in / 32;
     const size_t bbytes = kind == Q8T_Q8_0 ? 34 : 18;
     const uint8_t *wb = w, *xb = xq;

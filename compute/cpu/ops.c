@@ -27,6 +27,7 @@ struct ar_compute {
     float **wbuf;       /* per thread: MM_ROWS dequantized weight rows */
     float *xround;      /* max_rows * max_in: activations rounded to F16/BF16 */
     uint8_t *xq;        /* max_rows * 2 * max_in bytes: activations in the GEMM kernels' dot type */
+    uint8_t *xq2;       /* the same, for ar_matmul_n's second dot type */
 };
 
 int ar_compute_create(ar_compute **out, int n_threads, int64_t max_in, int max_rows, ar_error *err)
@@ -42,7 +43,8 @@ int ar_compute_create(ar_compute **out, int n_threads, int64_t max_in, int max_r
     c->wbuf = calloc((size_t)c->n_threads, sizeof *c->wbuf);
     c->xround = malloc((size_t)c->max_rows * (size_t)c->max_in * sizeof(float));
     c->xq = malloc((size_t)c->max_rows * (size_t)c->max_in * 2 + 64);
-    int ok = c->wbuf && c->xround && c->xq;
+    c->xq2 = malloc((size_t)c->max_rows * (size_t)c->max_in * 2 + 64);
+    int ok = c->wbuf && c->xround && c->xq && c->xq2;
     for (int i = 0; ok && i < c->n_threads; i++) {
         c->wbuf[i] = malloc((size_t)MM_ROWS * (size_t)c->max_in * sizeof(float));
         ok = c->wbuf[i] != NULL;
@@ -64,6 +66,7 @@ void ar_compute_free(ar_compute *c)
     free(c->wbuf);
     free(c->xround);
     free(c->xq);
+    free(c->xq2);
     ar_pool_free(c->pool);
     free(c);
 }
@@ -238,12 +241,17 @@ typedef struct {
     const ar_weight *w;
     const float *x;
     int64_t ldx;
-    const void *xq;
+    const void *xq;     /* x in the dot type (x itself for F32 weights) */
+    uint8_t *dst;       /* where gemm_quant_worker writes it */
     size_t xrb;
     float *y;
     int64_t ldy;
     int M;
 } gemm_task;
+
+/* A batch of activation rows this small is converted on the calling thread: waking the pool
+ * costs more than the conversion (decode converts one row of a few thousand floats). */
+enum { QUANT_INLINE_ROWS = 4 };
 
 static void gemm_quant_worker(void *p, int ith, int nth)
 {
@@ -251,36 +259,74 @@ static void gemm_quant_worker(void *p, int ith, int nth)
     long lo, hi;
     ar_split_range(t->M, 1, ith, nth, &lo, &hi);
     for (long m = lo; m < hi; m++)
-        ar_gemm_quantize_act(t->w->type, t->x + (size_t)m * (size_t)t->ldx, t->c->xq + (size_t)m * t->xrb, t->w->n_in);
+        ar_gemm_quantize_act(t->w->type, t->x + (size_t)m * (size_t)t->ldx, t->dst + (size_t)m * t->xrb, t->w->n_in);
 }
 
-static void gemm_worker(void *p, int ith, int nth)
+/* Converts x to w's dot type into buf (or points at x for F32 weights). 0: no fast path. */
+static int gemm_prepare(ar_compute *c, gemm_task *t, uint8_t *buf)
 {
-    const gemm_task *t = p;
     const ar_weight *w = t->w;
-    long lo, hi;
-    ar_split_range((long)w->n_out, AR_GEMM_ROW_ALIGN, ith, nth, &lo, &hi);
-    if (lo >= hi) return;
+    if (ar_gemm_act_type(w->type) < 0) return 0;
+    if (w->type == AR_F32) {
+        t->xq = t->x;
+        t->xrb = (size_t)t->ldx * sizeof(float);
+        return 1;
+    }
+    if (t->M > c->max_rows || w->n_in > c->max_in) return 0;
+    t->xrb = ar_gemm_act_row_bytes(w->type, w->n_in);
+    if (t->xrb == 0) return 0;
+    t->xq = t->dst = buf;
+    if (t->M <= QUANT_INLINE_ROWS) gemm_quant_worker(t, 0, 1);
+    else ar_pool_run(c->pool, gemm_quant_worker, t);
+    return 1;
+}
+
+/* Rows [lo, hi) of one weight. */
+static void gemm_rows(const gemm_task *t, long lo, long hi)
+{
+    const ar_weight *w = t->w;
     ar_gemm(w->type, w->data, w->row_bytes, w->n_in, lo, hi, t->xq, t->xrb, t->M, t->y, t->ldy);
     if (w->scale != 1.0f)
         for (int m = 0; m < t->M; m++)
             for (long o = lo; o < hi; o++) t->y[(size_t)m * (size_t)t->ldy + (size_t)o] *= w->scale;
 }
 
+/* Several weights in one pool run: their output rows are laid end to end (each weight's rows
+ * rounded up to AR_GEMM_ROW_ALIGN) and split evenly, so small matrices share a thread's time. */
+typedef struct {
+    const gemm_task *t;
+    int n;
+} gemm_multi;
+
+static void gemm_multi_worker(void *p, int ith, int nth)
+{
+    const gemm_multi *g = p;
+    long total = 0;
+    for (int i = 0; i < g->n; i++) total += (long)((g->t[i].w->n_out + AR_GEMM_ROW_ALIGN - 1) / AR_GEMM_ROW_ALIGN) * AR_GEMM_ROW_ALIGN;
+    long lo, hi;
+    ar_split_range(total, AR_GEMM_ROW_ALIGN, ith, nth, &lo, &hi);
+    long base = 0;
+    for (int i = 0; i < g->n && base < hi; i++) {
+        const long n_out = (long)g->t[i].w->n_out;
+        const long span = (n_out + AR_GEMM_ROW_ALIGN - 1) / AR_GEMM_ROW_ALIGN * AR_GEMM_ROW_ALIGN;
+        long a = lo - base, b = hi - base;
+        if (a < 0) a = 0;
+        if (b > n_out) b = n_out;
+        if (a < b) gemm_rows(&g->t[i], a, b);
+        base += span;
+    }
+}
+
+static void gemm_worker(void *p, int ith, int nth)
+{
+    gemm_multi g = { p, 1 };
+    gemm_multi_worker(&g, ith, nth);
+}
+
 static int matmul_gemm(ar_compute *c, const ar_weight *w, const float *x, int64_t ldx, float *y, int64_t ldy, int M)
 {
-    if (ar_gemm_act_type(w->type) < 0) return 0;
-    gemm_task t = { c, w, x, ldx, NULL, 0, y, ldy, M };
-    if (w->type == AR_F32) {
-        t.xq = x;
-        t.xrb = (size_t)ldx * sizeof(float);
-    } else {
-        if (M > c->max_rows || w->n_in > c->max_in) return 0;
-        t.xrb = ar_gemm_act_row_bytes(w->type, w->n_in);
-        if (t.xrb == 0) return 0;
-        ar_pool_run(c->pool, gemm_quant_worker, &t);
-        t.xq = c->xq;
-    }
+    gemm_task t = { c, w, x, ldx, NULL, NULL, 0, y, ldy, M };
+    if (!gemm_prepare(c, &t, c->xq)) return 0;
     ar_pool_run(c->pool, gemm_worker, &t);
     return 1;
 }
@@ -299,6 +345,53 @@ void ar_matmul(ar_compute *c, const ar_weight *w, const float *x, int64_t ldx, f
     }
     mm_task t = { c, w, x, ldx, y, ldy, M };
     ar_pool_run(c->pool, mm_worker, &t);
+}
+
+void ar_matmul_n(ar_compute *c, int n, const ar_weight *const *w, const float *x, int64_t ldx, float *const *y,
+                 const int64_t *ldy, int M)
+{
+    enum { MAX_N = 8 };
+    if (M <= 0 || n <= 0) return;
+    if (n > MAX_N) {
+        ar_matmul_n(c, MAX_N, w, x, ldx, y, ldy, M);
+        ar_matmul_n(c, n - MAX_N, w + MAX_N, x, ldx, y + MAX_N, ldy + MAX_N, M);
+        return;
+    }
+    gemm_task t[MAX_N];
+    int n_fast = 0, later[MAX_N], n_later = 0, buf_type[2] = { -1, -1 };
+    int64_t buf_n_in[2] = { 0, 0 };
+    for (int i = 0; i < n; i++) {
+        gemm_task ti = { c, w[i], x, ldx, NULL, NULL, 0, y[i], ldy[i], M };
+        const int at = ar_gemm_act_type(w[i]->type);
+        int ok = 0;
+        if (at < 0) {
+            ok = 0;
+        } else if (w[i]->type == AR_F32) {
+            ok = gemm_prepare(c, &ti, NULL);
+        } else {
+            /* one converted copy of x per (dot type, n_in), in one of two buffers */
+            for (int b = 0; b < 2 && !ok; b++)
+                if (buf_type[b] == at && buf_n_in[b] == w[i]->n_in) {
+                    for (int j = 0; j < n_fast; j++)
+                        if (t[j].dst && t[j].dst == (b ? c->xq2 : c->xq)) { ti.xq = t[j].xq; ti.xrb = t[j].xrb; }
+                    ok = ti.xq != NULL;
+                }
+            for (int b = 0; b < 2 && !ok; b++)
+                if (buf_type[b] < 0) {
+                    ok = gemm_prepare(c, &ti, b ? c->xq2 : c->xq);
+                    if (ok) { buf_type[b] = at; buf_n_in[b] = w[i]->n_in; }
+                    break;
+                }
+        }
+        if (ok) t[n_fast++] = ti;
+        else later[n_later++] = i;
+    }
+    if (n_fast) {
+        gemm_multi g = { t, n_fast };
+        ar_pool_run(c->pool, gemm_multi_worker, &g);
+    }
+    /* the rest one by one, after the batch (they reuse the conversion buffers) */
+    for (int k = 0; k < n_later; k++) ar_matmul(c, w[later[k]], x, ldx, y[later[k]], ldy[later[k]], M);
 }
 
 void ar_get_row(const ar_weight *w, int64_t row, float *y)

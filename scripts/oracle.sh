@@ -12,18 +12,21 @@
 #   5. build/oracle/llama-speculative-simple: llama.cpp's examples/speculative-simple (C++17, links the
 #      shipped libllama-common.so), the reference DFlash loop; links to the CPU backends sit next to it.
 #
-# Usage: scripts/oracle.sh [--bench-tools]
+# Usage: scripts/oracle.sh [--bench-tools] [--server-tools]
 #   --bench-tools  also builds llama.cpp's own tools/llama-bench into build/oracle/llama-bench (C++17).
+#   --server-tools also builds llama.cpp's tools/server into build/oracle/llama-server (C++17; no web UI).
 # Needs: npm, git, gcc, g++; scripts/deps.sh installs them on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 BENCH_TOOLS=0
+SERVER_TOOLS=0
 for a in "$@"; do
     case "$a" in
         --bench-tools) BENCH_TOOLS=1 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --server-tools) SERVER_TOOLS=1 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "oracle: unknown argument '$a' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -156,6 +159,64 @@ if [ "$BENCH_TOOLS" = 1 ]; then
     fi
     "$BENCH" --help >/dev/null 2>&1 || fail "$BENCH was built but does not start"
     echo "oracle: llama-bench ready: $BENCH -m MODEL -t 2 -p 512 -n 128"
+fi
+
+# ---- optional: llama.cpp's own llama-server (tools/server), built from the cloned source against the
+# shipped libs. The shipped libs hold llama, ggml and llama-common (with cpp-httplib, built without
+# OpenSSL, and with LLAMA_SUBPROCESS), but not mtmd (multimodal), which the server links: mtmd and
+# the vendored hashes are compiled from the source here too. The web UI (npm build or a Hugging Face
+# download in llama.cpp's cmake) is left out: ui.h/ui.cpp are generated with no assets, as llama.cpp's
+# own build does when no assets are found, so the API works and "/" has no page.
+if [ "$SERVER_TOOLS" = 1 ]; then
+    SERVER=$OUT/llama-server
+    SDIR=$SRC/tools/server
+    MDIR=$SRC/tools/mtmd
+    SBUILD=$OUT/llama-server.build
+    if [ ! -x "$SERVER" ] || [ "$SRC_STAMP" -nt "$SERVER" ]; then
+        need g++ "run scripts/deps.sh (build-essential) or install g++"
+        need gcc "run scripts/deps.sh (build-essential) or install gcc"
+        for f in "$SDIR/main.cpp" "$SDIR/server.cpp" "$MDIR/mtmd.cpp" "$MDIR/clip.cpp" "$SRC/tools/ui/ui.h.in" \
+                "$SRC/tools/ui/ui.cpp.in" "$SRC/vendor/hash/hash.cpp" "$SRC/vendor/cpp-httplib/httplib.h"; do
+            [ -f "$f" ] || fail "$f is missing from the cloned source"
+        done
+        rm -rf "$SBUILD"
+        mkdir -p "$SBUILD/ui"
+        sed -e 's/^#cmakedefine LLAMA_UI_HAS_ASSETS 1$/\/* #undef LLAMA_UI_HAS_ASSETS *\//' -e 's/@N_ASSETS@/0/g' \
+            "$SRC/tools/ui/ui.h.in" > "$SBUILD/ui/ui.h"
+        sed -e 's/@ASSET_ARRAYS@//' -e 's/@ASSET_TABLE@//' -e 's/@N_ASSETS@/0/g' -e 's/@USE_GZIP@/false/' \
+            "$SRC/tools/ui/ui.cpp.in" > "$SBUILD/ui/ui.cpp"
+        # The source lists of tools/server/CMakeLists.txt (server-context, llama-server-impl, llama-server),
+        # tools/mtmd/CMakeLists.txt (mtmd) and vendor/hash/CMakeLists.txt.
+        ssrc=("$SDIR"/main.cpp "$SDIR"/server*.cpp "$MDIR"/mtmd.cpp "$MDIR"/mtmd-audio.cpp "$MDIR"/mtmd-image.cpp
+              "$MDIR"/mtmd-helper.cpp "$MDIR"/mtmd-helper-gen.cpp "$MDIR"/clip.cpp "$MDIR"/models/*.cpp
+              "$SRC"/vendor/hash/hash.cpp "$SBUILD"/ui/ui.cpp)
+        echo "oracle: building $SERVER (C++17, ${#ssrc[@]} sources + mtmd/hash C files, links the shipped libllama-common.so; a few minutes)"
+        export SRC SBUILD
+        # One compile per source, as many at once as there are CPUs; objects named after their path.
+        compile_one() {
+            local src=$1 obj
+            obj=$SBUILD/$(printf '%s' "${src#"$SRC"/}" | tr '/' '_').o
+            case "$src" in
+                */sha1/sha1.c) g++ -std=c++17 -O2 -DNDEBUG -w -x c++ -I"$SRC/vendor/hash" -c "$src" -o "$obj" ;;
+                *.c) gcc -O2 -DNDEBUG -w -I"$SRC/vendor/hash" -c "$src" -o "$obj" ;;
+                *) g++ -std=c++17 -O2 -DNDEBUG -DLLAMA_SUBPROCESS -DMTMD_VIDEO -Wno-cast-qual \
+                       -I"$SRC/include" -I"$SRC/ggml/include" -I"$SRC/common" -I"$SRC/vendor" -I"$SRC/src" \
+                       -I"$SRC/tools/mtmd" -I"$SRC/tools/server" -I"$SBUILD/ui" -I"$SRC" -c "$src" -o "$obj" ;;
+            esac || { echo "oracle: compiling $src failed" >&2; return 1; }
+        }
+        export -f compile_one
+        printf '%s\n' "${ssrc[@]}" "$SRC"/vendor/hash/xxhash/xxhash.c "$SRC"/vendor/hash/sha1/sha1.c \
+            "$SRC"/vendor/hash/sha256/sha256.c \
+            | xargs -d '\n' -P "$(nproc)" -n 1 bash -c 'compile_one "$1"' _ \
+            || fail "compiling llama-server failed (see the compiler errors above)"
+        g++ "$SBUILD"/*.o -o "$SERVER.tmp.$$" -L"$BINS" -Wl,-rpath,"$BINS" -l:libllama-common.so "${LIBS[@]}" \
+            -lpthread || fail "linking llama-server failed"
+        mv "$SERVER.tmp.$$" "$SERVER"
+        rm -rf "$SBUILD"
+    fi
+    link_cpu_backends
+    "$SERVER" --help >/dev/null 2>&1 || fail "$SERVER was built but does not start"
+    echo "oracle: llama-server ready: $SERVER -m MODEL -t 2 --port 8081"
 fi
 
 echo "oracle: ready: $ORACLE, $DFLASH_ORACLE, $SPEC (llama.cpp 0.5.0 from node-llama-cpp 3.22.1; source $SRC)"

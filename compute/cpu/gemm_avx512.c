@@ -421,6 +421,8 @@ INLINE void run_ktile(const ktile *t, const uint8_t *const a[MR], int R, int kin
  * scales into 32-bit sums, one float FMA per block, one horizontal sum per output. The integer sums
  * are exact (|pair| <= 63 * 128 * 2 < 2^15), so results match the reference to float rounding. */
 
+enum { ROWDOT_MAX_BLOCKS = 96 };   /* n_in <= 24576 (the 27B FFN is 17408) */
+
 INLINE int32_t hsum256_epi32(__m256i v)
 {
     __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -433,6 +435,18 @@ INLINE __m512i scale_index(int base, int per, int second)
 {
     int16_t idx[32];
     for (int k = 0; k < 32; k++) idx[k] = (int16_t)(k < 16 ? base + k / per : second + (k - 16) / per);
+    return _mm512_loadu_si512(idx);
+}
+
+/* vpshufb control: int16 lanes 0..15 (128-bit lanes 0, 1) take 16-bit element lo of each 128-bit
+ * lane, lanes 16..31 take element hi. */
+INLINE __m512i scale_pick(int lo, int hi)
+{
+    int8_t idx[64];
+    for (int k = 0; k < 64; k++) {
+        const int e = k < 32 ? lo : hi;
+        idx[k] = (int8_t)(2 * e + (k & 1));
+    }
     return _mm512_loadu_si512(idx);
 }
 
@@ -455,12 +469,14 @@ INLINE void k4_unpack(const uint8_t *s, uint64_t *sc, uint64_t *mn)
  * scale sc[j] and min mn[j]. A 64-byte load covers chunks 2h, 2h+1: its low nibbles are elements
  * 128h + [0, 32) and 128h + [64, 96) (sub-blocks 4h, 4h+2), its high nibbles 128h + [32, 64) and
  * 128h + [96, 128) (sub-blocks 4h+1, 4h+3). */
-INLINE void rowdot_q4_K_block(const uint8_t *blk, const uint8_t *const a[2], int R, float acc[2])
+INLINE void rowdot_q4_K_block(const uint8_t *blk, const uint8_t *const a[2], const uint8_t *const xa[2], int R,
+                              float acc[2])
 {
     static const int8_t dup[16] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7};
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     uint64_t sc, mn;
     k4_unpack(blk + 4, &sc, &mn);
+    /* the 8 scales as 16-bit values in every 128-bit lane; vpshufb picks one per lane pair */
     const __m512i s16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
     const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)mn), _mm_loadu_si128((const __m128i *)dup)));
     __m512i w[4], s[4];
@@ -468,22 +484,17 @@ INLINE void rowdot_q4_K_block(const uint8_t *blk, const uint8_t *const a[2], int
         const __m512i q = _mm512_loadu_si512(blk + 16 + 64 * h);
         w[2 * h] = _mm512_and_si512(q, m4);
         w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-        s[2 * h] = _mm512_permutexvar_epi16(scale_index(4 * h, 16, 4 * h + 2), s16);
-        s[2 * h + 1] = _mm512_permutexvar_epi16(scale_index(4 * h + 1, 16, 4 * h + 3), s16);
+        s[2 * h] = _mm512_shuffle_epi8(s16, scale_pick(4 * h, 4 * h + 2));
+        s[2 * h + 1] = _mm512_shuffle_epi8(s16, scale_pick(4 * h + 1, 4 * h + 3));
     }
     uint16_t dh[2];
     memcpy(dh, blk, 4);
     const __m128 d = _mm_set_ss(_cvtsh_ss(dh[0])), dmin = _mm_set_ss(_cvtsh_ss(dh[1]));
     for (int r = 0; r < R; r++) {
-        const uint8_t *x = a[r] + Q8K_QS;
         __m512i isum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++)
-            for (int hi = 0; hi < 2; hi++) {
-                const uint8_t *x0 = x + 128 * h + 32 * hi;
-                const __m512i av = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x0)),
-                                                      _mm256_loadu_si256((const __m256i *)(x0 + 64)), 1);
-                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w[2 * h + hi], av), s[2 * h + hi]);
-            }
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w[k], _mm512_load_si512(xa[r] + 64 * k)), s[k]);
         const __m256i bs = _mm256_loadu_si256((const __m256i *)(a[r] + Q8K_BSUMS));
         const int32_t is = _mm512_reduce_add_epi32(isum), im = hsum256_epi32(_mm256_madd_epi16(bs, m16));
         /* the tile path's float steps, bit for bit: f = is * d - im * dmin, acc += f * d8 */
@@ -543,12 +554,26 @@ INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int6
     const int64_t nb = n_in / AR_QK_K;
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : sizeof(ar_block_q6_K);
     const uint8_t *x = xq;
+    /* Q4_K: the activation quants reordered once per call to match the nibble order of a 64-byte
+     * weight load (see rowdot_q4_K_block): [0,32)+[64,96), [32,64)+[96,128), then +128 */
+    _Alignas(64) uint8_t xa[2][ROWDOT_MAX_BLOCKS * AR_QK_K];
+    for (int r = 0; r < M && kind == KT_Q4_K; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *src = x + (size_t)r * xrb + (size_t)b * Q8K_BYTES + Q8K_QS;
+            uint8_t *dst = xa[r] + (size_t)b * AR_QK_K;
+            for (int h = 0; h < 2; h++)
+                for (int hi = 0; hi < 2; hi++) {
+                    memcpy(dst + 128 * h + 64 * hi, src + 128 * h + 32 * hi, 32);
+                    memcpy(dst + 128 * h + 64 * hi + 32, src + 128 * h + 32 * hi + 64, 32);
+                }
+        }
     for (int64_t o = o_lo; o < o_hi; o++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)o * wrb;
         float acc[2] = {0.0f, 0.0f};
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *a[2] = {x + (size_t)b * Q8K_BYTES, x + xrb * (M > 1) + (size_t)b * Q8K_BYTES};
-            if (kind == KT_Q4_K) rowdot_q4_K_block(row + (size_t)b * bbytes, a, M, acc);
+            const uint8_t *ar[2] = {xa[0] + (size_t)b * AR_QK_K, xa[M > 1] + (size_t)b * AR_QK_K};
+            if (kind == KT_Q4_K) rowdot_q4_K_block(row + (size_t)b * bbytes, a, ar, M, acc);
             else rowdot_q6_K_block(row + (size_t)b * bbytes, a, M, acc);
         }
         for (int r = 0; r < M; r++) y[(int64_t)r * ldy + o] = acc[r];
@@ -560,11 +585,11 @@ INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int6
 INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                         const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
-    if (M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K)) {
+    const int64_t nb = n_in / AR_QK_K;
+    if (M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K) && nb <= ROWDOT_MAX_BLOCKS) {
         rowdot_k(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind);
         return;
     }
-    const int64_t nb = n_in / AR_QK_K;
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : kind == KT_Q5_K ? sizeof(ar_block_q5_K)
                         : kind == KT_Q6_K ? sizeof(ar_block_q6_K) : sizeof(ar_block_iq4_xs);
     const uint8_t *wb = w, *xb = xq;

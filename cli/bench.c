@@ -34,6 +34,19 @@
 #define BW_BYTES   ((size_t)512 << 20) /* 512 MiB: 16x a 32 MiB L3 */
 #define BW_RUNS    20                   /* per measurement; measured before AND after the tests */
 
+/* VmRSS of this process in MiB (Linux /proc), or -1. */
+static double rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    double kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kib = strtod(line + 6, NULL);
+    fclose(f);
+    return kib < 0 ? -1 : kib / 1024.0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -486,6 +499,14 @@ int cmd_bench(int argc, char **argv)
         if (gbs > bw)
             printf("note: decode read faster than the measured bandwidth: other work disturbed the bandwidth\n"
                    "measurement (or the weights partly stayed in cache); the percentage is not meaningful\n");
+    }
+    {
+        /* resident memory after the runs: the mapped weights (every page touched), the context and
+         * the sequence's KV/state; the bandwidth buffer of --roofline is freed by now */
+        const double rss = rss_mib();
+        if (rss > 0)
+            printf("\nresident memory at the end: %.0f MiB = model file %.0f MiB + %.0f MiB (context, KV, state, "
+                   "scratch) (%.2f x the file)\n", rss, mib, rss - mib, rss / mib);
     }
     read_loadavg(load, sizeof load);
     printf("\nload average at the end: %s\n", load);

@@ -4,11 +4,13 @@
  * FIFO queue under the mutex, and from admission on belongs to the stepping thread (the scheduler's
  * own, or the caller of ar_sched_step), which alone touches its sequence, sampler and stream state.
  * The mutex guards the queue, the slot table, the cancel flags and the statistics; callbacks run with
- * it released. A step never allocates except to grow the logits/taps scratch past its largest batch.
+ * it released. A step never allocates except to grow the logits/taps scratch past its largest batch (and
+ * the cost model of --budget auto at the first planning step).
  *
  * A request's life: QUEUED -> (admission: sampler history = prompt, prefix cache resume) -> PREFILL
  * (chunks committed step by step, snapshots at boundaries) -> first token from the last prompt
- * logits -> DECODE (one node per step, or a hook's verified chain/tree) -> finish (flush the text,
+ * logits -> DECODE (one node per step, or a hook's verified chain/tree; planning hooks share the
+ * decode nodes by expected gain, plan_shares) -> finish (flush the text,
  * optional final snapshot, on_done, sequence cleared, slot freed). */
 #include "engine/sched.h"
 
@@ -20,6 +22,7 @@
 #include "base/log.h"
 #include "base/timer.h"
 #include "engine/generate.h"
+#include "spec/budget.h"
 
 enum { PH_QUEUED, PH_PREFILL, PH_DECODE };
 enum { ALIGN = 64 };   /* prefill cut granularity: the attention kernel's block (compute/cpu/ops.c) */
@@ -34,6 +37,7 @@ typedef struct sreq {
     bool cancel;                /* under the mutex */
     int phase, slot;
     int32_t pending;            /* the last emitted token (not evaluated yet) */
+    int allot;                  /* a planning hook's nodes this step (plan_shares) */
     ar_sampler *smp;
     ar_detok detok;
     ar_sched_result res;
@@ -86,6 +90,15 @@ struct ar_sched {
     double step_commit_s;
     char *piece;
     size_t piece_cap;
+
+    /* --budget auto (hooks with `plan`): the step's cost model and the sharing scratch */
+    ar_budget *cost;            /* T(width) of decode-only forwards, t_other; created at the first plan */
+    int cost_widest;            /* the widest decode-only forward measured */
+    double *gain;               /* [n_parallel][max_nodes]: the planning hooks' gain curves */
+    double *cgain;              /* [max_nodes + 1]: the merged curve of the extra nodes */
+    int *pick;                  /* [max_nodes]: which planner gets each extra node, best first */
+    int *plan_n, *plan_a;       /* [n_parallel]: nodes each planner can use, its allotment so far */
+    bool planned;               /* this step shared nodes by gain */
 };
 
 ar_sched_params ar_sched_defaults(void)
@@ -148,6 +161,11 @@ int ar_sched_create(ar_sched **out, ar_model *m, const ar_sched_params *pp, ar_e
     s->cap_rows = P;
     s->logits = zalloc((size_t)s->cap_rows * (size_t)s->n_vocab, sizeof(float), &ok);
     s->resume_logits = zalloc((size_t)s->n_vocab, sizeof(float), &ok);
+    s->gain = zalloc((size_t)P * (size_t)M, sizeof *s->gain, &ok);
+    s->cgain = zalloc((size_t)M + 1, sizeof *s->cgain, &ok);
+    s->pick = zalloc((size_t)M, sizeof *s->pick, &ok);
+    s->plan_n = zalloc((size_t)P, sizeof *s->plan_n, &ok);
+    s->plan_a = zalloc((size_t)P, sizeof *s->plan_a, &ok);
     s->piece_cap = 3 * ar_vocab_max_piece(s->vocab) + 16;
     s->piece = zalloc(s->piece_cap, 1, &ok);
     if (!ok) { rc = ar_fail(err, AR_ENOMEM, "out of memory creating the scheduler"); goto fail; }
@@ -260,8 +278,10 @@ void ar_sched_free(ar_sched *s)
     ar_pcache_free(s->cache);
     for (int i = 0; s->seqs && i < s->p.n_parallel; i++) qwen35_seq_free(s->seqs[i]);
     ar_kv_pool_free(s->pool);
+    ar_budget_free(s->cost);
     void *bufs[] = { s->slot_req, s->seqs, s->order, s->segs, s->nodes, s->path, s->depth, s->ptoks, s->pparents,
-                     s->ctoks, s->logits, s->taps, s->ctaps, s->resume_logits, s->piece, s->tap_layers };
+                     s->ctoks, s->logits, s->taps, s->ctaps, s->resume_logits, s->piece, s->tap_layers,
+                     s->gain, s->cgain, s->pick, s->plan_n, s->plan_a };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv_work);
@@ -625,8 +645,110 @@ static int spec_accept(ar_sched *s, seg *g, const float *rows, bool taps, ar_err
     if (rc) return rc;
     r->res.n_spec_steps++;
     r->res.n_spec_tokens += cut;
+    r->res.n_spec_nodes += g->n - 1;
     if (stop) finish(s, r, last, 0, NULL);
     return AR_OK;
+}
+
+/* --budget auto: the decode nodes left after plain decoders (one each) and fixed hooks (their even share)
+ * go to the hooks with `plan` by expected gain (sched.h). Every planner gets its root and, room
+ * permitting, one draft node (so its acceptance keeps being measured); then the extra nodes are ranked
+ * by marginal gain (the curves are concave, so greedy picking is the best split of any total), and the
+ * total is the one that maximises expected tokens per second under the cost model of the step's own
+ * decode-only forwards (spec/budget.h: T by width, t_other), exploring widths up to twice the widest
+ * measured. Sets r->allot of every planning request; a failed plan ends its request. */
+static void plan_shares(ar_sched *s, int reserve, int share)
+{
+    s->planned = false;
+    sreq **pl = s->order;   /* free until the prompt chunks are ordered */
+    int n_pl = 0, fixed = 0, n_dec = 0;
+    for (int i = 0; i < s->p.n_parallel; i++) {
+        sreq *r = s->slot_req[i];
+        if (!r || r->phase != PH_DECODE) continue;
+        const int room = s->p.n_ctx - qwen35_seq_n_past(s->seqs[i]);
+        if (room <= 0) continue;
+        r->allot = 0;
+        n_dec++;
+        if (r->p.spec && r->p.spec->plan) pl[n_pl++] = r;
+        else fixed += !r->p.spec ? 1 : share < room ? share : room;
+    }
+    if (!n_pl) return;
+    const int pool = s->max_nodes - reserve - fixed;
+    if (pool <= n_pl) {   /* no room to share: roots only (propose drafts on its own) */
+        for (int j = 0; j < n_pl; j++) pl[j]->allot = 1;
+        return;
+    }
+    if (!s->cost) {
+        ar_error e2;
+        if (s->max_nodes >= 2 && ar_budget_create(&s->cost, s->max_nodes - 1, &e2))
+            ar_log(AR_LOG_WARN, "scheduler: %s (speculative budgets stay at one draft node)", e2.msg);
+    }
+    /* the curves */
+    const size_t M = (size_t)s->max_nodes;
+    int n_ok = 0;
+    for (int j = 0; j < n_pl; j++) {
+        sreq *r = pl[j];
+        qwen35_seq *seq = s->seqs[r->slot];
+        const int room = s->p.n_ctx - qwen35_seq_n_past(seq);
+        int cap = pool - (n_pl - 1);
+        if (cap > room) cap = room;
+        const int max_emit = r->p.n_predict < 0 ? INT_MAX : r->p.n_predict - r->res.n_gen;
+        ar_error err;
+        double *g = s->gain + (size_t)n_ok * M;
+        int k = r->p.spec->plan(r->p.spec, seq, r->pending, cap, max_emit, g, &err);
+        if (k >= 0 && (k < 1 || k > cap))
+            k = ar_fail(&err, AR_EINVAL, "speculative hook planned %d nodes (1..%d allowed)", k, cap);
+        if (k < 0) { fail(s, r, k, &err); continue; }
+        pl[n_ok] = r;
+        s->plan_n[n_ok++] = k;
+    }
+    n_pl = n_ok;
+    /* roots, then one draft node each while the pool lasts */
+    int used = 0;
+    double g0 = 0;
+    for (int j = 0; j < n_pl; j++) s->plan_a[j] = 1, used++;
+    for (int j = 0; j < n_pl && used < pool; j++)
+        if (s->plan_n[j] >= 2) {
+            s->plan_a[j] = 2;
+            used++;
+            g0 += s->gain[(size_t)j * M + 1];
+        }
+    for (int j = 0; j < n_pl; j++) pl[j]->allot = s->plan_a[j];
+    /* the extra nodes in order of marginal gain */
+    int n_extra = 0;
+    s->cgain[0] = 0;
+    while (used + n_extra < pool) {
+        int best = -1;
+        double best_m = 0;
+        for (int j = 0; j < n_pl; j++) {
+            const int a = s->plan_a[j];
+            if (a < 2 || a >= s->plan_n[j]) continue;
+            const double *g = s->gain + (size_t)j * M;
+            const double m = g[a] - g[a - 1];
+            if (m > best_m) { best_m = m; best = j; }
+        }
+        if (best < 0) break;
+        s->pick[n_extra] = best;
+        s->cgain[n_extra + 1] = s->cgain[n_extra] + best_m;
+        s->plan_a[best]++;
+        n_extra++;
+    }
+    /* how many of them: the best expected rate under the cost model (none until a width is measured) */
+    int take = 0;
+    if (s->cost && s->cost_widest > 0) {
+        const int width0 = fixed + used;
+        int cap = 2 * s->cost_widest - 1 - width0;
+        if (cap > n_extra) cap = n_extra;
+        const double other = ar_budget_other_s(s->cost);
+        double best_rate = -1;
+        for (int e = 0; e <= cap; e++) {
+            double t = ar_budget_forward_s(s->cost, width0 + e) + other;
+            double rate = ((double)n_dec + g0 + s->cgain[e]) / (t > 1e-12 ? t : 1e-12);
+            if (rate > best_rate) { best_rate = rate; take = e; }
+        }
+    }
+    for (int e = 0; e < take; e++) pl[s->pick[e]]->allot++;
+    s->planned = true;
 }
 
 static void account(ar_sched *s, double t0, double forward_s, int n, int n_dec, uint64_t n_prefilled)
@@ -676,6 +798,7 @@ again:
     /* hooks share the nodes evenly, leaving prompts a quarter of the batch (or their budget) */
     const int reserve = n_prefilling ? (s->p.prefill_budget < s->max_nodes / 4 ? s->p.prefill_budget : s->max_nodes / 4) : 0;
     const int share = n_decoding ? ((s->max_nodes - reserve) / n_decoding > 0 ? (s->max_nodes - reserve) / n_decoding : 1) : 0;
+    plan_shares(s, reserve, share);   /* hooks with `plan` (--budget auto): by expected gain instead */
     for (int i = 0; i < s->p.n_parallel; i++) {
         sreq *r = s->slot_req[i];
         if (!r || r->phase != PH_DECODE) continue;
@@ -687,10 +810,11 @@ again:
         *g = (seg){ .r = r, .kind = PH_DECODE, .start = n, .row0 = n_rows, .spec = r->p.spec != NULL };
         if (!r->p.spec) {
             s->nodes[n] = (ar_node){ .seq = i, .token = r->pending, .pos = qwen35_seq_n_past(seq), .parent = -1,
-                                     .want_logits = true };
+                                     .want_logits = true, .commit = true };   /* always committed */
             g->n = 1;
         } else {
             int cap = share < room ? share : room;
+            if (r->p.spec->plan && r->allot > 0) cap = r->allot < room ? r->allot : room;
             if (cap > s->max_nodes - n) cap = s->max_nodes - n;
             int k = propose(s, r, seq, n, cap, &err);
             if (k < 0) { fail(s, r, k, &err); continue; }
@@ -729,7 +853,8 @@ again:
                     .spec = r->p.spec != NULL };
         for (int t = 0; t < k; t++)
             s->nodes[n + t] = (ar_node){ .seq = r->slot, .token = r->toks[pos + t], .pos = pos + t,
-                                         .parent = t ? n + t - 1 : -1, .want_logits = natural && t == k - 1 };
+                                         .parent = t ? n + t - 1 : -1, .want_logits = natural && t == k - 1,
+                                         .commit = true };                       /* a prompt chunk: committed */
         if (natural) n_rows++;
         if (r->p.spec && r->p.spec->n_taps > 0) want_taps = true;
         n += k;
@@ -755,6 +880,10 @@ again:
         rc = qwen35_forward(s->ctx, s->seqs, &b, &err);
     }
     tf = ar_now() - tf;
+    if (!rc && s->cost && n == n_dec) {   /* a decode-only forward: a sample of T(width) */
+        ar_budget_observe_forward(s->cost, n, tf);
+        if (n > s->cost_widest) s->cost_widest = n;
+    }
     if (rc) {
         for (int j = 0; j < n_seg; j++) fail(s, s->segs[j].r, rc, &err);
         account(s, t0, tf, n, n_dec, 0);
@@ -789,6 +918,7 @@ again:
             if (rc) fail(s, r, rc, &err);
         }
     }
+    if (s->planned && s->cost && n == n_dec) ar_budget_observe_round(s->cost, -1.0, 0, ar_now() - t0 - tf);
     account(s, t0, tf, n, n_dec, n_prefilled);
     return n;
 }

@@ -7,7 +7,9 @@
  *   1. admission   queued requests take free slots (FIFO); a request resumes from the prefix cache
  *                  (engine/prefix_cache.h) when an entry matches the start of its prompt;
  *   2. decode      first, every decoding sequence gets its node(s): its pending token (plain
- *                  decoding), or the chain / tree its speculative hook proposes (ar_sched_spec);
+ *                  decoding), or the chain / tree its speculative hook proposes (ar_sched_spec;
+ *                  engine/spec_hook.h adapts the draft sources), hooks with `plan` (--budget auto)
+ *                  sharing the nodes by expected gain;
  *   3. prefill     then prompt chunks fill the rest of the step's token budget (prefill_budget),
  *                  oldest request first, so a long prompt never stalls the others' decode by more
  *                  than one budget per step. Chunks end at the prompt's snapshot boundaries and
@@ -68,8 +70,9 @@ ar_sched_params ar_sched_defaults(void);
  *              parents are earlier indices of this list (a chain: parents[i] = i - 1). At most
  *              max_nodes (the scheduler's share for this sequence this step: the batch split evenly
  *              between the decoding sequences, minus a reserve for prompt chunks while a prompt is
- *              being prefilled (a quarter of the batch, or the prefill budget if smaller); never
- *              more than the context room) and useful only up to max_emit tokens. Returns the count (>= 1) or a
+ *              being prefilled (a quarter of the batch, or the prefill budget if smaller); for a hook
+ *              with `plan`, its allotment, see below; never more than the context room) and useful
+ *              only up to max_emit tokens. Returns the count (>= 1) or a
  *              negative AR_E* code. Node i goes at position P + depth(i); every node wants logits.
  *   accept     with the logits rows [n_nodes][n_vocab] of those nodes (in proposal order): walk them
  *              with the request's sampler exactly as spec/chain.h / ddtree_walk do (one
@@ -85,6 +88,21 @@ ar_sched_params ar_sched_defaults(void);
  *              catches its drafter up (or returns 0 and drafts from a shorter context: verification is
  *              lossless anyway). NULL: requests with this hook never resume from the cache.
  *   destroy    when the request ends.
+ *   plan       optional, ar_sched_spec.plan (a DDTree with --budget auto; NULL: the even share above;
+ *              kept out of this table so that existing positional initializers stay complete). Called
+ *              before propose in the same step: draft now for the anchor at n_past(seq) and report the
+ *              tree it would
+ *              propose with up to max_nodes nodes: return n (1..max_nodes), the most nodes worth
+ *              proposing, and gain[k] for k = 0..n-1 = the expected number of draft tokens accepted
+ *              when proposing k + 1 nodes, as well as the hook can tell (gain[0] = 0, non-decreasing,
+ *              with non-increasing steps, as the prefixes of a best-first tree have). The scheduler
+ *              shares the decode nodes between the planning sequences by marginal gain: each gets its
+ *              root and one draft node (when it has one), then every further node goes to the sequence
+ *              whose next node adds the most expected tokens, and the total is the one that maximises
+ *              expected tokens per second, (decoding sequences + gains) / (T(width) + t_other), with T
+ *              measured on the step's own forwards (spec/budget.h's model, widths explored up to twice
+ *              the widest measured). The propose call that follows gets max_nodes <= n (its allotment)
+ *              and proposes the first max_nodes nodes of the tree it planned.
  * n_taps / tap_layers: the target layers whose input the hook needs for every committed node (the
  * DFlash features). All hooks of one scheduler must ask for the same tap layers. */
 typedef struct ar_sched_spec ar_sched_spec;
@@ -100,10 +118,14 @@ typedef struct ar_sched_spec_ops {
     void (*destroy)(ar_sched_spec *sp);
 } ar_sched_spec_ops;
 
+typedef int (*ar_sched_plan)(ar_sched_spec *sp, const qwen35_seq *seq, int32_t anchor, int max_nodes, int max_emit,
+                             double *gain, ar_error *err);
+
 struct ar_sched_spec {
     const ar_sched_spec_ops *ops;
     int        n_taps;        /* 0: no features needed */
     const int *tap_layers;    /* qwen35 ar_batch convention */
+    ar_sched_plan plan;       /* the optional op above (NULL: even share); here rather than in the ops table */
 };
 
 /* ---- requests -------------------------------------------------------------------------------- */
@@ -127,7 +149,8 @@ typedef struct ar_sched_result {
     double   prompt_s;        /* admission -> first token (time to first token = queue_s + prompt_s) */
     double   gen_s;           /* first token -> end */
     int      n_spec_steps;    /* speculative steps, and the tokens they emitted */
-    int      n_spec_tokens;
+    int      n_spec_tokens;   /*   (acceptance length = n_spec_tokens / n_spec_steps) */
+    int      n_spec_nodes;    /* draft nodes those steps verified (the anchors not counted) */
 } ar_sched_result;
 
 typedef struct ar_sched_request {

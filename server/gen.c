@@ -14,6 +14,10 @@
  * message boundaries gen_prepare lists), and a session of its own (gen_run: speculative serving
  * with --parallel 1, and the tests' script mode). The pipeline state lives on the heap for the
  * scheduler, from gen_submit to the request's on_done.
+ * tool_choice "required" / named: server/toolchoice.h's constraint is made per request and travels in
+ * the sampling parameters (ar_sampler_params.constraint) to whichever engine builds the sampler; the
+ * scheduler drops its sampler when the request ends, gen_run detaches it from the session's sampler
+ * (which outlives the request) before freeing it.
  * The chat prompt itself is rendered by render.c (gen_render_chat). */
 #include "server/gen.h"
 
@@ -21,8 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "base/timer.h"
 #include "engine/generate.h"
+#include "server/toolchoice.h"
 #include "tok/chat.h"
 #include "tok/toolcall.h"
 
@@ -77,6 +83,7 @@ int gen_prepare(const ar_model *m, int n_ctx, const srv_request *r, gen_prompt *
                         "which leaves no room for the completion. Shorten the %s, or start the server with a "
                         "larger --ctx.", n_ctx, field, n, field);
     }
+    out->n_ctx = n_ctx;
     if (r->kind == REQ_CHAT) find_bounds(m, r, out);
     return 0;
 }
@@ -157,6 +164,7 @@ typedef struct gen_state {
     const char *stop_word;
     sbuf stop_buf;                 /* raw text the stop matcher holds back */
     ar_toolcall_parser *tc;        /* chat: reasoning / content / tool calls; NULL: raw text (completions) */
+    tchoice *tcons;                /* tool_choice required / named: the sampler's constraint; NULL: none */
     int  tc_rc;                    /* the parser failed (out of memory): later text is dropped */
     bool in_reasoning;             /* the text being generated is reasoning (for the token count) */
     bool left_reasoning;           /* content or a tool call came: reasoning is over */
@@ -352,6 +360,49 @@ static int make_parser(const srv_request *r, const gen_prompt *p, ar_toolcall_pa
     return *out ? 0 : (err->code ? err->code : AR_ENOMEM);
 }
 
+/* tool_choice "required" / named: the constraint that makes the model call a tool (toolchoice.h), for
+ * a generation of at most n_ctx - p->n tokens (and max_tokens). *out stays NULL for other requests,
+ * and when no tool can be written in the format (logged: the request runs unconstrained). */
+static int make_constraint(const ar_model *m, const srv_request *r, const gen_prompt *p, int n_ctx, tchoice **out,
+                           ar_error *err)
+{
+    *out = NULL;
+    if (!m || r->script || r->kind != REQ_CHAT || r->n_tools == 0 ||
+        (r->tool_choice != REQ_TOOLS_REQUIRED && r->tool_choice != REQ_TOOLS_NAMED))
+        return 0;
+    const tchoice_vocab *tv = tchoice_vocab_get(ar_model_vocab(m), err);
+    if (!tv) return err->code ? err->code : AR_ENOMEM;
+    const char **tools = malloc((size_t)r->n_tools * sizeof *tools);
+    if (!tools) return ar_fail(err, AR_ENOMEM, "out of memory");
+    for (int i = 0; i < r->n_tools; i++) tools[i] = r->tools[i].json;
+    int budget = n_ctx > 0 ? n_ctx - p->n : 0;
+    if (r->max_tokens > 0 && (budget <= 0 || r->max_tokens < budget)) budget = r->max_tokens;
+    const tchoice_params tp = {
+        .tools = tools, .n_tools = r->n_tools, .name = r->tool_choice == REQ_TOOLS_NAMED ? r->tool_choice_name : NULL,
+        .reasoning_open = p->reasoning_open, .parallel = r->parallel_tool_calls, .budget = budget,
+    };
+    ar_error e2 = { 0 };
+    int rc = tchoice_create(out, tv, &tp, &e2);
+    free(tools);
+    if (rc == AR_EINVAL) {
+        ar_log(AR_LOG_WARN, "%s: tool_choice is not enforced for this request", e2.msg);
+        return 0;
+    }
+    if (rc) *err = e2;
+    return rc;
+}
+
+/* The request's sampling parameters, with its tool_choice constraint (if any). */
+static ar_sampler_params sampling_of(const gen_state *g)
+{
+    ar_sampler_params sp = g->r->sampling;
+    if (g->tcons) {
+        sp.constraint = &tchoice_ops;
+        sp.constraint_user = g->tcons;
+    }
+    return sp;
+}
+
 /* Replace the session's sampler with one for this request's parameters. */
 static int set_sampler(ar_session *s, const ar_sampler_params *params, ar_error *err)
 {
@@ -386,7 +437,9 @@ int gen_run(ar_session *s, const srv_request *r, const gen_prompt *p, const gen_
     ar_session_reset(s);
     /* logprobs need the target's logits row of every emitted token: decode plainly for those (same tokens) */
     if ((rc = ar_session_set_speculative(s, !r->logprobs, err))) goto out;
-    if ((rc = set_sampler(s, &r->sampling, err))) goto out;
+    if ((rc = make_constraint(g.m, r, p, ar_session_n_ctx(s), &g.tcons, err))) goto out;
+    ar_sampler_params sp = sampling_of(&g);
+    if ((rc = set_sampler(s, &sp, err))) goto out;
 
     /* prefill all but the last prompt token, chunk by chunk */
     double t0 = ar_now();
@@ -422,6 +475,10 @@ done:
     res->n_reasoning = g.n_reasoning;
     res->stop_word = g.stop_word;
 out:
+    if (g.tcons) {   /* the session's sampler outlives this request: detach the constraint first */
+        if (s && s->sampler) ar_sampler_set_constraint(s->sampler, NULL, NULL);
+        tchoice_free(g.tcons);
+    }
     sb_free(&g.stop_buf);
     ar_tc_free(g.tc);
     free(g.lp_text);
@@ -432,6 +489,7 @@ out:
 
 static void state_free(gen_state *g)
 {
+    tchoice_free(g->tcons);
     sb_free(&g->stop_buf);
     ar_tc_free(g->tc);
     free(g->lp_text);
@@ -484,9 +542,10 @@ int gen_submit(ar_sched *sched, const ar_model *m, const srv_request *r, const g
     g->sink = &g->sink_copy;
     int rc = 0;
     if (r->kind == REQ_CHAT && (rc = make_parser(r, p, &g->tc, err))) { free(g); return rc; }
+    if ((rc = make_constraint(m, r, p, p->n_ctx, &g->tcons, err))) { state_free(g); return rc; }
     ar_sched_request q = {
         .prompt = p->ids, .n_prompt = p->n, .n_predict = r->max_tokens > 0 ? r->max_tokens : -1,
-        .sampling = r->sampling, .boundaries = p->bounds, .n_boundaries = p->n_bounds,
+        .sampling = sampling_of(g), .boundaries = p->bounds, .n_boundaries = p->n_bounds,
         .cache_final = r->kind == REQ_CHAT, .on_token = sched_on_token, .on_done = sched_on_done, .user = g,
     };
     g->m = m;   /* logprobs: the vocabulary, and the width of the logits rows */

@@ -11,6 +11,9 @@
  *                                  ("<think>...</think>" -> reasoning events), then — when the
  *                                  request offers tools — the tool-call parser, and reaches the
  *                                  response writer as events (gen_sink).
+ *   tool_choice "required" / named (and parallel_tool_calls off with them) is enforced in both by
+ *   constrained decoding: server/toolchoice.h's constraint rides on the request's sampler
+ *   (ar_sampler_params.constraint), so plain, batched and speculative decoding all honour it.
  *
  * Response writers (openai.c now; anthropic.c and responses.c later) implement a gen_sink; they never
  * see tokens or template text, only these events, so each dialect is a formatter. */
@@ -80,6 +83,7 @@ typedef struct gen_prompt {
     int32_t *ids;
     int      n;
     bool     reasoning_open;   /* the prompt ends inside an open "<think>" block (thinking on) */
+    int      n_ctx;            /* the context it was checked against (gen_prepare's n_ctx) */
     char    *text;             /* the rendered prompt (NULL when the client sent token ids) */
     int     *bounds;           /* chat: prompt lengths at message ends (prefix cache snapshot points) */
     int      n_bounds;

@@ -27,8 +27,8 @@ enum req_kind { REQ_CHAT = 0, REQ_COMPLETION };
 enum req_tool_choice {
     REQ_TOOLS_AUTO = 0,   /* the model decides */
     REQ_TOOLS_NONE,       /* tools are not shown to the model */
-    REQ_TOOLS_REQUIRED,   /* the model must call one (not enforced yet: no constrained decoding) */
-    REQ_TOOLS_NAMED,      /* the model must call tool_choice_name (not enforced yet) */
+    REQ_TOOLS_REQUIRED,   /* the model must call one (enforced: server/toolchoice.h) */
+    REQ_TOOLS_NAMED,      /* the model must call tool_choice_name (enforced likewise) */
 };
 
 typedef struct req_tool_call {
@@ -63,7 +63,7 @@ typedef struct srv_request {
     int      n_tools, cap_tools;
     int      tool_choice;        /* enum req_tool_choice */
     char    *tool_choice_name;
-    bool     parallel_tool_calls;
+    bool     parallel_tool_calls;  /* default true; false: one call at most (enforced with required / named) */
     bool     enable_thinking;    /* default true; chat_template_kwargs.enable_thinking / reasoning_effort "none" */
 
     /* completion: the prompt as text, or as token ids when the client sent ids */

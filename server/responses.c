@@ -16,10 +16,12 @@
  * messages response.content_part.added, deltas (response.reasoning_text.delta,
  * response.output_text.delta, response.function_call_arguments.delta), the matching .done events,
  * response.content_part.done and response.output_item.done; and last response.completed with the
- * whole response (output and usage). A response cut by max_output_tokens (or a full context) still
- * ends with response.completed — the event agent clients wait for — but its status is "incomplete"
- * with incomplete_details.reason "max_output_tokens", as in the non-streamed answer. An engine
- * failure mid-stream ends with response.failed (status "failed", error.code "server_error"). */
+ * whole response (output and usage). A response cut by max_output_tokens (or a full context) ends
+ * instead with response.incomplete, as the OpenAI API sends it: the whole response with status
+ * "incomplete" and incomplete_details.reason "max_output_tokens", as in the non-streamed answer. Clients
+ * treat it as they do with the OpenAI API: the OpenAI SDKs end the stream with that response, Codex
+ * reports "Incomplete response returned, reason: max_output_tokens". An engine failure mid-stream
+ * ends with response.failed (status "failed", error.code "server_error"). */
 #include "server/responses.h"
 
 #include <stdio.h>
@@ -365,7 +367,7 @@ static void job_done(srv_job *j, void *user, int rc, const gen_result *gres, con
     }
     json_t *v = json_object();
     js_set(v, "response", resp);
-    send_event(o, "response.completed", v);
+    send_event(o, cut ? "response.incomplete" : "response.completed", v);
 }
 
 /* ---- handlers ----------------------------------------------------------------------------------- */

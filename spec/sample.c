@@ -1,8 +1,9 @@
 /* spec/sample.c — token sampling: penalties, top-k, top-p, min-p, temperature, seeded draw.
  *
- * Data flow per call: the logits are copied once into `cand` (id order, NaN -> -inf) and the
- * penalties are applied there; then either a greedy argmax, or the filters shrink `cand` to the
- * support of the final distribution, which is drawn from with the sampler's own xoshiro256**.
+ * Data flow per call: the logits are copied once into `cand` (id order, NaN -> -inf), the penalties
+ * are applied there, then the constraint (disallowed tokens -> -inf; sample.h); then either a greedy
+ * argmax, or the filters shrink `cand` to the support of the final distribution, which is drawn from
+ * with the sampler's own xoshiro256**.
  *
  * Speed (248K-token vocabularies): nothing sorts the whole vocabulary in the common cases.
  * - top-k on: a size-k min-heap over one pass of the logits, then a sort of the k survivors;
@@ -34,6 +35,12 @@ struct ar_sampler {
     int32_t *count;       /* n_vocab: occurrences of each id in the penalty window */
     int32_t *ring;        /* repeat_last_n: the window, oldest at ring_head */
     int      ring_len, ring_head;
+    /* constraint (sample.h): armed by the first sample / dist after it was attached or reset */
+    const ar_constraint_ops *cons;
+    void     *cons_user;
+    bool      cons_armed;
+    bool      masked;     /* this call's candidates went through the constraint's mask */
+    uint32_t *mask;       /* ceil(n_vocab / 32) words */
 };
 
 /* ---- random numbers: splitmix64 to seed, xoshiro256** to draw ---------------------------------- */
@@ -112,8 +119,9 @@ int ar_sampler_create(ar_sampler **out, const ar_sampler_params *p, int32_t n_vo
     s->work   = malloc((size_t)n_vocab * sizeof *s->work);
     s->weight = malloc((size_t)n_vocab * sizeof *s->weight);
     s->count  = calloc((size_t)n_vocab, sizeof *s->count);
+    s->mask   = malloc(((size_t)n_vocab + 31) / 32 * sizeof *s->mask);
     if (p->repeat_last_n > 0) s->ring = malloc((size_t)p->repeat_last_n * sizeof *s->ring);
-    if (!s->cand || !s->work || !s->weight || !s->count || (p->repeat_last_n > 0 && !s->ring)) {
+    if (!s->cand || !s->work || !s->weight || !s->count || !s->mask || (p->repeat_last_n > 0 && !s->ring)) {
         ar_sampler_free(s);
         return ar_fail(err, AR_ENOMEM, "sampler: out of memory for a %d-token vocabulary", (int)n_vocab);
     }
@@ -127,6 +135,10 @@ int ar_sampler_create(ar_sampler **out, const ar_sampler_params *p, int32_t n_vo
         s->seed = p->seed;
     }
     reseed(s);
+    s->cons = p->constraint;
+    s->cons_user = p->constraint_user;
+    s->p.constraint = NULL;          /* the live constraint is s->cons (set_constraint may replace it) */
+    s->p.constraint_user = NULL;
     *out = s;
     return 0;
 }
@@ -139,6 +151,7 @@ void ar_sampler_free(ar_sampler *s)
     free(s->weight);
     free(s->count);
     free(s->ring);
+    free(s->mask);
     free(s);
 }
 
@@ -147,12 +160,22 @@ void ar_sampler_reset(ar_sampler *s)
     for (int i = 0; i < s->ring_len; i++) s->count[s->ring[(s->ring_head + i) % s->p.repeat_last_n]] = 0;
     s->ring_len = s->ring_head = 0;
     reseed(s);
+    s->cons_armed = false;
+    if (s->cons && s->cons->reset) s->cons->reset(s->cons_user);
+}
+
+void ar_sampler_set_constraint(ar_sampler *s, const ar_constraint_ops *ops, void *user)
+{
+    s->cons = ops;
+    s->cons_user = ops ? user : NULL;
+    s->cons_armed = false;
 }
 
 uint64_t ar_sampler_seed(const ar_sampler *s) { return s->seed; }
 
 void ar_sampler_accept(ar_sampler *s, int32_t token)
 {
+    if (s->cons && s->cons_armed && token >= 0 && token < s->n_vocab) s->cons->accept(s->cons_user, token);
     int n = s->p.repeat_last_n;
     if (n <= 0 || token < 0 || token >= s->n_vocab) return;
     if (s->ring_len == n) { /* full: the oldest leaves the window */
@@ -180,16 +203,10 @@ static int cmp_cand(const void *pa, const void *pb)
     return better(a, b) ? -1 : better(b, a) ? 1 : 0;
 }
 
-/* Copy logits into cand (id order) and apply the penalties, each distinct windowed token once. */
-static void prepare(ar_sampler *s, const float *logits)
+/* The penalties on cand, each distinct windowed token once. */
+static void penalize(ar_sampler *s)
 {
     cand *c = s->cand;
-    for (int32_t i = 0; i < s->n_vocab; i++) {
-        float l = logits[i];
-        c[i].logit = isnan(l) ? -INFINITY : l;
-        c[i].id = i;
-    }
-    if (!penalties_on(&s->p)) return;
     int n = s->p.repeat_last_n;
     /* count[t] is negated once t is done, so repeats in the window are skipped; restored below. */
     for (int i = 0; i < s->ring_len; i++) {
@@ -206,6 +223,39 @@ static void prepare(ar_sampler *s, const float *logits)
         int32_t t = s->ring[(s->ring_head + i) % n];
         if (s->count[t] < 0) s->count[t] = -s->count[t];
     }
+}
+
+/* The constraint: tokens it does not allow get -inf. When every allowed token is -inf already, the
+ * allowed ones get 0 (a uniform draw among them), so a disallowed token can never win. */
+static void constrain(ar_sampler *s)
+{
+    s->cons_armed = true;
+    if (!s->cons->allowed(s->cons_user, s->mask, s->n_vocab)) return;
+    s->masked = true;
+    cand *c = s->cand;
+    const uint32_t *m = s->mask;
+    bool any = false;
+    for (int32_t i = 0; i < s->n_vocab; i++) {
+        if (!(m[i >> 5] >> (i & 31) & 1u)) c[i].logit = -INFINITY;
+        else if (c[i].logit > -INFINITY) any = true;
+    }
+    if (!any)
+        for (int32_t i = 0; i < s->n_vocab; i++)
+            if (m[i >> 5] >> (i & 31) & 1u) c[i].logit = 0.0f;
+}
+
+/* Copy logits into cand (id order), apply the penalties, then the constraint (arming it). */
+static void prepare(ar_sampler *s, const float *logits)
+{
+    s->masked = false;
+    cand *c = s->cand;
+    for (int32_t i = 0; i < s->n_vocab; i++) {
+        float l = logits[i];
+        c[i].logit = isnan(l) ? -INFINITY : l;
+        c[i].id = i;
+    }
+    if (penalties_on(&s->p)) penalize(s);
+    if (s->cons) constrain(s);
 }
 
 static int32_t argmax(const cand *c, int n)
@@ -375,6 +425,8 @@ int ar_sampler_dist(ar_sampler *s, const float *logits, int32_t *ids, float *pro
     bool sorted;
     int n = filter(s, &sorted);
     if (!sorted) qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_cand);
+    if (s->masked)   /* tokens the constraint refused are not part of the support (they sort last) */
+        while (n > 1 && s->cand[n - 1].logit == -INFINITY) n--;
     double sum = weigh(s->cand, n, s->p.temp, s->weight);
     for (int i = 0; i < n && i < cap; i++) {
         ids[i] = s->cand[i].id;

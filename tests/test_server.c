@@ -1010,7 +1010,8 @@ static void ant_free(ant_msg *m) { json_decref(m->start); json_decref(m->content
 /* ---- Responses stream reassembly ---------------------------------------------------------------- */
 
 typedef struct rs_stream {
-    json_t *completed;   /* response.completed's response */
+    json_t *completed;   /* the terminal event's response (response.completed or response.incomplete) */
+    char terminal[64];   /* which of the two */
     json_t *items;       /* output_item.done items, by output_index */
     sbuf text, reasoning, args;
     char args_done[256];
@@ -1031,7 +1032,7 @@ static void rs_reassemble(const char *name, const char *body, rs_stream *s)
         const char *t = f[i].event;
         if (jint(d, "sequence_number") != i) s->seq_ok = false;
         if ((i == 0) != !strcmp(t, "response.created") || (i == 1) != !strcmp(t, "response.in_progress") ||
-            (i == n - 1) != !strcmp(t, "response.completed"))
+            (i == n - 1) != (!strcmp(t, "response.completed") || !strcmp(t, "response.incomplete")))
             s->ordered = false;
         const char *item_id = jstr(d, "item_id");
         if (*item_id && strcmp(item_id, open_id)) s->ids_ok = false;
@@ -1050,8 +1051,9 @@ static void rs_reassemble(const char *name, const char *body, rs_stream *s)
             sb_puts(&s->args, jstr(d, "delta"));
         } else if (!strcmp(t, "response.function_call_arguments.done")) {
             snprintf(s->args_done, sizeof s->args_done, "%s", jstr(d, "arguments"));
-        } else if (!strcmp(t, "response.completed")) {
+        } else if (!strcmp(t, "response.completed") || !strcmp(t, "response.incomplete")) {
             s->completed = json_incref(json_object_get(d, "response"));
+            snprintf(s->terminal, sizeof s->terminal, "%s", t);
         }
     }
     if (*open_id) s->ordered = false;
@@ -1155,8 +1157,206 @@ static void test_responses_model(void)
     CHECK(!strcmp(jstr(out0, "type"), "message") && !strcmp(jstr(part, "text"), s.text.p ? s.text.p : "") &&
               jint(json_object_get(s.completed, "usage"), "output_tokens") == 5,
           "responses stream: final output %.300s", r.body);
+    CHECK(!strcmp(s.terminal, "response.incomplete") && !strcmp(jstr(s.completed, "status"), "incomplete") &&
+              !strcmp(jstr(json_object_get(s.completed, "incomplete_details"), "reason"), "max_output_tokens"),
+          "responses stream cut by max_output_tokens: ends with %s, status %s", s.terminal, jstr(s.completed, "status"));
     rs_free(&s);
     resp_free(&r);
+}
+
+/* ---- tool_choice enforced (constrained decoding) on the random-weight model ---------------------- *
+ * The model never writes a tool call by itself; with tool_choice required / named the constraint
+ * (server/toolchoice.h) makes it. Tools without parameters make the whole call forced text, so the
+ * answer must end with the call (finish_reason tool_calls / stop_reason tool_use) when parallel calls
+ * are off; a tool with parameters gets random text as its value, which may run to max_tokens. */
+
+#define TC_PING "{\"type\": \"function\", \"function\": {\"name\": \"ping\", \"description\": \"Is the server up?\", " \
+                "\"parameters\": {\"type\": \"object\", \"properties\": {}}}}"
+#define TC_TIME "{\"type\": \"function\", \"function\": {\"name\": \"get_time\", \"parameters\": {\"type\": \"object\", " \
+                "\"properties\": {}}}}"
+#define TC_WEATHER "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": " \
+                   "\"object\", \"properties\": {\"city\": {\"type\": \"string\"}}, \"required\": [\"city\"]}}}"
+#define TC_TOOLS "\"tools\": [" TC_PING ", " TC_TIME "]"
+#define TC_USER "\"messages\": [{\"role\": \"user\", \"content\": \"What time is it?\"}]"
+#define NO_THINK "\"chat_template_kwargs\": {\"enable_thinking\": false}"
+
+/* A chat answer with tool calls: each named one of names ("a|b|"), with a JSON object as arguments.
+ * Returns the number of calls (-1: not an answer); finish and the first call's name are copied out. */
+static int chat_calls(const char *label, const char *body, const char *names, char *finish, char *first, json_t **reasoning)
+{
+    resp r;
+    post("/v1/chat/completions", body, &r);
+    CHECK(r.status == 200, "%s: status %d: %.300s", label, r.status, r.body);
+    json_t *root = json_loads(r.body, 0, NULL);
+    json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
+    json_t *calls = json_object_get(json_object_get(choice, "message"), "tool_calls");
+    snprintf(finish, 32, "%s", jstr(choice, "finish_reason"));
+    first[0] = 0;
+    if (reasoning) *reasoning = json_incref(json_object_get(json_object_get(choice, "message"), "reasoning_content"));
+    int n = root ? (int)json_array_size(calls) : -1;
+    for (int i = 0; i < n; i++) {
+        json_t *fn = json_object_get(json_array_get(calls, (size_t)i), "function");
+        char want[80];
+        snprintf(want, sizeof want, "%s|", jstr(fn, "name"));
+        json_t *args = json_loads(jstr(fn, "arguments"), 0, NULL);
+        CHECK(*jstr(fn, "name") && strstr(names, want) && json_is_object(args), "%s: call %d: %.400s", label, i, r.body);
+        json_decref(args);
+        if (i == 0) snprintf(first, 64, "%s", jstr(fn, "name"));
+    }
+    if (n < 1) CHECK(0, "%s: no tool call: %.400s", label, r.body);
+    json_decref(root);
+    resp_free(&r);
+    return n;
+}
+
+static void test_tool_choice(void)
+{
+    char finish[32], first[64];
+    /* required, parallel calls off, thinking off: exactly one call, then the end */
+    const char *required[] = {
+        "{" TC_USER ", " TC_TOOLS ", \"tool_choice\": \"required\", \"parallel_tool_calls\": false, " NO_THINK
+        ", \"max_tokens\": 64, \"temperature\": 0}",
+        "{" TC_USER ", " TC_TOOLS ", \"tool_choice\": \"required\", \"parallel_tool_calls\": false, " NO_THINK
+        ", \"max_tokens\": 64, \"temperature\": 1.0, \"seed\": 11}",
+    };
+    for (int i = 0; i < 2; i++) {
+        int n = chat_calls(i ? "required, sampled" : "required, greedy", required[i], "ping|get_time|", finish, first, NULL);
+        CHECK(n == 1 && !strcmp(finish, "tool_calls"), "required %d: %d calls, finish %s", i, n, finish);
+    }
+    /* thinking on: the reasoning runs, is closed for the call's sake (a quarter of max_tokens, at least
+     * 64 tokens, is kept for it), then the call */
+    json_t *reasoning = NULL;
+    int n = chat_calls("required, thinking", "{" TC_USER ", " TC_TOOLS ", \"tool_choice\": \"required\", "
+                       "\"parallel_tool_calls\": false, \"max_tokens\": 120, \"temperature\": 0}", "ping|get_time|",
+                       finish, first, &reasoning);
+    CHECK(n == 1 && !strcmp(finish, "tool_calls") && json_string_length(reasoning) > 0,
+          "required, thinking: %d calls, finish %s, reasoning %zu bytes", n, finish, json_string_length(reasoning));
+    json_decref(reasoning);
+    /* named: only that function, even among tools that take parameters; parallel calls on: more calls
+     * may follow, all of it */
+    n = chat_calls("named get_time", "{" TC_USER ", \"tools\": [" TC_WEATHER ", " TC_PING ", " TC_TIME "], \"tool_choice\": "
+                   "{\"type\": \"function\", \"function\": {\"name\": \"get_time\"}}, " NO_THINK ", \"max_tokens\": 100, "
+                   "\"temperature\": 0}", "get_time|", finish, first, NULL);
+    CHECK(n >= 1 && (!strcmp(finish, "tool_calls") || !strcmp(finish, "length")), "named get_time: %d calls, finish %s",
+          n, finish);
+    /* a named tool with a required parameter: its name, and the parameter's value as JSON (random text:
+     * it may be cut by max_tokens, the arguments stay one JSON object) */
+    n = chat_calls("named get_weather", "{" TC_USER ", \"tools\": [" TC_WEATHER ", " TC_PING "], \"tool_choice\": "
+                   "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}, " NO_THINK ", \"max_tokens\": 40, "
+                   "\"temperature\": 0}", "get_weather|", finish, first, NULL);
+    CHECK(n == 1 && !strcmp(first, "get_weather"), "named get_weather: %d calls, first %s", n, first);
+
+    /* streamed: the call in delta.tool_calls, then finish_reason tool_calls */
+    resp r;
+    post("/v1/chat/completions", "{" TC_USER ", " TC_TOOLS ", \"tool_choice\": {\"type\": \"function\", \"function\": "
+         "{\"name\": \"ping\"}}, \"parallel_tool_calls\": false, " NO_THINK ", \"max_tokens\": 64, \"temperature\": 0, "
+         "\"stream\": true}", &r);
+    CHECK(r.status == 200 && strstr(r.body, "\"tool_calls\":[{\"index\":0,\"id\":\"call_") &&
+              strstr(r.body, "\"name\":\"ping\"") && strstr(r.body, "\"finish_reason\":\"tool_calls\"") &&
+              strstr(r.body, "data: [DONE]"),
+          "required, streamed: %.600s", r.body);
+    resp_free(&r);
+
+    /* Anthropic: tool_choice any / tool, disable_parallel_tool_use */
+    static const char *const ant[] = { "{\"type\": \"any\", \"disable_parallel_tool_use\": true}",
+                                       "{\"type\": \"tool\", \"name\": \"get_time\", \"disable_parallel_tool_use\": true}" };
+    for (int k = 0; k < 2; k++) {
+        char body[1024];
+        snprintf(body, sizeof body,
+                 "{\"max_tokens\": 64, \"temperature\": 0, %s\"messages\": [{\"role\": \"user\", \"content\": \"time?\"}], "
+                 "\"tools\": [{\"name\": \"ping\", \"input_schema\": {\"type\": \"object\", \"properties\": {}}}, {\"name\": "
+                 "\"get_time\", \"input_schema\": {\"type\": \"object\", \"properties\": {}}}], \"tool_choice\": %s}",
+                 k ? "\"stream\": true, " : "", ant[k]);
+        post("/v1/messages", body, &r);
+        json_t *content = NULL, *m = NULL;
+        char stop[32] = "";
+        ant_msg am = { 0 };
+        if (k) {
+            ant_reassemble("tool_choice tool, streamed", r.body, &am);
+            content = am.content;
+            snprintf(stop, sizeof stop, "%s", am.stop_reason);
+        } else {
+            m = json_loads(r.body, 0, NULL);
+            content = json_object_get(m, "content");
+            snprintf(stop, sizeof stop, "%s", jstr(m, "stop_reason"));
+        }
+        json_t *last = json_array_get(content, json_array_size(content) - 1);
+        int n_use = 0;
+        for (size_t i = 0; i < json_array_size(content); i++) n_use += !strcmp(jstr(json_array_get(content, i), "type"), "tool_use");
+        const char *name = jstr(last, "name");
+        CHECK(r.status == 200 && !strcmp(stop, "tool_use") && n_use == 1 && !strcmp(jstr(last, "type"), "tool_use") &&
+                  (k ? !strcmp(name, "get_time") : !strcmp(name, "ping") || !strcmp(name, "get_time")) &&
+                  json_is_object(json_object_get(last, "input")) && !strncmp(jstr(last, "id"), "toolu_", 6),
+              "messages, tool_choice %s: stop %s, %d tool_use: %.500s", ant[k], stop, n_use, r.body);
+        if (k) ant_free(&am);
+        json_decref(m);
+        resp_free(&r);
+    }
+
+    /* Responses: required and a named function, streamed */
+    post("/v1/responses", "{\"input\": \"time?\", \"tools\": [{\"type\": \"function\", \"name\": \"ping\", \"parameters\": "
+         "{\"type\": \"object\", \"properties\": {}}}, {\"type\": \"function\", \"name\": \"get_time\", \"parameters\": "
+         "{\"type\": \"object\", \"properties\": {}}}], \"tool_choice\": \"required\", \"parallel_tool_calls\": false, "
+         "\"reasoning\": {\"effort\": \"none\"}, \"max_output_tokens\": 64, \"temperature\": 0}", &r);
+    json_t *o = json_loads(r.body, 0, NULL);
+    json_t *out = json_object_get(o, "output");
+    json_t *fc = json_array_get(out, json_array_size(out) - 1);
+    CHECK(r.status == 200 && !strcmp(jstr(o, "status"), "completed") && json_array_size(out) == 1 &&
+              !strcmp(jstr(fc, "type"), "function_call") && !strcmp(jstr(fc, "status"), "completed") &&
+              (!strcmp(jstr(fc, "name"), "ping") || !strcmp(jstr(fc, "name"), "get_time")) && !strcmp(jstr(fc, "arguments"), "{}"),
+          "responses, tool_choice required: %.500s", r.body);
+    json_decref(o);
+    resp_free(&r);
+    post("/v1/responses", "{\"input\": \"time?\", \"stream\": true, \"tools\": [{\"type\": \"function\", \"name\": \"ping\", "
+         "\"parameters\": {\"type\": \"object\", \"properties\": {}}}, {\"type\": \"function\", \"name\": \"get_time\", "
+         "\"parameters\": {\"type\": \"object\", \"properties\": {}}}], \"tool_choice\": {\"type\": \"function\", \"name\": "
+         "\"get_time\"}, \"parallel_tool_calls\": false, \"max_output_tokens\": 120, \"temperature\": 0}", &r);
+    rs_stream s;
+    rs_reassemble("responses, named, streamed", r.body, &s);
+    out = json_object_get(s.completed, "output");
+    fc = json_array_get(out, json_array_size(out) - 1);
+    CHECK(s.seq_ok && s.ids_ok && s.ordered && !strcmp(s.terminal, "response.completed") &&
+              !strcmp(jstr(json_array_get(out, 0), "type"), "reasoning") && !strcmp(jstr(fc, "type"), "function_call") &&
+              !strcmp(jstr(fc, "name"), "get_time") && !strcmp(s.args_done, "{}"),
+          "responses, named, streamed: %s: %.600s", s.terminal, r.body);
+    rs_free(&s);
+    resp_free(&r);
+}
+
+/* Speculative serving (a drafter, one session): the constraint rides on the session's sampler through
+ * the chain walk, losslessly — the same request decoded plainly (logprobs turn speculation off) gives
+ * the same answer at temperature 0. */
+static void test_tool_choice_spec(void)
+{
+    const char *bodies[2] = {
+        "{" TC_USER ", \"tools\": [" TC_WEATHER ", " TC_PING ", " TC_TIME "], \"tool_choice\": \"required\", "
+        "\"parallel_tool_calls\": false, \"max_tokens\": 160, \"temperature\": 0}",
+        "{" TC_USER ", \"tools\": [" TC_WEATHER ", " TC_PING ", " TC_TIME "], \"tool_choice\": \"required\", "
+        "\"parallel_tool_calls\": false, \"max_tokens\": 160, \"temperature\": 0, \"logprobs\": true}",
+    };
+    char calls[2][2048];
+    for (int k = 0; k < 2; k++) {
+        resp r;
+        post("/v1/chat/completions", bodies[k], &r);
+        json_t *root = json_loads(r.body, 0, NULL);
+        json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
+        json_t *msg = json_object_get(choice, "message");
+        json_t *call = json_object_get(json_array_get(json_object_get(msg, "tool_calls"), 0), "function");
+        const char *name = jstr(call, "name");
+        json_t *args = json_loads(jstr(call, "arguments"), 0, NULL);
+        CHECK(r.status == 200 && json_array_size(json_object_get(msg, "tool_calls")) == 1 &&
+                  (!strcmp(name, "get_weather") || !strcmp(name, "ping") || !strcmp(name, "get_time")) && json_is_object(args),
+              "speculative, tool_choice required (%s): %.600s", k ? "plain" : "speculative", r.body);
+        snprintf(calls[k], sizeof calls[k], "%s %s %s | %s | %lld", jstr(choice, "finish_reason"), name,
+                 jstr(call, "arguments"), jstr(msg, "reasoning_content"),
+                 jint(json_object_get(root, "usage"), "completion_tokens"));
+        json_decref(args);
+        json_decref(root);
+        resp_free(&r);
+    }
+    CHECK(!strcmp(calls[0], calls[1]), "speculative and plain decoding differ under the constraint:\n  %s\n  %s", calls[0],
+          calls[1]);
+    printf("speculative tool_choice: %.200s\n", calls[0]);
 }
 
 /* A queued Anthropic stream gets "event: ping" keep-alives; a queued Responses stream gets comments.
@@ -1355,8 +1555,9 @@ static void test_scripted_responses(void)
               weather_input(args) && !strcmp(s.args_done, jstr(i2, "arguments")) && !strcmp(s.args.p ? s.args.p : "", s.args_done),
           "scripted responses stream: text '%s', reasoning '%s', args '%s' / '%s'", s.text.p ? s.text.p : "",
           s.reasoning.p ? s.reasoning.p : "", s.args.p ? s.args.p : "", s.args_done);
-    CHECK(!strcmp(jstr(s.completed, "status"), "completed") && jint(json_object_get(s.completed, "usage"), "output_tokens") == n_script,
-          "scripted responses stream: completed %.300s", jstr(s.completed, "status"));
+    CHECK(!strcmp(jstr(s.completed, "status"), "completed") && !strcmp(s.terminal, "response.completed") &&
+              jint(json_object_get(s.completed, "usage"), "output_tokens") == n_script,
+          "scripted responses stream: %s %.300s", s.terminal, jstr(s.completed, "status"));
     json_decref(args);
 
     /* the call and its output go back as input items */
@@ -1376,11 +1577,11 @@ static void test_scripted_responses(void)
     CHECK(r.status == 200, "scripted responses round trip: %d %.300s", r.status, r.body);
     resp_free(&r);
 
-    /* max_output_tokens inside the reasoning: still response.completed, status incomplete */
+    /* max_output_tokens inside the reasoning: response.incomplete, status incomplete */
     post("/v1/responses", "{\"input\": \"x\", \"stream\": true, \"max_output_tokens\": 4}", &r);
     rs_reassemble("scripted responses length", r.body, &s);
     out = json_object_get(s.completed, "output");
-    CHECK(s.ordered && s.seq_ok && !strcmp(jstr(s.completed, "status"), "incomplete") &&
+    CHECK(s.ordered && s.seq_ok && !strcmp(s.terminal, "response.incomplete") && !strcmp(jstr(s.completed, "status"), "incomplete") &&
               !strcmp(jstr(json_object_get(s.completed, "incomplete_details"), "reason"), "max_output_tokens") &&
               json_array_size(out) == 1 && !strcmp(jstr(json_array_get(out, 0), "status"), "incomplete") &&
               !strcmp(s.reasoning.p ? s.reasoning.p : "", "I should cal"),
@@ -1630,6 +1831,7 @@ int main(void)
         test_bad_responses();
         test_messages_model();
         test_responses_model();
+        test_tool_choice();
         test_dialect_keepalive();
     }
     int fds[3] = { -1, -1, -1 };
@@ -1672,6 +1874,28 @@ int main(void)
         CHECK(r2.body && strstr(r2.body, "# TYPE arbor_batch_nodes histogram") && strstr(r2.body, "arbor_kv_pages ") &&
                   strstr(r2.body, "arbor_sched_parallel 4"), "batched metrics: %.300s", r2.body);
         resp_free(&r2);
+    }
+    srv_free(s);
+    ar_model_free(m);
+
+    /* a fourth: speculative serving (the bundled target and its drafter, one session) */
+    m = NULL;
+    rc = ar_model_load(&m, "models/arbor-tiny-target.gguf", &mp, &err);
+    if (!rc) rc = ar_model_load_draft(m, "models/arbor-tiny-dflash.gguf", &err);
+    CHECK(rc == 0, "the bundled pair models/arbor-tiny-target.gguf + arbor-tiny-dflash.gguf: %s", err.msg);
+    o = srv_defaults();
+    o.port = 0;
+    o.api_key = KEY;
+    o.n_ctx = 2048;
+    o.n_parallel = 1;
+    o.cache_bytes = 0;
+    s = NULL;
+    if (!rc) rc = srv_create(&s, &o, &err);
+    if (!rc) rc = srv_attach_model(s, m, "models/arbor-tiny-target.gguf", &err);
+    CHECK(rc == 0, "speculative server: %s", err.msg);
+    if (!rc) {
+        g_port = srv_port(s);
+        test_tool_choice_spec();
     }
     srv_free(s);
     ar_model_free(m);

@@ -5,8 +5,9 @@
 // here with ARBOR_BASE_URL (http://127.0.0.1:PORT/v1) and ARBOR_API_KEY (sent as x-api-key, as the
 // SDK does). The model's text is nonsense, so these tests check shapes, event order, stop reasons
 // and token counts, never content; greedy decoding (temperature 0) makes runs repeatable, so the
-// streamed message can be compared with the non-streamed one. Tool calls of a real model cannot be
-// provoked here: tests/test_server.c drives them through a scripted output instead.
+// streamed message can be compared with the non-streamed one. The model never calls a tool by itself;
+// tool_choice any / tool makes it (constrained decoding), and tests/test_server.c drives tool_use blocks
+// with arguments through a scripted output.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
@@ -242,4 +243,25 @@ test('errors reach the SDK as typed API errors in Anthropic\'s shape', async () 
     wrong.messages.create({ model: MODEL, max_tokens: 4, messages: hello }),
     (e) => e instanceof Anthropic.AuthenticationError && e.status === 401 && e.type === 'authentication_error',
   );
+});
+
+test('tool_choice any / tool with disable_parallel_tool_use: the model is made to call (constrained decoding)', async () => {
+  const tools = [
+    { name: 'ping', description: 'Is the server up?', input_schema: { type: 'object', properties: {} } },
+    { name: 'get_time', input_schema: { type: 'object', properties: {} } },
+  ];
+  const body = { model: MODEL, max_tokens: 64, temperature: 0, messages: [{ role: 'user', content: 'What time is it?' }], tools };
+  const m = await client.messages.create({ ...body, tool_choice: { type: 'any', disable_parallel_tool_use: true } });
+  checkMessage(m, { maxTokens: 64 });
+  assert.equal(m.stop_reason, 'tool_use');
+  const uses = m.content.filter((b) => b.type === 'tool_use');
+  assert.equal(uses.length, 1);
+  assert.ok(['ping', 'get_time'].includes(uses[0].name));
+  assert.deepEqual(uses[0].input, {});
+  const named = await client.messages
+    .stream({ ...body, tool_choice: { type: 'tool', name: 'get_time', disable_parallel_tool_use: true } })
+    .finalMessage();
+  checkMessage(named, { maxTokens: 64 });
+  assert.equal(named.stop_reason, 'tool_use');
+  assert.deepEqual(named.content.filter((b) => b.type === 'tool_use').map((b) => b.name), ['get_time']);
 });

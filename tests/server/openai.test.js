@@ -4,7 +4,9 @@
 // here with ARBOR_BASE_URL (http://127.0.0.1:PORT/v1) and ARBOR_API_KEY. The model's text is
 // nonsense, so these tests check shapes, types, finish reasons and token counts (against the
 // server's own tokenizer via /apply-template and /tokenize), never content; greedy decoding
-// (temperature 0) makes runs repeatable, so streamed and non-streamed text can be compared.
+// (temperature 0) makes runs repeatable, so streamed and non-streamed text can be compared. The
+// model never calls a tool by itself: tool_choice required / a named function makes it (constrained
+// decoding).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
@@ -187,6 +189,38 @@ test('tools with a JSON schema, and a tool result in the history, are accepted',
   // tool_choice none hides the tools from the model
   const none = await client.chat.completions.create({ ...body, tool_choice: 'none' });
   assert.ok(none.usage.prompt_tokens < r.usage.prompt_tokens);
+});
+
+// Tools without parameters: the whole call is forced text, so even a random model must end with it.
+const pingTools = [
+  { type: 'function', function: { name: 'ping', description: 'Is the server up?', parameters: { type: 'object', properties: {} } } },
+  { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } },
+];
+
+test('tool_choice required / a named function: the model is made to call it (constrained decoding)', async () => {
+  const body = {
+    model: MODEL, messages: [{ role: 'user', content: 'What time is it?' }], tools: pingTools, parallel_tool_calls: false,
+    max_tokens: 64, temperature: 0, chat_template_kwargs: { enable_thinking: false },
+  };
+  const r = await client.chat.completions.create({ ...body, tool_choice: 'required' });
+  const c = r.choices[0];
+  assert.equal(c.finish_reason, 'tool_calls');
+  assert.equal(c.message.tool_calls.length, 1);
+  assert.ok(['ping', 'get_time'].includes(c.message.tool_calls[0].function.name));
+  assert.deepEqual(JSON.parse(c.message.tool_calls[0].function.arguments), {});
+  // named, streamed: the SDK's stream helper rebuilds the call
+  const named = await client.chat.completions
+    .stream({ ...body, tool_choice: { type: 'function', function: { name: 'get_time' } } })
+    .finalChatCompletion();
+  assert.equal(named.choices[0].finish_reason, 'tool_calls');
+  assert.deepEqual(named.choices[0].message.tool_calls.map((t) => t.function.name), ['get_time']);
+  // a named function that takes parameters: its name, the arguments one JSON object
+  const weather = await client.chat.completions.create({
+    ...body, tools: [weatherTool, ...pingTools], tool_choice: { type: 'function', function: { name: 'get_weather' } },
+  });
+  const call = weather.choices[0].message.tool_calls[0];
+  assert.equal(call.function.name, 'get_weather');
+  assert.equal(typeof JSON.parse(call.function.arguments), 'object');
 });
 
 test('a two-turn conversation: the history is in the prompt', async () => {

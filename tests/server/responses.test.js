@@ -5,8 +5,9 @@
 // here with ARBOR_BASE_URL and ARBOR_API_KEY. The model's text is nonsense, so these tests check
 // shapes, the typed event sequence, ids and token counts, never content; greedy decoding
 // (temperature 0) makes runs repeatable, so the streamed response can be compared with the
-// non-streamed one. A real function call cannot be provoked from a random model: tests/test_server.c
-// drives function_call items through a scripted output instead.
+// non-streamed one. The model never calls a function by itself; tool_choice "required" or a named
+// function makes it (constrained decoding), and tests/test_server.c drives function_call items with
+// arguments through a scripted output.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
@@ -83,7 +84,7 @@ test('responses, not streamed: shape, usage agrees with input_tokens and the tem
   }));
 });
 
-test('responses, streamed: typed events with sequence numbers, ending with response.completed', async () => {
+test('responses, streamed: typed events with sequence numbers, ending with response.completed or response.incomplete', async () => {
   const body = {
     model: MODEL, instructions: 'You are terse.', max_output_tokens: 12, temperature: 0,
     input: [{ role: 'user', content: [{ type: 'input_text', text: 'Hello! Who are you?' }] }],
@@ -103,7 +104,8 @@ test('responses, streamed: typed events with sequence numbers, ending with respo
   assert.equal(events[1].type, 'response.in_progress');
   assert.equal(events[0].response.status, 'in_progress');
   const last = events.at(-1);
-  assert.equal(last.type, 'response.completed');
+  assert.equal(last.type, full.status === 'incomplete' ? 'response.incomplete' : 'response.completed');
+  assert.equal(last.response.status, full.status);
   assert.equal(last.response.id, events[0].response.id);
   checkResponse(last.response, { maxTokens: 12 });
   assert.deepEqual(last.response.usage, full.usage);
@@ -133,18 +135,42 @@ test('responses, streamed: typed events with sequence numbers, ending with respo
       'response.content_part.done', 'response.output_item.done']);
 });
 
-test('responses with stream: true through create(): raw events end with response.completed', async () => {
+test('responses with stream: true through create(): raw events end with response.completed or response.incomplete', async () => {
   const stream = await client.responses.create({ model: MODEL, input: 'Hi', max_output_tokens: 4, stream: true, ...noThinking });
   const types = [];
-  let completed = null;
+  let final = null;
   for await (const ev of stream) {
     types.push(ev.type);
-    if (ev.type === 'response.completed') completed = ev.response;
+    if (ev.type === 'response.completed' || ev.type === 'response.incomplete') final = ev.response;
   }
   assert.equal(types[0], 'response.created');
-  assert.equal(types.at(-1), 'response.completed');
+  assert.equal(types.at(-1), final.status === 'incomplete' ? 'response.incomplete' : 'response.completed');
   assert.ok(types.includes('response.output_text.delta'));
-  checkResponse(completed, { maxTokens: 4 });
+  checkResponse(final, { maxTokens: 4 });
+});
+
+test('a stream cut by max_output_tokens ends with response.incomplete; the SDK stream helper takes it as final', async () => {
+  // a random model does not end a message within 3 tokens: the cut is certain
+  const body = { model: MODEL, input: 'Tell me a long story.', max_output_tokens: 3, temperature: 0, ...noThinking };
+  const stream = client.responses.stream(body);
+  const events = [];
+  for await (const ev of stream) events.push(ev);
+  const last = events.at(-1);
+  assert.equal(last.type, 'response.incomplete');
+  assert.ok(!events.some((e) => e.type === 'response.completed'));
+  assert.equal(last.response.status, 'incomplete');
+  assert.equal(last.response.incomplete_details.reason, 'max_output_tokens');
+  assert.equal(last.response.usage.output_tokens, 3);
+  const final = await stream.finalResponse();
+  assert.equal(final.id, last.response.id);
+  assert.equal(final.status, 'incomplete');
+  assert.equal(final.incomplete_details.reason, 'max_output_tokens');
+  assert.equal(final.output.at(-1).status, 'incomplete');
+  checkResponse(final, { maxTokens: 3 });
+  // the non-streamed answer agrees
+  const full = await client.responses.create(body);
+  assert.equal(full.status, 'incomplete');
+  assert.deepEqual(full.usage, final.usage);
 });
 
 const shellTool = {
@@ -196,6 +222,25 @@ test('function tools, function_call and function_call_output in the input: accep
   // tool_choice as an object naming the function is accepted too
   const named = await client.responses.create({ ...body, tool_choice: { type: 'function', name: 'shell' } });
   checkResponse(named, { maxTokens: 6 });
+});
+
+test('tool_choice required / a named function: the model is made to call it (constrained decoding)', async () => {
+  const tools = [
+    { type: 'function', name: 'ping', description: 'Is the server up?', parameters: { type: 'object', properties: {} } },
+    { type: 'function', name: 'get_time', parameters: { type: 'object', properties: {} } },
+  ];
+  const body = { model: MODEL, input: 'What time is it?', tools, parallel_tool_calls: false, max_output_tokens: 64, temperature: 0, ...noThinking };
+  const r = await client.responses.create({ ...body, tool_choice: 'required' });
+  checkResponse(r, { maxTokens: 64 });
+  assert.equal(r.status, 'completed');
+  const calls = r.output.filter((it) => it.type === 'function_call');
+  assert.equal(calls.length, 1);
+  assert.ok(['ping', 'get_time'].includes(calls[0].name));
+  assert.deepEqual(JSON.parse(calls[0].arguments), {});
+  const named = await client.responses.stream({ ...body, tool_choice: { type: 'function', name: 'get_time' } }).finalResponse();
+  checkResponse(named, { maxTokens: 64 });
+  assert.equal(named.status, 'completed');
+  assert.deepEqual(named.output.filter((it) => it.type === 'function_call').map((it) => it.name), ['get_time']);
 });
 
 test('errors reach the SDK as typed API errors', async () => {

@@ -16,6 +16,7 @@
 #include "arbor.h"
 #include "base/log.h"
 #include "server/serve.h"
+#include "tok/chat.h"
 
 #define DEFAULT_MODEL "models/arbor-tiny-target.gguf"
 
@@ -38,15 +39,18 @@ static void usage(FILE *out)
         "                       resumes from its last message boundary instead of prefilling it all again\n"
         "      --prefill-budget N  most prompt tokens per step over all requests (default: the batch size);\n"
         "                       smaller keeps the others' decode smooth while a long prompt is prefilled\n"
-        "      --draft D.gguf   DFlash drafter: lossless speculative decoding. Used only with --parallel 1:\n"
-        "                       then requests run one at a time on one session (chain, or DDTree with\n"
-        "                       --budget); with --parallel > 1 the drafter is ignored and requests are\n"
-        "                       batched with plain decoding. Requests asking for logprobs decode plainly\n"
-        "      --block N        tokens verified per step with the drafter, 2..64 (default: its trained block)\n"
+        "      --draft D.gguf   DFlash drafter: lossless speculative decoding for every request (chain, or\n"
+        "                       DDTree with --budget), batched with --parallel like plain decoding;\n"
+        "                       /metrics reports the acceptance length (arbor_spec_acceptance_length)\n"
+        "      --block N        tokens verified per step with the drafter, 2..64 (default: its trained block;\n"
+        "                       1: speculation off, the drafter unused)\n"
         "      --budget N|auto  DDTree: verify a tree of N draft nodes per step (auto: chosen from measured\n"
         "                       forward times and acceptance); default: a chain\n"
         "      --cors           allow browser clients from any origin (CORS headers, preflight)\n"
         "      --alias NAME     model id reported by /v1/models (default: the file name)\n"
+        "      --chat-family F  prompt template: auto (default: from the model's tokenizer.chat_template;\n"
+        "                       ChatML, with a warning, for templates not of the Qwen3.5 family),\n"
+        "                       qwen3.5, qwen3.6 or chatml\n"
         "      --max-body N     largest request body in bytes (default 33554432)\n"
         "\n"
         "endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models (OpenAI)\n"
@@ -92,7 +96,7 @@ int cmd_serve(int argc, char **argv)
         else if (IS("--cache-mib")) { NEED(); rc = parse_long(a, v, 0, 1L << 20, &cache_mib); so.cache_bytes = (size_t)cache_mib << 20; }
         else if (IS("--prefill-budget")) { NEED(); rc = parse_long(a, v, 1, 65536, &prefill); so.prefill_budget = (int)prefill; }
         else if (IS("--draft") || IS("-md")) { NEED(); draft_path = v; }
-        else if (IS("--block")) { NEED(); rc = parse_long(a, v, 2, 64, &block); so.draft_block = (int)block; }
+        else if (IS("--block")) { NEED(); rc = parse_long(a, v, 1, 64, &block); so.draft_block = (int)block; }
         else if (IS("--budget")) {
             NEED();
             if (!strcmp(v, "auto")) so.draft_budget = -1;
@@ -100,6 +104,14 @@ int cmd_serve(int argc, char **argv)
         }
         else if (IS("--cors")) so.cors = true;
         else if (IS("--alias")) { NEED(); so.model_name = v; }
+        else if (IS("--chat-family")) {
+            NEED();
+            if (!strcmp(v, "auto")) so.chat_family = -1;
+            else if (!strcmp(v, "qwen3.5")) so.chat_family = AR_CHAT_QWEN35;
+            else if (!strcmp(v, "qwen3.6")) so.chat_family = AR_CHAT_QWEN36;
+            else if (!strcmp(v, "chatml")) so.chat_family = AR_CHAT_CHATML;
+            else return cli_fail("serve: --chat-family %s: want auto, qwen3.5, qwen3.6 or chatml", v);
+        }
         else if (IS("--max-body")) { NEED(); rc = parse_long(a, v, 1024, 1L << 34, &max_body); so.max_body = (size_t)max_body; }
         else return cli_fail("serve: unknown argument '%s' (see arbor serve --help)", a);
         if (rc) return rc;

@@ -45,7 +45,7 @@ fi
 # 2. the server
 LOG=$(mktemp)
 KEY="test-$RANDOM$RANDOM"
-ARBOR_API_KEY=$KEY "$ARBOR" serve -m "$MODEL" --host 127.0.0.1 --port 0 -t 2 --alias arbor-tiny >"$LOG" 2>&1 &
+ARBOR_API_KEY=$KEY "$ARBOR" serve -m "$MODEL" --host 127.0.0.1 --port 0 -t 2 --alias arbor-tiny --chat-family qwen3.5 >"$LOG" 2>&1 &
 PID=$!
 stop_server() {
     if kill -0 "$PID" 2>/dev/null; then

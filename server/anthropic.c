@@ -335,6 +335,7 @@ static void handle_messages(void *user, http_req *r)
     req_init(&o->req);
     int rc = req_parse_anthropic(root, &o->req, false, &e);
     json_decref(root);
+    o->req.chat_family = srv_chat_family(s);
     if (!rc) rc = gen_prepare(srv_model(s), srv_n_ctx(s), &o->req, &o->prompt, &e);
     o->req.script = srv_script(s);
     if (rc) { ant_job_free(o); http_reply_error(r, &e); return; }
@@ -378,6 +379,7 @@ static void handle_count_tokens(void *user, http_req *r)
     char *text = NULL;
     int rc = req_parse_anthropic(root, &req, true, &e);
     json_decref(root);
+    req.chat_family = srv_chat_family(s);
     if (!rc) rc = gen_render_chat(&req, &text, &e);
     req_free(&req);
     if (rc) { http_reply_error(r, &e); return; }

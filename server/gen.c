@@ -1,5 +1,6 @@
-/* server/gen.c — one request's generation: prompt preparation, chunked prefill, sampling through the
- * public ar_generate, and the text pipeline that turns raw model text into events (see gen.h).
+/* server/gen.c — one request's generation: prompt preparation (template, prefix-cache boundaries),
+ * submission to the scheduler (with a speculative hook when the model has a drafter), and the text
+ * pipeline that turns raw model text into events (see gen.h).
  *
  * Text pipeline, each stage holding back only what it cannot decide yet:
  *   raw pieces -> stop strings (hold back a suffix that may start a stop string; cut at a match)
@@ -9,15 +10,14 @@
  *              -> gen_sink.
  * Stop strings apply to the raw generated text (reasoning included), as llama.cpp does.
  *
- * Two engines run the pipeline: the scheduler (gen_submit; engine/sched.h batches the requests,
- * chunks their prompts, builds each one's sampler and resumes them from the prefix cache at the
- * message boundaries gen_prepare lists), and a session of its own (gen_run: speculative serving
- * with --parallel 1, and the tests' script mode). The pipeline state lives on the heap for the
+ * The scheduler runs the pipeline (gen_submit; engine/sched.h batches the requests, chunks their
+ * prompts, builds each one's sampler, resumes them from the prefix cache at the message boundaries
+ * gen_prepare lists and, with a drafter, verifies each request's speculative hook); gen_run runs it
+ * over the tests' script instead of a model. The pipeline state lives on the heap for the
  * scheduler, from gen_submit to the request's on_done.
  * tool_choice "required" / named: server/toolchoice.h's constraint is made per request and travels in
  * the sampling parameters (ar_sampler_params.constraint) to whichever engine builds the sampler; the
- * scheduler drops its sampler when the request ends, gen_run detaches it from the session's sampler
- * (which outlives the request) before freeing it.
+ * scheduler drops its sampler when the request ends, and the constraint with it.
  * The chat prompt itself is rendered by render.c (gen_render_chat). */
 #include "server/gen.h"
 
@@ -28,6 +28,7 @@
 #include "base/log.h"
 #include "base/timer.h"
 #include "engine/generate.h"
+#include "engine/spec_hook.h"
 #include "server/toolchoice.h"
 #include "tok/chat.h"
 #include "tok/toolcall.h"
@@ -88,44 +89,36 @@ int gen_prepare(const ar_model *m, int n_ctx, const srv_request *r, gen_prompt *
     return 0;
 }
 
-/* The first k messages alone, without the generation prompt (NULL when the template refuses them). */
-static char *render_first(const srv_request *r, int k)
+/* The prompt text up to the end of message k (1..n_msgs), or NULL. For k < n_msgs: the first k + 1
+ * messages rendered, cut where message k + 1 starts (its "<|im_start|>", the last one in that text;
+ * consecutive tool results share one block, then there is no boundary at k). Rendering k + 1
+ * messages rather than k keeps what follows message k in view: the Qwen3.5 template refuses a
+ * conversation without a user query (the system message alone) and renders an assistant turn
+ * differently before and after the last user query. The cut text is byte-identical for every
+ * conversation that shares its first k messages (and tools): a shared system prompt is reused
+ * between conversations. For k == n_msgs: the whole conversation without the generation prompt. */
+static char *render_upto(const srv_request *r, int k)
 {
-    ar_chat_msg *cm = calloc((size_t)(k ? k : 1), sizeof *cm);
-    const char **tools = calloc((size_t)(r->n_tools ? r->n_tools : 1), sizeof *tools);
-    ar_chat_tool_call **calls = calloc((size_t)(k ? k : 1), sizeof *calls);
-    char *out = NULL;
-    bool ok = cm && tools && calls;
-    for (int i = 0; ok && i < k; i++) {
-        const req_msg *m = &r->msgs[i];
-        cm[i] = (ar_chat_msg){ .role = m->role, .content = m->content, .reasoning_content = m->reasoning };
-        if (m->n_tool_calls) {
-            if (!(calls[i] = calloc((size_t)m->n_tool_calls, sizeof **calls))) { ok = false; break; }
-            for (int j = 0; j < m->n_tool_calls; j++)
-                calls[i][j] = (ar_chat_tool_call){ .name = m->tool_calls[j].name, .arguments = m->tool_calls[j].arguments };
-            cm[i].tool_calls = calls[i];
-            cm[i].n_tool_calls = m->n_tool_calls;
-        }
-    }
-    int n_tools = r->tool_choice == REQ_TOOLS_NONE ? 0 : r->n_tools;
-    for (int i = 0; ok && i < n_tools; i++) tools[i] = r->tools[i].json;
+    char *text = NULL;
     ar_error err = { 0 };
-    if (ok && ar_chat_render_tools(cm, k, tools, n_tools, false, r->enable_thinking, &out, &err)) out = NULL;
-    if (calls)
-        for (int i = 0; i < k; i++) free(calls[i]);
-    free(calls);
-    free(cm);
-    free(tools);
-    return out;
+    if (gen_render_msgs(r, k < r->n_msgs ? k + 1 : k, false, &text, &err)) return NULL;
+    if (k == r->n_msgs) return text;
+    static const char mark[] = "<|im_start|>";
+    char *last = NULL;
+    for (char *q = strstr(text, mark); q; q = strstr(q + 1, mark)) last = q;
+    if (!last || last == text) { free(text); return NULL; }
+    *last = 0;
+    return text;
 }
 
-/* Message boundaries: for k = 1..n, the token count of the first k messages when their ids are a
- * prefix of the whole prompt's (a later turn of the conversation resumes from there). Best effort. */
+/* Message boundaries: for k = 1..n, the token count of the prompt up to the end of message k when
+ * those ids are a prefix of the whole prompt's (a later turn of the conversation, or another
+ * conversation with the same system prompt, resumes from there). Best effort. */
 static void find_bounds(const ar_model *m, const srv_request *r, gen_prompt *p)
 {
     if (r->n_msgs <= 0 || !(p->bounds = calloc((size_t)r->n_msgs, sizeof *p->bounds))) return;
     for (int k = 1; k <= r->n_msgs; k++) {
-        char *text = render_first(r, k);
+        char *text = render_upto(r, k);
         if (!text) continue;
         int32_t *ids = NULL;
         size_t n = 0;
@@ -151,7 +144,6 @@ void gen_prompt_free(gen_prompt *p)
 
 typedef struct gen_state {
     const ar_model    *m;
-    const ar_session  *s;          /* gen_run: the session (its logits); NULL with the scheduler */
     const srv_request *r;
     const gen_sink    *sink;
     gen_sink           sink_copy;  /* gen_submit: sink points here */
@@ -316,12 +308,6 @@ static bool on_token_logits(gen_state *g, int32_t token, const char *piece, size
     return false;
 }
 
-static bool on_token(void *user, int32_t token, const char *piece, size_t len)
-{
-    gen_state *g = user;
-    return on_token_logits(g, token, piece, len, token >= 0 ? g->s->logits : NULL);
-}
-
 /* Tests: the request's script stands in for the model's output, 3 bytes per "token". */
 static void run_script(gen_state *g, gen_result *res)
 {
@@ -403,85 +389,28 @@ static ar_sampler_params sampling_of(const gen_state *g)
     return sp;
 }
 
-/* Replace the session's sampler with one for this request's parameters. */
-static int set_sampler(ar_session *s, const ar_sampler_params *params, ar_error *err)
-{
-    ar_sampler_params p = *params;
-    if (p.repeat_last_n < 0) p.repeat_last_n = s->n_ctx;
-    ar_sampler *smp = NULL;
-    int rc = ar_sampler_create(&smp, &p, ar_model_n_vocab(s->m), err);
-    if (rc) return rc;
-    ar_sampler_free(s->sampler);
-    s->sampler = smp;
-    return 0;
-}
-
-int gen_run(ar_session *s, const srv_request *r, const gen_prompt *p, const gen_sink *sink, gen_cancel_fn cancelled,
+int gen_run(const srv_request *r, const gen_prompt *p, const gen_sink *sink, gen_cancel_fn cancelled,
             void *cancel_user, gen_result *res, ar_error *err)
 {
     *res = (gen_result){ .finish = GEN_FINISH_STOP, .n_prompt = p->n };
+    if (!r->script) return ar_fail(err, AR_EINVAL, "gen_run: the request has no script");
     gen_state g = {
-        .m = s ? s->m : NULL, .s = s, .r = r, .sink = sink, .cancelled = cancelled, .cancel_user = cancel_user,
+        .r = r, .sink = sink, .cancelled = cancelled, .cancel_user = cancel_user,
         .in_reasoning = r->kind == REQ_CHAT && p->reasoning_open,
     };
     int rc = 0;
     if (r->kind == REQ_CHAT && (rc = make_parser(r, p, &g.tc, err))) return rc;
-    if (r->logprobs && g.m) {
-        g.lp_cap = ar_vocab_max_piece(ar_model_vocab(g.m)) + 1;
-        g.lp_text = malloc((GEN_MAX_TOP_LOGPROBS + 1) * g.lp_cap);
-        if (!g.lp_text) { rc = ar_fail(err, AR_ENOMEM, "out of memory for logprobs"); goto out; }
-    }
-
-    if (r->script) { run_script(&g, res); goto done; }
-    if (!s) { rc = ar_fail(err, AR_EINVAL, "no session to generate on"); goto out; }
-    ar_session_reset(s);
-    /* logprobs need the target's logits row of every emitted token: decode plainly for those (same tokens) */
-    if ((rc = ar_session_set_speculative(s, !r->logprobs, err))) goto out;
-    if ((rc = make_constraint(g.m, r, p, ar_session_n_ctx(s), &g.tcons, err))) goto out;
-    ar_sampler_params sp = sampling_of(&g);
-    if ((rc = set_sampler(s, &sp, err))) goto out;
-
-    /* prefill all but the last prompt token, chunk by chunk */
-    double t0 = ar_now();
-    const int chunk = s->m->max_batch > 0 ? s->m->max_batch : 512;
-    for (int i = 0; i < p->n - 1;) {
-        if (cancelled && cancelled(cancel_user)) { g.cancel_hit = true; break; }
-        int k = p->n - 1 - i < chunk ? p->n - 1 - i : chunk;
-        if ((rc = ar_session_eval(s, p->ids + i, k, err))) goto out;
-        for (int j = 0; j < k; j++) ar_sampler_accept(s->sampler, p->ids[i + j]);
-        i += k;
-    }
-    res->prompt_s = ar_now() - t0;
-    if (!g.cancel_hit && cancelled && cancelled(cancel_user)) g.cancel_hit = true;
-    if (!g.cancel_hit) {
-        int n_predict = r->max_tokens > 0 ? r->max_tokens : -1;
-        ar_gen_stats st;
-        rc = ar_generate(s, p->ids + p->n - 1, 1, n_predict, on_token, &g, &st, err);
-        res->prompt_s += st.prompt_s;
-        res->gen_s = st.gen_s;
-        res->n_gen = st.n_gen;
-        if (rc) goto out;
-        if (!g.stop_hit && !g.cancel_hit) stop_feed(&g, "", 0, true);
-        if (g.cancel_hit) res->finish = GEN_FINISH_CANCELLED;
-        else if (g.stop_hit || st.stop == AR_STOP_EOG) res->finish = GEN_FINISH_STOP;
-        else if (st.stop == AR_STOP_LENGTH || st.stop == AR_STOP_CONTEXT) res->finish = GEN_FINISH_LENGTH;
+    run_script(&g, res);
+    if (g.tc_rc) {
+        rc = ar_fail(err, AR_ENOMEM, "out of memory parsing the model's output");
     } else {
-        res->finish = GEN_FINISH_CANCELLED;
-    }
-done:
-    if (g.tc_rc) { rc = ar_fail(err, AR_ENOMEM, "out of memory parsing the model's output"); goto out; }
-    res->n_tool_calls = g.tc ? ar_tc_n_calls(g.tc) : 0;
-    if (res->finish == GEN_FINISH_STOP && res->n_tool_calls > 0) res->finish = GEN_FINISH_TOOL_CALLS;
-    res->n_reasoning = g.n_reasoning;
-    res->stop_word = g.stop_word;
-out:
-    if (g.tcons) {   /* the session's sampler outlives this request: detach the constraint first */
-        if (s && s->sampler) ar_sampler_set_constraint(s->sampler, NULL, NULL);
-        tchoice_free(g.tcons);
+        res->n_tool_calls = g.tc ? ar_tc_n_calls(g.tc) : 0;
+        if (res->finish == GEN_FINISH_STOP && res->n_tool_calls > 0) res->finish = GEN_FINISH_TOOL_CALLS;
+        res->n_reasoning = g.n_reasoning;
+        res->stop_word = g.stop_word;
     }
     sb_free(&g.stop_buf);
     ar_tc_free(g.tc);
-    free(g.lp_text);
     return rc;
 }
 
@@ -505,7 +434,9 @@ static void sched_on_done(void *user, const ar_sched_result *sr)
 {
     gen_state *g = user;
     gen_result res = { .finish = GEN_FINISH_STOP, .n_prompt = g->p->n, .n_cached = sr->n_cached, .n_gen = sr->n_gen,
-                       .queue_s = sr->queue_s, .prompt_s = sr->prompt_s, .gen_s = sr->gen_s };
+                       .queue_s = sr->queue_s, .prompt_s = sr->prompt_s, .gen_s = sr->gen_s,
+                       .n_spec_steps = sr->n_spec_steps, .n_spec_tokens = sr->n_spec_tokens,
+                       .n_spec_nodes = sr->n_spec_nodes };
     ar_error err = { 0 };
     int rc = sr->status;
     if (rc) {
@@ -529,9 +460,9 @@ static void sched_on_done(void *user, const ar_sched_result *sr)
     state_free(g);
 }
 
-int gen_submit(ar_sched *sched, const ar_model *m, const srv_request *r, const gen_prompt *p, const gen_sink *sink,
-               gen_cancel_fn cancelled, void *cancel_user, gen_done_fn done, void *done_user, uint64_t *id,
-               ar_error *err)
+int gen_submit(ar_sched *sched, const ar_model *m, const gen_spec *spec, const srv_request *r, const gen_prompt *p,
+               const gen_sink *sink, gen_cancel_fn cancelled, void *cancel_user, gen_done_fn done, void *done_user,
+               uint64_t *id, ar_error *err)
 {
     gen_state *g = calloc(1, sizeof *g);
     if (!g) return ar_fail(err, AR_ENOMEM, "out of memory");
@@ -556,6 +487,18 @@ int gen_submit(ar_sched *sched, const ar_model *m, const srv_request *r, const g
             return ar_fail(err, AR_ENOMEM, "out of memory for logprobs");
         }
     }
-    if ((rc = ar_sched_submit(sched, &q, id, err))) { state_free(g); return rc; }
+    /* speculative decoding: a hook of its own per request (engine/spec_hook.h), any --parallel */
+    ar_sched_spec *hook = NULL;
+    if (spec && ar_model_has_draft(m) && spec->block != 1) {
+        ar_spec_hook_params hp = ar_spec_hook_defaults();
+        hp.budget = spec->budget;
+        if ((rc = ar_spec_hook_dflash(&hook, m, p->n_ctx, spec->block, &hp, err))) { state_free(g); return rc; }
+        q.spec = hook;
+    }
+    if ((rc = ar_sched_submit(sched, &q, id, err))) {
+        ar_spec_hook_free(hook);
+        state_free(g);
+        return rc;
+    }
     return 0;
 }

@@ -5,8 +5,12 @@
  *   gen_submit   (any thread)      queue the request on the scheduler (engine/sched.h: batched with
  *                                  the other requests, resumed from the prefix cache at the longest
  *                                  cached message boundary); events arrive on the scheduler's thread;
- *   gen_run      (one thread)      the same on a session of its own (speculative serving with a
- *                                  drafter and --parallel 1; the tests' script mode). In both, the
+ *                                  With a drafter on the model, each request brings its own
+ *                                  speculative hook (engine/spec_hook.h: chain, DDTree or auto), at
+ *                                  any --parallel; the scheduler verifies the drafts in the shared
+ *                                  forward;
+ *   gen_run      (one thread)      the tests' script mode: the request's script stands in for the
+ *                                  model's output. In both, the
  *                                  raw text goes through stop strings, then the reasoning splitter
  *                                  ("<think>...</think>" -> reasoning events), then — when the
  *                                  request offers tools — the tool-call parser, and reaches the
@@ -75,6 +79,9 @@ typedef struct gen_result {
     int    n_reasoning;      /* of those, tokens generated inside the reasoning block */
     int    n_tool_calls;
     double queue_s;          /* waiting for a sequence slot */
+    int    n_spec_steps;     /* speculative steps (a drafter), the tokens they emitted and the draft */
+    int    n_spec_tokens;    /*   nodes they verified (acceptance length = n_spec_tokens / n_spec_steps) */
+    int    n_spec_nodes;
     double prompt_s, gen_s;
     const char *stop_word;   /* the stop string that ended generation (the request's), or NULL */
 } gen_result;
@@ -96,14 +103,17 @@ void gen_prompt_free(gen_prompt *p);
 
 /* The chat prompt text alone (for /apply-template and count_tokens). *out malloc'd. */
 int  gen_render_chat(const srv_request *r, char **out, api_error *e);
+/* The first n_msgs messages of r (and its tools) in r->chat_family's template, with or without the
+ * generation prompt. 0 or an AR_E* code (the template's refusal in err). *out malloc'd. */
+int  gen_render_msgs(const srv_request *r, int n_msgs, bool add_generation_prompt, char **out, ar_error *err);
 
 /* Polled between prefill chunks and after every token; true stops the generation. */
 typedef bool (*gen_cancel_fn)(void *user);
 
-/* Generate on session s (reset first: one request = one fresh context), streaming events to sink.
- * s may be NULL when r->script is set. Returns 0, or a negative AR_E* code with err filled when the
+/* Tests: run r->script (required) through the text pipeline as if the model had generated it, streaming
+ * events to sink. Returns 0, or a negative AR_E* code with err filled when the
  * engine failed. */
-int gen_run(ar_session *s, const srv_request *r, const gen_prompt *p, const gen_sink *sink, gen_cancel_fn cancelled,
+int gen_run(const srv_request *r, const gen_prompt *p, const gen_sink *sink, gen_cancel_fn cancelled,
             void *cancel_user, gen_result *res, ar_error *err);
 
 /* The end of a submitted generation: rc 0 and res, or an engine failure (rc, err). Called once, on
@@ -114,8 +124,14 @@ typedef void (*gen_done_fn)(void *user, int rc, const gen_result *res, const ar_
  * (sink itself is copied). Returns 0 (then done is called exactly once; *id names the request for
  * ar_sched_cancel), or an AR_E* code with nothing called: AR_ERANGE "queue is full" when the
  * scheduler's queue is full. */
-int gen_submit(ar_sched *sched, const ar_model *m, const srv_request *r, const gen_prompt *p, const gen_sink *sink,
-               gen_cancel_fn cancelled, void *cancel_user, gen_done_fn done, void *done_user, uint64_t *id,
-               ar_error *err);
+/* Speculative decoding with the model's drafter (serve's --block / --budget). */
+typedef struct gen_spec {
+    int block;    /* tokens per step (anchor + drafts), 2..64; 0: the drafter's trained block; 1: no speculation */
+    int budget;   /* 0: chain; N >= 1: DDTree of N draft nodes; -1: DDTree, auto */
+} gen_spec;
+
+int gen_submit(ar_sched *sched, const ar_model *m, const gen_spec *spec, const srv_request *r, const gen_prompt *p,
+               const gen_sink *sink, gen_cancel_fn cancelled, void *cancel_user, gen_done_fn done, void *done_user,
+               uint64_t *id, ar_error *err);
 
 #endif

@@ -396,6 +396,7 @@ static void handle_generate(srv *s, http_req *r, bool chat)
     req_init(&o->req);
     int rc = chat ? req_parse_chat(root, &o->req, &e) : req_parse_completion(root, &o->req, &e);
     json_decref(root);
+    o->req.chat_family = srv_chat_family(s);
     if (!rc) rc = gen_prepare(srv_model(s), srv_n_ctx(s), &o->req, &o->prompt, &e);
     o->req.script = srv_script(s);
     if (rc) { oai_job_free(o); http_reply_error(r, &e); return; }
@@ -580,6 +581,7 @@ static void handle_apply_template(void *user, http_req *r)
     char *text = NULL;
     int rc = req_parse_chat(root, &req, &e);
     json_decref(root);
+    req.chat_family = srv_chat_family(s);
     if (!rc) rc = gen_render_chat(&req, &text, &e);
     req_free(&req);
     if (rc) { http_reply_error(r, &e); return; }

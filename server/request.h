@@ -65,6 +65,8 @@ typedef struct srv_request {
     char    *tool_choice_name;
     bool     parallel_tool_calls;  /* default true; false: one call at most (enforced with required / named) */
     bool     enable_thinking;    /* default true; chat_template_kwargs.enable_thinking / reasoning_effort "none" */
+    int      chat_family;        /* tok/chat.h AR_CHAT_*: the model's template family (set by the server from the
+                                    GGUF before rendering, never by the client); 0: Qwen3.5 */
 
     /* completion: the prompt as text, or as token ids when the client sent ids */
     char    *prompt;

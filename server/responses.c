@@ -424,6 +424,7 @@ static void handle_responses(void *user, http_req *r)
     int rc = req_parse_responses(root, &o->req, &e);
     if (!rc) o->echo = echo_fields(root, &o->req);
     json_decref(root);
+    o->req.chat_family = srv_chat_family(s);
     if (!rc) rc = gen_prepare(srv_model(s), srv_n_ctx(s), &o->req, &o->prompt, &e);
     o->req.script = srv_script(s);
     if (rc) { rs_job_free(o); http_reply_error(r, &e); return; }
@@ -469,6 +470,7 @@ static void handle_input_tokens(void *user, http_req *r)
     char *text = NULL;
     int rc = req_parse_responses(root, &req, &e);
     json_decref(root);
+    req.chat_family = srv_chat_family(s);
     if (!rc) rc = gen_render_chat(&req, &text, &e);
     req_free(&req);
     if (rc) { http_reply_error(r, &e); return; }

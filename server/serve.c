@@ -1,6 +1,5 @@
-/* server/serve.c — the server object: HTTP daemon + model + the scheduler (or, for speculative
- * serving with --parallel 1, one session whose jobs run in FIFO order on a thread each), /health and
- * /metrics (see serve.h).
+/* server/serve.c — the server object: HTTP daemon + model + the scheduler (speculative or not, any
+ * --parallel), /health and /metrics (see serve.h).
  *
  * Job lifetime: a job has up to two owners, the HTTP side (the handler thread for a non-streamed
  * request, the stream's connection for a streamed one) and the engine from submission to its done
@@ -20,10 +19,13 @@
 
 #include "base/log.h"
 #include "base/timer.h"
+#include "engine/generate.h"
 #include "engine/sched.h"
+#include "model/qwen35.h"
 #include "server/anthropic.h"
 #include "server/openai.h"
 #include "server/responses.h"
+#include "tok/chat.h"
 
 /* ---- metrics ------------------------------------------------------------------------------------ */
 
@@ -37,6 +39,7 @@ typedef struct metrics {
     status_count *by_status;
     int n_by_status;
     unsigned long long prompt_tokens, cached_tokens, gen_tokens, generations, cancelled, gen_errors, queue_waits;
+    unsigned long long spec_steps, spec_tokens, spec_nodes;
     double prompt_s, gen_s, queue_wait_s;
     double last_prompt_tps, last_gen_tps;
 } metrics;
@@ -56,7 +59,6 @@ struct srv_job {
     int   refs;
     bool  submitted;         /* id names it in the scheduler */
     uint64_t id;
-    unsigned long long ticket;   /* session path: FIFO turn */
     bool  done;              /* the generation ended (or the job was dropped) */
     bool  cancelled;
     bool  stream;
@@ -76,15 +78,13 @@ struct srv {
     char           *host, *api_key, *name;
     http_server    *http;
     ar_model       *model;
-    ar_sched       *sched;    /* the scheduler, or (speculative serving) */
-    ar_session     *sess;     /*   one session */
+    ar_sched       *sched;
+    int             chat_family;   /* tok/chat.h: the model's template family */
     int             n_ctx;
     atomic_bool     ready;
     atomic_bool     stopping;
-    pthread_mutex_t mu;       /* session turns, metrics */
+    pthread_mutex_t mu;       /* metrics, streams */
     pthread_cond_t  cv;
-    unsigned long long ticket_next, ticket_serving;   /* session path: FIFO */
-    int             sess_waiting, sess_running, sess_threads;
     int             n_streams;   /* streams the connections still send */
     metrics         m;
 };
@@ -92,7 +92,8 @@ struct srv {
 srv_options srv_defaults(void)
 {
     return (srv_options){ .host = "127.0.0.1", .port = 8080, .max_body = 32u << 20, .n_ctx = 0, .ping_s = 10.0,
-                          .max_queue = 64, .conn_timeout_s = 300, .n_parallel = 4, .cache_bytes = (size_t)1 << 30 };
+                          .max_queue = 64, .conn_timeout_s = 300, .n_parallel = 4, .cache_bytes = (size_t)1 << 30,
+                          .chat_family = -1 };
 }
 
 static void on_response(void *user, const char *endpoint, int status)
@@ -215,6 +216,9 @@ void srv_job_account(srv_job *j, const gen_result *res)
     s->m.queue_waits++;
     s->m.queue_wait_s += res->queue_s;
     s->m.gen_tokens += (unsigned long long)res->n_gen;
+    s->m.spec_steps += (unsigned long long)res->n_spec_steps;
+    s->m.spec_tokens += (unsigned long long)res->n_spec_tokens;
+    s->m.spec_nodes += (unsigned long long)res->n_spec_nodes;
     s->m.prompt_s += res->prompt_s;
     s->m.gen_s += res->gen_s;
     if (res->prompt_s > 0) s->m.last_prompt_tps = res->n_prompt / res->prompt_s;
@@ -343,35 +347,6 @@ static void job_gen_done(void *user, int rc, const gen_result *res, const ar_err
     job_release(j);
 }
 
-/* Session path: one thread per job, taking turns in submission order. */
-static void *sess_main(void *arg)
-{
-    srv_job *j = arg;
-    srv *s = j->s;
-    double t0 = ar_now();
-    pthread_mutex_lock(&s->mu);
-    while (s->ticket_serving != j->ticket) pthread_cond_wait(&s->cv, &s->mu);
-    s->sess_waiting--;
-    s->sess_running = 1;
-    pthread_mutex_unlock(&s->mu);
-
-    gen_result res = { .finish = GEN_FINISH_CANCELLED, .n_prompt = j->prompt->n };
-    ar_error err = { 0 };
-    int rc = 0;
-    double queue_s = ar_now() - t0;
-    if (!job_cancelled_cb(j)) rc = gen_run(s->sess, j->req, j->prompt, &j->sink, job_cancelled_cb, j, &res, &err);
-    res.queue_s = queue_s;
-    job_gen_done(j, rc, &res, &err);
-
-    pthread_mutex_lock(&s->mu);
-    s->sess_running = 0;
-    s->ticket_serving++;
-    s->sess_threads--;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
 /* Hand the job to the engine (it holds a reference until job_gen_done). Returns 0, or fills e. */
 static int job_start(srv *s, srv_job *j, api_error *e)
 {
@@ -382,35 +357,17 @@ static int job_start(srv *s, srv_job *j, api_error *e)
     if (s->o.script) {   /* tests: the scripted "model" runs here, on the connection's thread */
         gen_result res;
         ar_error err = { 0 };
-        int rc = gen_run(NULL, j->req, j->prompt, &j->sink, job_cancelled_cb, j, &res, &err);
+        int rc = gen_run(j->req, j->prompt, &j->sink, job_cancelled_cb, j, &res, &err);
         job_gen_done(j, rc, &res, &err);
-        return 0;
-    }
-    if (s->sess) {
-        pthread_mutex_lock(&s->mu);
-        if (s->sess_waiting >= s->o.max_queue) {
-            pthread_mutex_unlock(&s->mu);
-            job_release(j);
-            return api_fail(e, 503, "server_error", "server_busy", NULL, "The server's queue is full; retry later");
-        }
-        j->ticket = s->ticket_next++;
-        s->sess_waiting++;
-        s->sess_threads++;
-        pthread_mutex_unlock(&s->mu);
-        pthread_t t;
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &at, sess_main, j)) sess_main(j);   /* no thread: run it here */
-        pthread_attr_destroy(&at);
         return 0;
     }
     ar_error err = { 0 };
     pthread_mutex_lock(&j->mu);
     j->submitted = true;
     pthread_mutex_unlock(&j->mu);
-    int rc = gen_submit(s->sched, s->model, j->req, j->prompt, &j->sink, job_cancelled_cb, j, job_gen_done, j, &j->id,
-                        &err);
+    const gen_spec spec = { .block = s->o.draft_block, .budget = s->o.draft_budget };
+    int rc = gen_submit(s->sched, s->model, &spec, j->req, j->prompt, &j->sink, job_cancelled_cb, j, job_gen_done, j,
+                        &j->id, &err);
     if (rc) {
         pthread_mutex_lock(&j->mu);
         j->submitted = false;
@@ -482,7 +439,7 @@ static void handle_metrics(void *user, http_req *r)
     if (s->sched) ar_sched_get_stats(s->sched, &st);
     pthread_mutex_lock(&s->mu);
     const metrics *m = &s->m;
-    int depth = s->sched ? st.n_queued : s->sess_waiting, running = s->sched ? st.n_active : s->sess_running;
+    int depth = s->sched ? st.n_queued : 0, running = s->sched ? st.n_active : 0;
     sb_puts(&b, "# HELP arbor_requests_total HTTP responses by endpoint and status.\n"
                 "# TYPE arbor_requests_total counter\n");
     for (int i = 0; i < m->n_by_status; i++)
@@ -526,6 +483,17 @@ static void handle_metrics(void *user, http_req *r)
               "# HELP arbor_prompt_cached_tokens_total Prompt tokens restored from the prefix cache (in the prompt tokens).\n"
               "# TYPE arbor_prompt_cached_tokens_total counter\narbor_prompt_cached_tokens_total %llu\n",
               m->cached_tokens);
+    sb_printf(&b,
+              "# HELP arbor_spec_steps_total Speculative steps (a drafter attached: one verify of a chain or tree).\n"
+              "# TYPE arbor_spec_steps_total counter\narbor_spec_steps_total %llu\n"
+              "# HELP arbor_spec_tokens_total Tokens emitted by speculative steps.\n"
+              "# TYPE arbor_spec_tokens_total counter\narbor_spec_tokens_total %llu\n"
+              "# HELP arbor_spec_draft_nodes_total Draft nodes verified by speculative steps (anchors not counted).\n"
+              "# TYPE arbor_spec_draft_nodes_total counter\narbor_spec_draft_nodes_total %llu\n"
+              "# HELP arbor_spec_acceptance_length Tokens per speculative step (spec_tokens / spec_steps; 0 before any).\n"
+              "# TYPE arbor_spec_acceptance_length gauge\narbor_spec_acceptance_length %.4f\n",
+              m->spec_steps, m->spec_tokens, m->spec_nodes,
+              m->spec_steps ? (double)m->spec_tokens / (double)m->spec_steps : 0.0);
     pthread_mutex_unlock(&s->mu);
     if (s->sched) {
         const ar_pcache_stats *c = &st.cache;
@@ -635,38 +603,53 @@ static char *base_name(const char *path)
     return strndup(b, n);
 }
 
+/* The model's chat template family (tok/chat.h) from its GGUF's tokenizer.chat_template: Qwen3.5 /
+ * Qwen3.6 render their own template; a template of another family gets ChatML, with a warning. */
+static int model_chat_family(const ar_model *m)
+{
+    const gguf_file *f = m->qm ? qwen35_gguf(m->qm) : NULL;
+    const gguf_kv *kv = f ? gguf_find(f, "tokenizer.chat_template") : NULL;
+    char *text = NULL;
+    if (kv && kv->type == GGUF_T_STRING && (text = malloc(kv->v.str.len + 1))) {
+        memcpy(text, kv->v.str.ptr, kv->v.str.len);
+        text[kv->v.str.len] = 0;
+    }
+    int family = ar_chat_family(text);
+    if (family == AR_CHAT_CHATML)
+        ar_log(AR_LOG_WARN, "the model's chat template (%zu bytes) is not of the Qwen3.5 family: prompts are "
+               "rendered as plain ChatML (no tools, no thinking)", text ? strlen(text) : (size_t)0);
+    else if (text && *text && !ar_chat_template_is_known(text))
+        ar_log(AR_LOG_WARN, "the model's chat template differs from the published %s template: prompts are "
+               "rendered with the published one", ar_chat_family_name(family));
+    free(text);
+    return family;
+}
+
+int srv_chat_family(const srv *s) { return s->chat_family; }
+
 int srv_attach_model(srv *s, ar_model *m, const char *path, ar_error *err)
 {
     if (!s->name && !(s->name = base_name(path ? path : "arbor"))) return ar_fail(err, AR_ENOMEM, "out of memory");
     int n_parallel = s->o.n_parallel > 0 ? s->o.n_parallel : 4;
     int rc;
-    if (ar_model_has_draft(m) && n_parallel == 1) {
-        /* speculative serving: one session, the drafter's chain or tree (see serve.h) */
-        ar_session_params sp = ar_session_defaults();
-        sp.n_ctx = s->o.n_ctx;
-        sp.draft_block = s->o.draft_block;
-        sp.draft_budget = s->o.draft_budget;
-        if ((rc = ar_session_create(&s->sess, m, &sp, err))) return rc;
-        s->n_ctx = ar_session_n_ctx(s->sess);
-    } else {
-        if (ar_model_has_draft(m))
-            ar_log(AR_LOG_WARN, "--parallel %d: the drafter is not used (speculative serving needs --parallel 1)",
-                   n_parallel);
-        ar_sched_params sp = ar_sched_defaults();
-        sp.n_parallel = n_parallel;
-        int n_train = ar_model_n_ctx_train(m);
-        sp.n_ctx = s->o.n_ctx > 0 ? s->o.n_ctx : (n_train > 0 && n_train < 4096 ? n_train : 4096);
-        sp.max_queue = s->o.max_queue;
-        sp.cache_bytes = s->o.cache_bytes;
-        if (s->o.prefill_budget > 0) sp.prefill_budget = s->o.prefill_budget;
-        if ((rc = ar_sched_create(&s->sched, m, &sp, err))) return rc;
-        if ((rc = ar_sched_start(s->sched, err))) {
-            ar_sched_free(s->sched);
-            s->sched = NULL;
-            return rc;
-        }
-        s->n_ctx = sp.n_ctx;
+    s->chat_family = s->o.chat_family >= AR_CHAT_QWEN35 && s->o.chat_family <= AR_CHAT_CHATML ? s->o.chat_family
+                                                                                             : model_chat_family(m);
+    /* one mechanism for every --parallel: the scheduler; with a drafter, each request brings its own
+     * speculative hook (gen_submit) */
+    ar_sched_params sp = ar_sched_defaults();
+    sp.n_parallel = n_parallel;
+    int n_train = ar_model_n_ctx_train(m);
+    sp.n_ctx = s->o.n_ctx > 0 ? s->o.n_ctx : (n_train > 0 && n_train < 4096 ? n_train : 4096);
+    sp.max_queue = s->o.max_queue;
+    sp.cache_bytes = s->o.cache_bytes;
+    if (s->o.prefill_budget > 0) sp.prefill_budget = s->o.prefill_budget;
+    if ((rc = ar_sched_create(&s->sched, m, &sp, err))) return rc;
+    if ((rc = ar_sched_start(s->sched, err))) {
+        ar_sched_free(s->sched);
+        s->sched = NULL;
+        return rc;
     }
+    s->n_ctx = sp.n_ctx;
     s->model = m;
     atomic_store(&s->ready, true);
     return 0;
@@ -679,10 +662,8 @@ void srv_free(srv *s)
     atomic_store(&s->stopping, true);
     ar_sched_free(s->sched);
     s->sched = NULL;
-    /* 2. session path: waiting jobs end with 503 in turn, the running one is cancelled */
+    /* 2. streams send their last frames (at most 2 s), then connections close */
     pthread_mutex_lock(&s->mu);
-    while (s->sess_threads > 0) pthread_cond_wait(&s->cv, &s->mu);
-    /* 3. streams send their last frames (at most 2 s), then connections close */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += 2;
@@ -690,7 +671,6 @@ void srv_free(srv *s)
         if (pthread_cond_timedwait(&s->cv, &s->mu, &ts)) break;
     pthread_mutex_unlock(&s->mu);
     http_free(s->http);
-    ar_session_free(s->sess);
     free(s->m.by_status);
     free(s->name);
     pthread_mutex_destroy(&s->mu);

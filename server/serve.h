@@ -15,8 +15,13 @@
  * err) writes the final frame or the reply. A client that leaves (its stream ends early, or its
  * socket hangs up: polled after every token) cancels its request; the others go on.
  *
- * Speculative serving: with a drafter attached to the model AND n_parallel == 1, jobs run one at a
- * time on one ar_session (chain / DDTree speculation) instead of the scheduler, in FIFO order. */
+ * Speculative serving: with a drafter attached to the model, every job brings its own speculative hook
+ * (engine/spec_hook.h: chain, DDTree of draft_budget nodes, or auto) to the same scheduler, at any
+ * n_parallel; draft_block 1 turns speculation off. /metrics counts the speculative steps and tokens.
+ *
+ * Chat template: the model's GGUF tokenizer.chat_template decides the family (tok/chat.h
+ * ar_chat_family); a template of another family than Qwen3.5 / 3.6 is rendered as ChatML (warning at
+ * load). Endpoints set srv_request.chat_family = srv_chat_family(s) before rendering. */
 #ifndef AR_SERVER_SERVE_H
 #define AR_SERVER_SERVE_H
 
@@ -44,8 +49,11 @@ typedef struct srv_options {
     int         max_queue;      /* jobs waiting at most (then 503); default 64 */
     unsigned    conn_timeout_s; /* idle keep-alive connection timeout; default 300 */
     const char *model_name;     /* the id /v1/models reports; NULL: the file name */
-    int         draft_block;    /* with a drafter attached to the model: ar_session_params.draft_block */
-    int         draft_budget;   /* ar_session_params.draft_budget: 0 chain, N tree of N nodes, -1 auto */
+    int         draft_block;    /* with a drafter attached to the model: tokens per step, 2..64; 0: the drafter's;
+                                   1: speculation off */
+    int         draft_budget;   /* draft nodes per step: 0 chain, N tree of N nodes, -1 auto */
+    int         chat_family;    /* -1 (default): the model's template decides (tok/chat.h ar_chat_family);
+                                   else AR_CHAT_QWEN35 / QWEN36 / CHATML, whatever the model carries */
     const char *script;         /* tests only: every generation "outputs" this text (see srv_request) */
 } srv_options;
 
@@ -53,8 +61,8 @@ srv_options srv_defaults(void);
 
 /* Start serving HTTP: /health answers 503 "loading" until srv_attach_model. */
 int  srv_create(srv **out, const srv_options *o, ar_error *err);
-/* Use model m (not owned: free it after srv_free): creates and starts the scheduler (or the
- * speculative session); ready. */
+/* Use model m (not owned: free it after srv_free): creates and starts the scheduler (and the
+ * speculative hooks of a drafter); ready. */
 int  srv_attach_model(srv *s, ar_model *m, const char *path, ar_error *err);
 int  srv_port(const srv *s);
 /* Stops: queued and running jobs end with 503 (an error frame when streamed), connections close. NULL ok. */
@@ -66,6 +74,7 @@ int             srv_n_ctx(const srv *s);
 const char     *srv_model_name(const srv *s);
 const char     *srv_script(const srv *s);     /* srv_options.script */
 int             srv_n_ctx_train(const srv *s);
+int             srv_chat_family(const srv *s);   /* tok/chat.h AR_CHAT_*: the model's template family */
 /* 0 when a model is attached; else fills e with 503 "loading model" and returns -1. */
 int             srv_check_ready(const srv *s, api_error *e);
 

@@ -31,7 +31,9 @@
 #include "arbor.h"
 #include "base/log.h"
 #include "base/timer.h"
+#include "model/mkmodel.h"
 #include "server/serve.h"
+#include "tok/chat.h"
 
 #define KEY "test-key-123"
 #define MAX_BODY (256 * 1024)
@@ -1323,10 +1325,11 @@ static void test_tool_choice(void)
     resp_free(&r);
 }
 
-/* Speculative serving (a drafter, one session): the constraint rides on the session's sampler through
- * the chain walk, losslessly — the same request decoded plainly (logprobs turn speculation off) gives
- * the same answer at temperature 0. */
-static void test_tool_choice_spec(void)
+/* Speculative serving (a drafter, a hook per request in the scheduler): the constraint rides on the
+ * request's sampler through the chain walk, losslessly — with and without logprobs (their rows are the
+ * verified nodes' target logits), and (main) the same as plain decoding (draft_block 1) at T = 0.
+ * out: the answer. */
+static void test_tool_choice_spec(char *out, size_t cap)
 {
     const char *bodies[2] = {
         "{" TC_USER ", \"tools\": [" TC_WEATHER ", " TC_PING ", " TC_TIME "], \"tool_choice\": \"required\", "
@@ -1346,7 +1349,7 @@ static void test_tool_choice_spec(void)
         json_t *args = json_loads(jstr(call, "arguments"), 0, NULL);
         CHECK(r.status == 200 && json_array_size(json_object_get(msg, "tool_calls")) == 1 &&
                   (!strcmp(name, "get_weather") || !strcmp(name, "ping") || !strcmp(name, "get_time")) && json_is_object(args),
-              "speculative, tool_choice required (%s): %.600s", k ? "plain" : "speculative", r.body);
+              "speculative, tool_choice required (%s): %.600s", k ? "logprobs" : "plain", r.body);
         snprintf(calls[k], sizeof calls[k], "%s %s %s | %s | %lld", jstr(choice, "finish_reason"), name,
                  jstr(call, "arguments"), jstr(msg, "reasoning_content"),
                  jint(json_object_get(root, "usage"), "completion_tokens"));
@@ -1354,8 +1357,9 @@ static void test_tool_choice_spec(void)
         json_decref(root);
         resp_free(&r);
     }
-    CHECK(!strcmp(calls[0], calls[1]), "speculative and plain decoding differ under the constraint:\n  %s\n  %s", calls[0],
+    CHECK(!strcmp(calls[0], calls[1]), "with and without logprobs, answers differ under the constraint:\n  %s\n  %s", calls[0],
           calls[1]);
+    snprintf(out, cap, "%s", calls[0]);
     printf("speculative tool_choice: %.200s\n", calls[0]);
 }
 
@@ -1782,6 +1786,129 @@ static void test_disconnect_one(void)
     CHECK(server_alive(), "disconnect one: the server stopped answering");
 }
 
+
+/* ---- prefix cache across conversations ---------------------------------------------------------- */
+
+/* A long system prompt shared by conversations (a coding agent's), and a body with it and user text u. */
+static char *shared_system_body(const char *u)
+{
+    sbuf sys = { 0 };
+    sb_puts(&sys, "You are a coding agent. Rules:");
+    for (int i = 0; i < 60; i++) sb_printf(&sys, " rule %d: keep the build green and the diff small.", i);
+    json_t *body = json_pack("{s:[{s:s,s:s},{s:s,s:s}],s:i,s:i}", "messages", "role", "system", "content", sys.p,
+                             "role", "user", "content", u, "max_tokens", 8, "temperature", 0);
+    char *text = json_dumps(body, 0);
+    json_decref(body);
+    sb_free(&sys);
+    return text;
+}
+
+static char *g_shared_answer;   /* the second conversation's answer with the cache on */
+
+/* Two conversations with the same system prompt and different user messages: the second resumes from
+ * the first's snapshot at the end of the system message (the Qwen3.5 template renders no system
+ * message alone: the boundary is cut from the first two messages' text). */
+static void test_prefix_cache_shared_system(void)
+{
+    char *a = shared_system_body("what does main.c do?"), *b = shared_system_body("fix the failing test");
+    resp r;
+    post("/v1/chat/completions", a, &r);
+    CHECK(r.status == 200, "shared system: conversation 1: %d %.200s", r.status, r.body);
+    resp_free(&r);
+    post("/v1/chat/completions", b, &r);
+    json_t *root = json_loads(r.body ? r.body : "", 0, NULL);
+    json_t *usage = json_object_get(root, "usage");
+    long long cached = json_integer_value(json_object_get(json_object_get(usage, "prompt_tokens_details"), "cached_tokens"));
+    long long prompt = json_integer_value(json_object_get(usage, "prompt_tokens"));
+    printf("shared system prompt: conversation 2 reused %lld of %lld prompt tokens\n", cached, prompt);
+    CHECK(r.status == 200 && cached > 400 && cached < prompt, "shared system: cached_tokens %lld of %lld: %.300s",
+          cached, prompt, r.body);
+    free(g_shared_answer);
+    g_shared_answer = content_of(&r);
+    json_decref(root);
+    resp_free(&r);
+    free(a);
+    free(b);
+}
+
+/* The same second conversation on a server without a prefix cache: the same answer (T = 0). */
+static void test_prefix_cache_shared_system_off(void)
+{
+    char *b = shared_system_body("fix the failing test");
+    resp r;
+    post("/v1/chat/completions", b, &r);
+    char *ans = content_of(&r);
+    CHECK(r.status == 200 && ans && g_shared_answer && !strcmp(ans, g_shared_answer),
+          "shared system: with the cache %s, without %s", g_shared_answer ? g_shared_answer : "(none)",
+          ans ? ans : "(none)");
+    printf("shared system answer (cache on = off): %.80s\n", ans ? ans : "");
+    free(ans);
+    free(b);
+    resp_free(&r);
+}
+
+/* ---- a model whose chat template is of another family ------------------------------------------- */
+
+static const char CHATML_TEMPLATE[] =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+    "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/* The server renders ChatML (and warns at load) for it; generation works. */
+static void test_chatml_model(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "/tmp/arbor-test-server-chatml-%d.gguf", (int)getpid());
+    mkmodel_params p;
+    ar_error err = { 0 };
+    int rc = mkmodel_preset(&p, "tiny", &err);
+    char vsrc[1024];
+    snprintf(vsrc, sizeof vsrc, "%s/vocab-qwen35.gguf", test_fixtures());
+    p.vocab = "small:4096";
+    p.vocab_src = vsrc;
+    p.seed = 1;
+    p.chat_template = CHATML_TEMPLATE;
+    p.quiet = true;
+    if (!rc) rc = mkmodel_write(&p, path, NULL, &err);
+    CHECK(rc == 0, "chatml model: %s", err.msg);
+    ar_model *m = NULL;
+    ar_model_params mp = ar_model_defaults();
+    mp.n_threads = 1;
+    mp.prefault = false;
+    if (!rc) rc = ar_model_load(&m, path, &mp, &err);
+    CHECK(rc == 0, "chatml model load: %s", err.msg);
+    srv *s = NULL;
+    srv_options o = srv_defaults();
+    o.port = 0;
+    o.api_key = KEY;
+    o.n_ctx = 512;
+    o.n_parallel = 1;
+    o.cache_bytes = 16u << 20;
+    if (!rc) rc = srv_create(&s, &o, &err);
+    if (!rc) rc = srv_attach_model(s, m, path, &err);
+    CHECK(rc == 0, "chatml server: %s", err.msg);
+    if (!rc) {
+        g_port = srv_port(s);
+        const char *msgs = "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
+                           "{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": 4, \"temperature\": 0}";
+        resp r;
+        post("/apply-template", msgs, &r);
+        json_t *root = json_loads(r.body ? r.body : "", 0, NULL);
+        const char *prompt = jstr(root, "prompt");
+        const char *want = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+                           "<|im_start|>assistant\n";
+        CHECK(r.status == 200 && prompt && !strcmp(prompt, want), "chatml: apply-template %d: %.300s", r.status, r.body);
+        json_decref(root);
+        resp_free(&r);
+        post("/v1/chat/completions", msgs, &r);
+        CHECK(r.status == 200 && r.body && strstr(r.body, "\"completion_tokens\""), "chatml: chat %d: %.300s", r.status,
+              r.body);
+        resp_free(&r);
+    }
+    srv_free(s);
+    ar_model_free(m);
+    unlink(path);
+}
+
 int main(void)
 {
     ar_log_level = AR_LOG_WARN;
@@ -1797,6 +1924,7 @@ int main(void)
         TEST_END();
     }
     srv_options o = srv_defaults();
+    o.chat_family = AR_CHAT_QWEN35;   /* the fixture carries a ChatML template: the tests want Qwen3.5 prompts */
     o.port = 0;
     o.api_key = KEY;
     o.max_body = MAX_BODY;
@@ -1841,6 +1969,7 @@ int main(void)
 
     /* a second server whose "model" outputs a fixed script: tool calls end to end */
     o = srv_defaults();
+    o.chat_family = AR_CHAT_QWEN35;
     o.port = 0;
     o.script = SCRIPT;
     rc = srv_create(&s, &o, &err);
@@ -1856,6 +1985,7 @@ int main(void)
 
     /* a third: 4 sequences batched, prefix cache on */
     o = srv_defaults();
+    o.chat_family = AR_CHAT_QWEN35;   /* the fixture carries a ChatML template: the tests want Qwen3.5 prompts */
     o.port = 0;
     o.api_key = KEY;
     o.n_ctx = N_CTX;
@@ -1868,6 +1998,7 @@ int main(void)
         g_port = srv_port(s);
         test_concurrent();
         test_prefix_cache();
+        test_prefix_cache_shared_system();
         test_disconnect_one();
         resp r2;
         request("GET", "/metrics", NULL, NULL, 0, &r2);
@@ -1876,28 +2007,59 @@ int main(void)
         resp_free(&r2);
     }
     srv_free(s);
-    ar_model_free(m);
 
-    /* a fourth: speculative serving (the bundled target and its drafter, one session) */
+    /* the shared-system conversation again, without a prefix cache: the same answer */
+    o.cache_bytes = 0;
+    s = NULL;
+    rc = srv_create(&s, &o, &err);
+    if (!rc) rc = srv_attach_model(s, m, path, &err);
+    CHECK(rc == 0, "server without a cache: %s", err.msg);
+    if (!rc) {
+        g_port = srv_port(s);
+        test_prefix_cache_shared_system_off();
+    }
+    srv_free(s);
+    ar_model_free(m);
+    free(g_shared_answer);
+
+    /* a model whose template is ChatML */
+    test_chatml_model();
+
+    /* a fourth: speculative serving (the bundled target and its drafter: a hook per request in the
+     * scheduler, 2 slots), then the same model decoding plainly (draft_block 1): the same answers */
     m = NULL;
+    mp.n_threads = 2;
     rc = ar_model_load(&m, "models/arbor-tiny-target.gguf", &mp, &err);
     if (!rc) rc = ar_model_load_draft(m, "models/arbor-tiny-dflash.gguf", &err);
     CHECK(rc == 0, "the bundled pair models/arbor-tiny-target.gguf + arbor-tiny-dflash.gguf: %s", err.msg);
-    o = srv_defaults();
-    o.port = 0;
-    o.api_key = KEY;
-    o.n_ctx = 2048;
-    o.n_parallel = 1;
-    o.cache_bytes = 0;
-    s = NULL;
-    if (!rc) rc = srv_create(&s, &o, &err);
-    if (!rc) rc = srv_attach_model(s, m, "models/arbor-tiny-target.gguf", &err);
-    CHECK(rc == 0, "speculative server: %s", err.msg);
-    if (!rc) {
-        g_port = srv_port(s);
-        test_tool_choice_spec();
+    char answer[2][2048] = { "", "" };
+    long long spec_steps[2] = { 0, 0 }, spec_tokens[2] = { 0, 0 };
+    for (int k = 0; k < 2 && !rc; k++) {
+        o = srv_defaults();   /* the template's family from the model (Qwen3.5) */
+        o.port = 0;
+        o.api_key = KEY;
+        o.n_ctx = 2048;
+        o.n_parallel = 2;
+        o.cache_bytes = 16u << 20;
+        o.draft_block = k ? 1 : 0;
+        s = NULL;
+        rc = srv_create(&s, &o, &err);
+        if (!rc) rc = srv_attach_model(s, m, "models/arbor-tiny-target.gguf", &err);
+        CHECK(rc == 0, "%s server: %s", k ? "plain" : "speculative", err.msg);
+        if (!rc) {
+            g_port = srv_port(s);
+            CHECK(srv_chat_family(s) == AR_CHAT_QWEN35, "bundled target: chat family %d, want Qwen3.5", srv_chat_family(s));
+            test_tool_choice_spec(answer[k], sizeof answer[k]);
+            spec_steps[k] = metric("arbor_spec_steps_total");
+            spec_tokens[k] = metric("arbor_spec_tokens_total");
+        }
+        srv_free(s);
     }
-    srv_free(s);
+    CHECK(!strcmp(answer[0], answer[1]), "speculative and plain serving differ:\n  %s\n  %s", answer[0], answer[1]);
+    CHECK(spec_steps[0] > 0 && spec_tokens[0] >= spec_steps[0] && spec_steps[1] == 0,
+          "/metrics: speculative %lld steps %lld tokens, plain %lld steps", spec_steps[0], spec_tokens[0], spec_steps[1]);
+    printf("speculative serving: acceptance length %.2f (%lld tokens / %lld steps)\n",
+           spec_steps[0] ? (double)spec_tokens[0] / (double)spec_steps[0] : 0.0, spec_tokens[0], spec_steps[0]);
     ar_model_free(m);
     TEST_END();
 }

@@ -779,85 +779,11 @@ INLINE void run_q8(const q8tile *t, const uint8_t *const a[MR], int R, __m512 *a
     }
 }
 
-/* ---- Q8_0 row-dot for M = 1 -------------------------------------------------------------------
- * Same idea as the K-quant row-dot above, for 34-byte blocks: |w| x (a with w's sign) per block
- * with one 256-bit vpdpbusd (exact), the 8-lane sums of 16 consecutive blocks reduced together by
- * an unpack/add tree into one vector of 16 block totals, then the tile path's float steps per
- * block in block order: acc += (float)dot * (d_w * d_a). */
-INLINE __m256i q8_block_dot(const uint8_t *wblk, const uint8_t *ablk)
-{
-    const __m256i w = _mm256_loadu_si256((const __m256i *)(wblk + 2));
-    const __m256i a = _mm256_loadu_si256((const __m256i *)(ablk + 2));
-    const __m256i sa = _mm256_mask_sub_epi8(a, _mm256_movepi8_mask(w), _mm256_setzero_si256(), a);
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(w), sa);
-}
-
-INLINE float f16_at(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-INLINE float q8_step(float acc, int32_t dot, float dw, float da)
-{
-    const __m128 dd = _mm_mul_ss(_mm_set_ss(dw), _mm_set_ss(da));
-    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), dot), dd, _mm_set_ss(acc)));
-}
-
-static void rowdot_q8_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
-                        float *y)
-{
-    const int64_t nb = n_in / 32, ng = nb / 16;
-    const uint8_t *x = xq;
-    /* lane order of the reduction tree's output: lane k holds block perm[k] of the group */
-    static const int perm[16] = {0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15};
-    for (int64_t o = o_lo; o < o_hi; o++) {
-        const uint8_t *row = (const uint8_t *)w + (size_t)o * wrb;
-        float acc = 0.0f;
-        for (int64_t g = 0; g < ng; g++) {
-            const uint8_t *wg = row + (size_t)g * 16 * 34, *ag = x + (size_t)g * 16 * 34;
-            __m512i z[8];
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++)
-                z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(q8_block_dot(wg + 68 * i, ag + 68 * i)),
-                                          q8_block_dot(wg + 68 * i + 34, ag + 68 * i + 34), 1);
-            __m512i u[4], v[2];
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++)
-                u[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]),
-                                        _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]));
-#pragma GCC unroll 2
-            for (int i = 0; i < 2; i++)
-                v[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * i], u[2 * i + 1]),
-                                        _mm512_unpackhi_epi64(u[2 * i], u[2 * i + 1]));
-            const __m512i tot = _mm512_add_epi32(_mm512_shuffle_i32x4(v[0], v[1], 0x88),
-                                                 _mm512_shuffle_i32x4(v[0], v[1], 0xDD));
-            int32_t dots[16];
-            _mm512_storeu_si512(dots, tot);
-            int32_t ord[16];
-#pragma GCC unroll 16
-            for (int k = 0; k < 16; k++) ord[perm[k]] = dots[k];
-#pragma GCC unroll 16
-            for (int b = 0; b < 16; b++) acc = q8_step(acc, ord[b], f16_at(wg + 34 * b), f16_at(ag + 34 * b));
-        }
-        for (int64_t b = ng * 16; b < nb; b++) {
-            const __m256i d = q8_block_dot(row + 34 * b, x + 34 * b);
-            acc = q8_step(acc, hsum256_epi32(d), f16_at(row + 34 * b), f16_at(x + 34 * b));
-        }
-        y[o] = acc;
-    }
-}
-
 enum { Q8T_Q8_0, Q8T_Q4_0, Q8T_IQ4_NL };
 
 INLINE void gemm_q8tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                          const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
-    if (M == 1 && kind == Q8T_Q8_0) {
-        rowdot_q8_0(w, wrb, n_in, o_lo, o_hi, xq, y);
-        return;
-    }
     const int64_t nb = n_in / 32;
     const size_t bbytes = kind == Q8T_Q8_0 ? 34 : 18;
     const uint8_t *wb = w, *xb = xq;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/half.h"
+#include "compute/cpu/attn.h"
 #include "compute/cpu/cpu_features.h"
 #include "compute/cpu/gdn.h"
 #include "compute/cpu/gemm.h"
@@ -500,15 +501,20 @@ void ar_attn_begin(ar_attn_acc *a, float *o, int d)
     for (int i = 0; i < d; i++) o[i] = 0.0f;
 }
 
-enum { ATTN_BLOCK = 64 };
-
 void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
                    int n, float scale)
 {
+    if (ar_cpu_has_avx512_set() && ar_attn_block_avx512(a, q, k, v, stride, n, scale)) return;
+    ar_attn_block_ref(a, q, k, v, stride, n, scale);
+}
+
+void ar_attn_block_ref(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
+                       int n, float scale)
+{
     const int d = a->d;
-    float s[ATTN_BLOCK];
-    for (int j0 = 0; j0 < n; j0 += ATTN_BLOCK) {
-        int nb = n - j0 < ATTN_BLOCK ? n - j0 : ATTN_BLOCK;
+    float s[AR_ATTN_BLOCK];
+    for (int j0 = 0; j0 < n; j0 += AR_ATTN_BLOCK) {
+        int nb = n - j0 < AR_ATTN_BLOCK ? n - j0 : AR_ATTN_BLOCK;
         float mx = a->max;
         for (int j = 0; j < nb; j++) {
             s[j] = dot(q, k + (size_t)(j0 + j) * stride, d) * scale;

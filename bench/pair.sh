@@ -8,8 +8,8 @@
 # env: ARBOR (default build/arbor), LLAMA_SPEC (default build/oracle/llama-speculative-simple),
 #      LLAMA_BENCH (default build/oracle/llama-bench; both from scripts/oracle.sh [--bench-tools]).
 #
-# arbor:     arbor bench -m TARGET --draft DRAFTER -p <prompt tokens> -n N --budget LIST  (greedy; checks
-#            that every mode produces the same tokens)
+# arbor:     arbor run -m TARGET [--draft DRAFTER [--budget B]] -f PROMPT -n N --temp 0: plain, chain and
+#            DDTree at each budget of LIST (greedy; the table says whether each output equals plain's)
 # llama.cpp: llama-bench -m TARGET -p 0 -n N                                         (plain decode t/s)
 #            llama-speculative-simple -m TARGET -md DRAFTER --spec-type draft-dflash
 #                --spec-draft-n-max 15 -f PROMPT -n N --temp 0 --top-k 1             (DFlash t/s, acceptance)
@@ -46,14 +46,25 @@ if [ -z "$prompt" ]; then
     prompt=$out/prompt.txt
     head -c 1500 /usr/include/linux/resource.h > "$prompt"
 fi
-n_prompt=$("$ARBOR" tokenize -m "$target" -f "$prompt" 2>/dev/null | wc -w)
-[ "$n_prompt" -gt 0 ] || die "cannot tokenize $prompt"
-echo "pair.sh: $target + $drafter, prompt $prompt ($n_prompt tokens), $n_gen tokens, $threads threads -> $out" >&2
+echo "pair.sh: $target + $drafter, prompt $prompt, $n_gen tokens, $threads threads -> $out" >&2
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 echo "load before arbor: $(load)" > "$out/load.txt"
-"$ARBOR" bench -m "$target" --draft "$drafter" -f "$prompt" -n "$n_gen" -t "$threads" --budget "$budgets" \
-    > "$out/arbor.txt" 2> "$out/arbor.err" || die "arbor bench failed: $(tail -3 "$out/arbor.err")"
+# arbor: plain, chain (the drafter's block) and DDTree at each budget, greedy, on the same prompt; the
+# generated text must be identical in every mode (verification is lossless)
+modes=(plain chain)
+IFS=, read -r -a blist <<< "$budgets"
+for b in "${blist[@]}"; do modes+=("ddtree-$b"); done
+for mode in "${modes[@]}"; do
+    args=()
+    case $mode in
+        plain) ;;
+        chain) args=(--draft "$drafter") ;;
+        ddtree-*) args=(--draft "$drafter" --budget "${mode#ddtree-}") ;;
+    esac
+    "$ARBOR" run -m "$target" "${args[@]}" -f "$prompt" -n "$n_gen" --temp 0 -t "$threads" \
+        > "$out/arbor-$mode.txt" 2> "$out/arbor-$mode.err" || die "arbor run ($mode) failed: $(tail -3 "$out/arbor-$mode.err")"
+done
 echo "load before llama-bench: $(load)" >> "$out/load.txt"
 "$LLAMA_BENCH" -m "$target" -t "$threads" -p 0 -n "$n_gen" -r 3 > "$out/llama-bench.txt" 2> "$out/llama-bench.err" \
     || die "llama-bench failed: $(tail -3 "$out/llama-bench.err")"
@@ -69,9 +80,17 @@ n_pred=$(sed -n 's/.*n_predict *= *\([0-9]*\).*/\1/p' "$out/llama-spec.txt" | ta
 n_acc=$(sed -n 's/.*n_accept *= *\([0-9]*\).*/\1/p' "$out/llama-spec.txt" | tail -1)
 tau=$(awk -v p="$n_pred" -v a="$n_acc" 'BEGIN { if (p > a) printf "%.2f", p / (p - a); else print "?" }')
 {
-    echo "## arbor ($ARBOR bench --draft, greedy)"
+    echo "## arbor ($ARBOR run [--draft DRAFTER [--budget B]] -f PROMPT -n $n_gen --temp 0 -t $threads)"
     echo
-    grep '^|' "$out/arbor.txt" || cat "$out/arbor.txt"
+    echo "| mode | acceptance length (tokens/step) | t/s | output identical to plain |"
+    echo "| --- | ---: | ---: | :-: |"
+    ref=$(md5sum < "$out/arbor-plain.txt" | cut -c1-32)
+    for mode in "${modes[@]}"; do
+        tps=$(sed -n 's/.*generation: [0-9]* tokens in [0-9.]* s (\([0-9.]*\) t\/s).*/\1/p' "$out/arbor-$mode.err" | tail -1)
+        acc=$(sed -n 's/.*acceptance length \([0-9.]*\) tokens\/step.*/\1/p' "$out/arbor-$mode.err" | tail -1)
+        same=$([ "$(md5sum < "$out/arbor-$mode.txt" | cut -c1-32)" = "$ref" ] && echo yes || echo NO)
+        echo "| $mode | ${acc:-1.00} | $tps | $same |"
+    done
     echo
     echo "## llama.cpp (same files, prompt, threads)"
     echo

@@ -469,8 +469,7 @@ INLINE void k4_unpack(const uint8_t *s, uint64_t *sc, uint64_t *mn)
  * scale sc[j] and min mn[j]. A 64-byte load covers chunks 2h, 2h+1: its low nibbles are elements
  * 128h + [0, 32) and 128h + [64, 96) (sub-blocks 4h, 4h+2), its high nibbles 128h + [32, 64) and
  * 128h + [96, 128) (sub-blocks 4h+1, 4h+3). */
-INLINE void rowdot_q4_K_block(const uint8_t *blk, const uint8_t *const a[2], const uint8_t *const xa[2], int R,
-                              float acc[2])
+INLINE float rowdot_q4_K_block(const uint8_t *blk, const uint8_t *a, const uint8_t *xa, float acc)
 {
     static const int8_t dup[16] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7};
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -490,18 +489,16 @@ INLINE void rowdot_q4_K_block(const uint8_t *blk, const uint8_t *const a[2], con
     uint16_t dh[2];
     memcpy(dh, blk, 4);
     const __m128 d = _mm_set_ss(_cvtsh_ss(dh[0])), dmin = _mm_set_ss(_cvtsh_ss(dh[1]));
-    for (int r = 0; r < R; r++) {
-        __m512i isum = _mm512_setzero_si512();
+    __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++)
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w[k], _mm512_load_si512(xa[r] + 64 * k)), s[k]);
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)(a[r] + Q8K_BSUMS));
-        const int32_t is = _mm512_reduce_add_epi32(isum), im = hsum256_epi32(_mm256_madd_epi16(bs, m16));
-        /* the tile path's float steps, bit for bit: f = is * d - im * dmin, acc += f * d8 */
-        const __m128 f = _mm_fmsub_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), is), d,
-                                      _mm_mul_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), im), dmin));
-        acc[r] = _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a[r])), _mm_set_ss(acc[r])));
-    }
+    for (int k = 0; k < 4; k++)
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w[k], _mm512_load_si512(xa + 64 * k)), s[k]);
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)(a + Q8K_BSUMS));
+    const int32_t is = _mm512_reduce_add_epi32(isum), im = hsum256_epi32(_mm256_madd_epi16(bs, m16));
+    /* the tile path's float steps, bit for bit: f = is * d - im * dmin, acc += f * d8 */
+    const __m128 f = _mm_fmsub_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), is), d,
+                                  _mm_mul_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), im), dmin));
+    return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a)), _mm_set_ss(acc)));
 }
 
 /* Q6_K block (210 bytes: ql[128], qh[64], scales[16] int8, d) x R Q8_K rows. For half h and
@@ -511,7 +508,7 @@ INLINE void rowdot_q4_K_block(const uint8_t *blk, const uint8_t *const a[2], con
  * = 16 elements. So a 64-byte ql load gives elements 128h + [0, 64) from its low nibbles and
  * 128h + [64, 128) from its high nibbles, with the 2-bit tops from qh duplicated in both halves and
  * shifted per half. The + 32 offset comes off as 32 * sum_g sc_g * bsum_g. */
-INLINE void rowdot_q6_K_block(const uint8_t *blk, const uint8_t *const a[2], int R, float acc[2])
+INLINE float rowdot_q6_K_block(const uint8_t *blk, const uint8_t *a, float acc)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
     const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
@@ -532,51 +529,47 @@ INLINE void rowdot_q6_K_block(const uint8_t *blk, const uint8_t *const a[2], int
     uint16_t dh;
     memcpy(&dh, blk + 208, 2);
     const __m128 d = _mm_set_ss(_cvtsh_ss(dh));
-    for (int r = 0; r < R; r++) {
-        const uint8_t *x = a[r] + Q8K_QS;
-        __m512i isum = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++)
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w[k], _mm512_loadu_si512(x + 64 * k)), s[k]);
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)(a[r] + Q8K_BSUMS));
-        const int32_t tot = _mm512_reduce_add_epi32(isum) - 32 * hsum256_epi32(_mm256_madd_epi16(bs, sc16));
-        /* the tile path's float steps: acc += (tot * d) * d8 */
-        const __m128 f = _mm_mul_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), tot), d);
-        acc[r] = _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a[r])), _mm_set_ss(acc[r])));
-    }
+    const uint8_t *x = a + Q8K_QS;
+    __m512i isum = _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++)
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(w[k], _mm512_loadu_si512(x + 64 * k)), s[k]);
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)(a + Q8K_BSUMS));
+    const int32_t tot = _mm512_reduce_add_epi32(isum) - 32 * hsum256_epi32(_mm256_madd_epi16(bs, sc16));
+    /* the tile path's float steps: acc += (tot * d) * d8 */
+    const __m128 f = _mm_mul_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), tot), d);
+    return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a)), _mm_set_ss(acc)));
 }
 
-/* y[r][o] for o in [o_lo, o_hi), r < M <= 2: one row at a time, blocks in order. Each block's
- * integer sums are exact and the float steps per block are the tile path's, in the same order, so
- * an output does not depend on M or on which path computed it (batch invariance, tests/test_gemm). */
+/* y[o] for o in [o_lo, o_hi), one activation row: one weight row at a time, blocks in order. Each
+ * block's integer sums are exact and the float steps per block are the tile path's, in the same order,
+ * so an output does not depend on M or on which path computed it (batch invariance, tests/test_gemm). */
 INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
-                     size_t xrb, int M, float *y, int64_t ldy, int kind)
+                     float *y, int kind)
 {
     const int64_t nb = n_in / AR_QK_K;
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : sizeof(ar_block_q6_K);
     const uint8_t *x = xq;
     /* Q4_K: the activation quants reordered once per call to match the nibble order of a 64-byte
      * weight load (see rowdot_q4_K_block): [0,32)+[64,96), [32,64)+[96,128), then +128 */
-    _Alignas(64) uint8_t xa[2][ROWDOT_MAX_BLOCKS * AR_QK_K];
-    for (int r = 0; r < M && kind == KT_Q4_K; r++)
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *src = x + (size_t)r * xrb + (size_t)b * Q8K_BYTES + Q8K_QS;
-            uint8_t *dst = xa[r] + (size_t)b * AR_QK_K;
-            for (int h = 0; h < 2; h++)
-                for (int hi = 0; hi < 2; hi++) {
-                    memcpy(dst + 128 * h + 64 * hi, src + 128 * h + 32 * hi, 32);
-                    memcpy(dst + 128 * h + 64 * hi + 32, src + 128 * h + 32 * hi + 64, 32);
-                }
-        }
+    _Alignas(64) uint8_t xa[ROWDOT_MAX_BLOCKS * AR_QK_K];
+    for (int64_t b = 0; b < nb && kind == KT_Q4_K; b++) {
+        const uint8_t *src = x + (size_t)b * Q8K_BYTES + Q8K_QS;
+        uint8_t *dst = xa + (size_t)b * AR_QK_K;
+        for (int h = 0; h < 2; h++)
+            for (int hi = 0; hi < 2; hi++) {
+                memcpy(dst + 128 * h + 64 * hi, src + 128 * h + 32 * hi, 32);
+                memcpy(dst + 128 * h + 64 * hi + 32, src + 128 * h + 32 * hi + 64, 32);
+            }
+    }
     for (int64_t o = o_lo; o < o_hi; o++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)o * wrb;
-        float acc[2] = {0.0f, 0.0f};
+        float acc = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *a[2] = {x + (size_t)b * Q8K_BYTES, x + xrb * (M > 1) + (size_t)b * Q8K_BYTES};
-            const uint8_t *ar[2] = {xa[0] + (size_t)b * AR_QK_K, xa[M > 1] + (size_t)b * AR_QK_K};
-            if (kind == KT_Q4_K) rowdot_q4_K_block(row + (size_t)b * bbytes, a, ar, M, acc);
-            else rowdot_q6_K_block(row + (size_t)b * bbytes, a, M, acc);
+            const uint8_t *blk = row + (size_t)b * bbytes, *a = x + (size_t)b * Q8K_BYTES;
+            acc = kind == KT_Q4_K ? rowdot_q4_K_block(blk, a, xa + (size_t)b * AR_QK_K, acc)
+                                  : rowdot_q6_K_block(blk, a, acc);
         }
-        for (int r = 0; r < M; r++) y[(int64_t)r * ldy + o] = acc[r];
+        y[o] = acc;
     }
 }
 
@@ -587,7 +580,7 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
 {
     const int64_t nb = n_in / AR_QK_K;
     if (M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K) && nb <= ROWDOT_MAX_BLOCKS) {
-        rowdot_k(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind);
+        rowdot_k(w, wrb, n_in, o_lo, o_hi, xq, y, kind);
         return;
     }
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : kind == KT_Q5_K ? sizeof(ar_block_q5_K)

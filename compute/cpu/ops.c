@@ -348,6 +348,9 @@ void ar_matmul(ar_compute *c, const ar_weight *w, const float *x, int64_t ldx, f
     ar_pool_run(c->pool, mm_worker, &t);
 }
 
+/* One converted copy of x for ar_matmul_n. */
+typedef struct { int type; int64_t n_in; const void *xq; size_t xrb; } act_buf;
+
 void ar_matmul_n(ar_compute *c, int n, const ar_weight *const *w, const float *x, int64_t ldx, float *const *y,
                  const int64_t *ldy, int M)
 {
@@ -359,30 +362,27 @@ void ar_matmul_n(ar_compute *c, int n, const ar_weight *const *w, const float *x
         return;
     }
     gemm_task t[MAX_N];
-    int n_fast = 0, later[MAX_N], n_later = 0, buf_type[2] = { -1, -1 };
-    int64_t buf_n_in[2] = { 0, 0 };
+    int n_fast = 0, later[MAX_N], n_later = 0;
+    /* x converted once per (dot type, n_in), into one of two buffers */
+    act_buf buf[2] = { { -1, 0, NULL, 0 }, { -1, 0, NULL, 0 } };
     for (int i = 0; i < n; i++) {
         gemm_task ti = { c, w[i], x, ldx, NULL, NULL, 0, y[i], ldy[i], M };
         const int at = ar_gemm_act_type(w[i]->type);
         int ok = 0;
-        if (at < 0) {
-            ok = 0;
-        } else if (w[i]->type == AR_F32) {
+        if (at >= 0 && w[i]->type == AR_F32) {
             ok = gemm_prepare(c, &ti, NULL);
-        } else {
-            /* one converted copy of x per (dot type, n_in), in one of two buffers */
-            for (int b = 0; b < 2 && !ok; b++)
-                if (buf_type[b] == at && buf_n_in[b] == w[i]->n_in) {
-                    for (int j = 0; j < n_fast; j++)
-                        if (t[j].dst && t[j].dst == (b ? c->xq2 : c->xq)) { ti.xq = t[j].xq; ti.xrb = t[j].xrb; }
-                    ok = ti.xq != NULL;
-                }
-            for (int b = 0; b < 2 && !ok; b++)
-                if (buf_type[b] < 0) {
-                    ok = gemm_prepare(c, &ti, b ? c->xq2 : c->xq);
-                    if (ok) { buf_type[b] = at; buf_n_in[b] = w[i]->n_in; }
+        } else if (at >= 0) {
+            for (int b = 0; b < 2 && !ok; b++) {
+                if (buf[b].type == at && buf[b].n_in == w[i]->n_in) {
+                    ti.xq = buf[b].xq;
+                    ti.xrb = buf[b].xrb;
+                    ok = 1;
+                } else if (buf[b].type < 0) {
+                    if ((ok = gemm_prepare(c, &ti, b ? c->xq2 : c->xq)))
+                        buf[b] = (act_buf){ at, w[i]->n_in, ti.xq, ti.xrb };
                     break;
                 }
+            }
         }
         if (ok) t[n_fast++] = ti;
         else later[n_later++] = i;

@@ -91,14 +91,24 @@ void ar_conv_step(float *out, const float *const *rows, const float *w, int chan
 void ar_gdn_step(float *St, const float *q, const float *k, const float *v, float g, float beta,
                  float *o, int d_k, int d_v, float scale);
 
-/* Online-softmax attention for one query head: accumulate a block of n keys/values (rows stride
- * floats apart) into st. ar_attn_finish writes o = sum softmax(s) v. s_j = scale * q·k_j. */
+/* Online-softmax attention for one query row: ar_attn_begin, then blocks of keys/values, then
+ * ar_attn_finish writes o = sum softmax(s) v, s_j = scale * q·k_j. The accumulator is rescaled once
+ * per block, so the result depends on where the blocks are cut: callers that want a row's result
+ * independent of how its keys were split (KV pages, prompt chunks, tree verification) cut the blocks
+ * at key positions that are multiples of AR_ATTN_BLOCK. */
+enum { AR_ATTN_BLOCK = 64 };
 typedef struct ar_attn_acc {
     float max, sum;
     float *o;                 /* [d] accumulator, caller-provided */
     int d;
 } ar_attn_acc;
 void ar_attn_begin(ar_attn_acc *a, float *o, int d);
+/* One block of n <= AR_ATTN_BLOCK keys (k[j], v[j]: d floats each) for R query rows that all see
+ * them (q[r] and acc[r], same d): the rows share every key and value load. A row's result is the
+ * same bits whichever other rows share the call. */
+void ar_attn_rows(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
+                  const float *const *v, int n, float scale);
+/* n keys in rows stride floats apart, one row, cut into blocks of AR_ATTN_BLOCK from the first. */
 void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
                    int n, float scale);
 void ar_attn_finish(ar_attn_acc *a, float *out);

@@ -31,6 +31,9 @@
 
 #include "base/log.h"
 
+/* Most query rows an attention tile gathers (nodes x heads per KV head; at least one node). */
+enum { ATT_TILE_ROWS = 16 };
+
 struct qwen35_ctx {
     const qwen35_model *m;
     ar_compute *comp;
@@ -55,8 +58,14 @@ struct qwen35_ctx {
     int *logit_nodes;
 
     /* per thread */
-    float *attn_o;             /* [n_threads][head_dim] */
-    int *anc_stack;            /* [n_threads][max_nodes] */
+    /* attention tiles (attend): tile_nodes nodes of one sequence x the query heads of one KV head */
+    int att_tile_nodes, att_rows;      /* nodes per tile; rows per tile = tile_nodes x heads per KV head */
+    int *att_tiles;                    /* [max_nodes + 1] first node of each tile of the forward */
+    float *attn_o;                     /* [n_threads][att_rows][head_dim] accumulators */
+    ar_attn_acc *att_acc;              /* [n_threads][att_rows] */
+    ar_attn_acc **att_gacc;            /* [n_threads][att_rows] the rows of one ar_attn_rows call */
+    const float **att_gq;              /* [n_threads][att_rows] */
+    int *anc_stack;                    /* [n_threads][att_tile_nodes][max_nodes] in-batch ancestors */
     float *rope_cs;            /* [n_threads][n_rot] */
 
     /* kept for commit */
@@ -143,8 +152,16 @@ int qwen35_ctx_create(qwen35_ctx **out, const qwen35_model *m, int max_nodes, in
     c->proj = xalloc(M * c->ld_proj, sizeof(float), &ok);
     c->proj2 = xalloc(M * c->ld_proj2, sizeof(float), &ok);
     c->mix = xalloc(M * c->ld_mix, sizeof(float), &ok);
-    c->attn_o = xalloc(T * (D ? D : 1), sizeof(float), &ok);
-    c->anc_stack = xalloc(T * M, sizeof(int), &ok);
+    const int group = hp->n_head_kv > 0 ? hp->n_head / hp->n_head_kv : 1;
+    c->att_tile_nodes = group >= ATT_TILE_ROWS || group < 1 ? 1 : ATT_TILE_ROWS / group;
+    c->att_rows = c->att_tile_nodes * (group > 0 ? group : 1);
+    const size_t TR = T * (size_t)c->att_rows;
+    c->att_tiles = xalloc(M + 1, sizeof(int), &ok);
+    c->attn_o = xalloc(TR * (D ? D : 1), sizeof(float), &ok);
+    c->att_acc = xalloc(TR, sizeof *c->att_acc, &ok);
+    c->att_gacc = xalloc(TR, sizeof *c->att_gacc, &ok);
+    c->att_gq = xalloc(TR, sizeof *c->att_gq, &ok);
+    c->anc_stack = xalloc(T * (size_t)c->att_tile_nodes * M, sizeof(int), &ok);
     c->rope_cs = xalloc(T * (size_t)(hp->n_rot > 0 ? hp->n_rot : 1), sizeof(float), &ok);
     c->keep_k = xalloc((size_t)hp->n_attn_layers * M * kvd, sizeof(float), &ok);
     c->keep_v = xalloc((size_t)hp->n_attn_layers * M * kvd, sizeof(float), &ok);
@@ -167,7 +184,8 @@ void qwen35_ctx_free(qwen35_ctx *c)
     ar_compute_free(c->comp);
     void *bufs[] = { c->nodes, c->node_seq, c->node_past, c->depth, c->n_children, c->remaining, c->conv_src,
                      c->gdn_slot, c->gdn_from, c->free_slots, c->slots, c->x, c->h, c->proj, c->proj2, c->mix,
-                     c->logit_nodes, c->attn_o, c->anc_stack, c->rope_cs, c->keep_k, c->keep_v, c->keep_mixed,
+                     c->logit_nodes, c->attn_o, c->anc_stack, c->rope_cs, c->att_tiles, c->att_acc, c->att_gacc,
+                     (void *)c->att_gq, c->keep_k, c->keep_v, c->keep_mixed,
                      c->keep_g, c->keep_beta };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
@@ -324,7 +342,7 @@ static void swiglu_rows(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
 
 /* ---- gated full attention (§3.3) ---------------------------------------------------------- */
 
-typedef struct { const qwen35_layer *L; float *K, *V; size_t ld_q; } attn_arg;
+typedef struct { const qwen35_layer *L; float *K, *V; size_t ld_q; int n_items; } attn_arg;
 
 static void qk_norm_rope(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
 {
@@ -342,42 +360,87 @@ static void qk_norm_rope(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
     }
 }
 
-/* One (node, query head) per item: committed pages, then in-batch ancestors root first. */
+/* One tile per item: up to att_tile_nodes consecutive nodes of one sequence x the query heads of one
+ * KV head, all of which see the sequence's committed keys and (in a chain) most of each other's, so
+ * they go through ar_attn_rows together and read each key block once. A node's keys are positions
+ * 0 .. n_past - 1 (KV pages) then its in-batch ancestors root first (positions n_past + depth); the
+ * softmax blocks are cut at positions that are multiples of AR_ATTN_BLOCK, so a node's output does
+ * not depend on how its keys were split between pages and the batch (prompt chunking, chain or tree
+ * verification, plain decode) nor on which nodes share its tile. Two nodes see the same keys in a
+ * block when they see the same number and the same last one (the ancestors of one node are one path).
+ * Items go out first, last, second, second last ... so each thread's range mixes short and long
+ * causal rows. */
 static void attend(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
 {
     attn_arg *a = arg;
     const qwen35_hparams *hp = &c->m->hp;
-    const int D = hp->head_dim, H = hp->n_head, kvd = hp->n_head_kv * D, group = H / hp->n_head_kv;
-    const int li = a->L->kind_index;
+    const int D = hp->head_dim, H = hp->n_head, KVH = hp->n_head_kv, kvd = KVH * D, group = H / KVH;
+    const int li = a->L->kind_index, MN = c->max_nodes;
     const float scale = 1.0f / sqrtf((float)D);
-    float *acc_o = c->attn_o + (size_t)ith * (size_t)D;
-    int *stack = c->anc_stack + (size_t)ith * (size_t)c->max_nodes;
+    const size_t t0r = (size_t)ith * (size_t)c->att_rows;
+    float *acc_o = c->attn_o + t0r * (size_t)D;
+    ar_attn_acc *acc = c->att_acc + t0r, **gacc = c->att_gacc + t0r;
+    const float **gq = c->att_gq + t0r;
+    int *anc = c->anc_stack + (size_t)ith * (size_t)c->att_tile_nodes * (size_t)MN;
+    int len[ATT_TILE_ROWS];
+    const float *kp[AR_ATTN_BLOCK], *vp[AR_ATTN_BLOCK];
     for (int item = lo; item < hi; item++) {
-        const int i = item / H, h = item % H, kvh = h / group;
-        const float *q = c->proj + (size_t)i * a->ld_q + (size_t)(2 * h * D);
-        const float *gate = q + D;
-        ar_attn_acc acc;
-        ar_attn_begin(&acc, acc_o, D);
-        const qwen35_seq *s = c->node_seq[i];
-        const int n_past = c->node_past[i];
-        for (int t = 0; t < n_past;) {
-            int run = ar_kv_run(&s->kv, t, n_past);
-            ar_attn_block(&acc, q, ar_kv_k(&s->kv, li, t) + kvh * D, ar_kv_v(&s->kv, li, t) + kvh * D, (size_t)kvd,
-                          run, scale);
-            t += run;
+        const int idx = item % 2 == 0 ? item / 2 : a->n_items - 1 - item / 2;
+        const int tile = idx / KVH, kvh = idx % KVH;
+        const int i0 = c->att_tiles[tile], tn = c->att_tiles[tile + 1] - i0;
+        const qwen35_seq *s = c->node_seq[i0];
+        const int n_past = c->node_past[i0];
+        int lmax = 0;
+        for (int t = 0; t < tn; t++) {
+            int n = 0, *st = anc + (size_t)t * MN;
+            for (int j = i0 + t; j >= 0; j = c->nodes[j].parent) st[n++] = j;
+            for (int x = 0, y = n - 1; x < y; x++, y--) { const int tmp = st[x]; st[x] = st[y]; st[y] = tmp; }
+            len[t] = n_past + n;
+            if (len[t] > lmax) lmax = len[t];
+            for (int g = 0; g < group; g++) ar_attn_begin(&acc[t * group + g], acc_o + (size_t)(t * group + g) * D, D);
         }
-        int n = 0;
-        for (int j = i; j >= 0; j = c->nodes[j].parent) stack[n++] = j;
-        for (int top = n - 1; top >= 0;) {           /* root first, consecutive indices as one block */
-            int start = stack[top], len = 1;
-            while (top - len >= 0 && stack[top - len] == start + len) len++;
-            ar_attn_block(&acc, q, a->K + (size_t)start * kvd + kvh * D, a->V + (size_t)start * kvd + kvh * D,
-                          (size_t)kvd, len, scale);
-            top -= len;
+        for (int b0 = 0; b0 < lmax; b0 += AR_ATTN_BLOCK) {
+            unsigned done = 0;
+            for (int t = 0; t < tn; t++) {
+                if (done >> t & 1) continue;
+                const int n = len[t] - b0 < AR_ATTN_BLOCK ? len[t] - b0 : AR_ATTN_BLOCK;
+                if (n <= 0) continue;
+                const int *st = anc + (size_t)t * MN;
+                const int last = b0 + n - 1 >= n_past ? st[b0 + n - 1 - n_past] : -1;
+                int R = 0;
+                for (int u = t; u < tn; u++) {
+                    if (done >> u & 1) continue;
+                    const int nu = len[u] - b0 < AR_ATTN_BLOCK ? len[u] - b0 : AR_ATTN_BLOCK;
+                    if (nu != n || (last >= 0 && anc[(size_t)u * MN + (size_t)(b0 + n - 1 - n_past)] != last))
+                        continue;
+                    done |= 1u << u;
+                    for (int g = 0; g < group; g++) {
+                        gacc[R] = &acc[u * group + g];
+                        gq[R++] = c->proj + (size_t)(i0 + u) * a->ld_q + (size_t)(2 * (kvh * group + g) * D);
+                    }
+                }
+                for (int j = 0; j < n; j++) {
+                    const int p = b0 + j;
+                    if (p < n_past) {
+                        kp[j] = ar_kv_k(&s->kv, li, p) + kvh * D;
+                        vp[j] = ar_kv_v(&s->kv, li, p) + kvh * D;
+                    } else {
+                        const size_t node = (size_t)st[p - n_past];
+                        kp[j] = a->K + node * kvd + kvh * D;
+                        vp[j] = a->V + node * kvd + kvh * D;
+                    }
+                }
+                ar_attn_rows(gacc, gq, R, kp, vp, n, scale);
+            }
         }
-        float *o = c->mix + (size_t)i * c->ld_mix + (size_t)h * D;
-        ar_attn_finish(&acc, o);
-        for (int d = 0; d < D; d++) o[d] *= ar_sigmoid(gate[d]);
+        for (int t = 0; t < tn; t++)
+            for (int g = 0; g < group; g++) {
+                const int h = kvh * group + g;
+                const float *gate = c->proj + (size_t)(i0 + t) * a->ld_q + (size_t)(2 * h * D) + D;
+                float *o = c->mix + (size_t)(i0 + t) * c->ld_mix + (size_t)h * D;
+                ar_attn_finish(&acc[t * group + g], o);
+                for (int d = 0; d < D; d++) o[d] *= ar_sigmoid(gate[d]);
+            }
     }
 }
 
@@ -400,7 +463,7 @@ static void attention_layer(qwen35_ctx *c, const qwen35_layer *L)
     const qwen35_hparams *hp = &c->m->hp;
     const int M = c->n_nodes, E = hp->n_embd;
     const size_t kvd = (size_t)hp->n_head_kv * hp->head_dim, off = (size_t)L->kind_index * c->max_nodes * kvd;
-    attn_arg a = { L, c->keep_k + off, c->keep_v + off, c->ld_proj };
+    attn_arg a = { L, c->keep_k + off, c->keep_v + off, c->ld_proj, 0 };
     if (L->wqkv_attn.type >= 0) {                       /* fused q|k|v */
         ar_matmul(c->comp, &L->wqkv_attn, c->h, E, c->proj, (int64_t)c->ld_proj, M);
         par_for(c, M, split_fused_kv, &a);
@@ -411,7 +474,14 @@ static void attention_layer(qwen35_ctx *c, const qwen35_layer *L)
         ar_matmul_n(c->comp, 3, w, c->h, E, y, ld, M);
     }
     par_for(c, M, qk_norm_rope, &a);
-    par_for(c, M * hp->n_head, attend, &a);
+    int n_tiles = 0;                                  /* tiles: runs of one sequence's nodes */
+    for (int i = 0; i < M; i++)
+        if (!n_tiles || c->node_seq[i] != c->node_seq[c->att_tiles[n_tiles - 1]] ||
+            i - c->att_tiles[n_tiles - 1] == c->att_tile_nodes)
+            c->att_tiles[n_tiles++] = i;
+    c->att_tiles[n_tiles] = M;
+    a.n_items = n_tiles * hp->n_head_kv;
+    par_for(c, a.n_items, attend, &a);
     ar_matmul(c->comp, &L->wo, c->mix, (int64_t)c->ld_mix, c->h, E, M);
 }
 

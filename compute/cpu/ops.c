@@ -501,23 +501,24 @@ void ar_attn_begin(ar_attn_acc *a, float *o, int d)
     for (int i = 0; i < d; i++) o[i] = 0.0f;
 }
 
-void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
-                   int n, float scale)
+void ar_attn_rows(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
+                  const float *const *v, int n, float scale)
 {
-    if (ar_cpu_has_avx512_set() && ar_attn_block_avx512(a, q, k, v, stride, n, scale)) return;
-    ar_attn_block_ref(a, q, k, v, stride, n, scale);
+    if (R < 1 || n < 1) return;
+    if (ar_cpu_has_avx512_set() && ar_attn_rows_avx512(acc, q, R, k, v, n, scale)) return;
+    ar_attn_rows_ref(acc, q, R, k, v, n, scale);
 }
 
-void ar_attn_block_ref(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
-                       int n, float scale)
+void ar_attn_rows_ref(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
+                      const float *const *v, int n, float scale)
 {
-    const int d = a->d;
     float s[AR_ATTN_BLOCK];
-    for (int j0 = 0; j0 < n; j0 += AR_ATTN_BLOCK) {
-        int nb = n - j0 < AR_ATTN_BLOCK ? n - j0 : AR_ATTN_BLOCK;
+    for (int r = 0; r < R; r++) {
+        ar_attn_acc *a = acc[r];
+        const int d = a->d;
         float mx = a->max;
-        for (int j = 0; j < nb; j++) {
-            s[j] = dot(q, k + (size_t)(j0 + j) * stride, d) * scale;
+        for (int j = 0; j < n; j++) {
+            s[j] = dot(q[r], k[j], d) * scale;
             if (s[j] > mx) mx = s[j];
         }
         if (mx > a->max) {
@@ -526,12 +527,25 @@ void ar_attn_block_ref(ar_attn_acc *a, const float *q, const float *k, const flo
             for (int i = 0; i < d; i++) a->o[i] *= f;
             a->max = mx;
         }
-        for (int j = 0; j < nb; j++) {
+        for (int j = 0; j < n; j++) {
             const float p = expf(s[j] - mx);
-            const float *vr = v + (size_t)(j0 + j) * stride;
             a->sum += p;
-            for (int i = 0; i < d; i++) a->o[i] += p * vr[i];
+            for (int i = 0; i < d; i++) a->o[i] += p * v[j][i];
         }
+    }
+}
+
+void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
+                   int n, float scale)
+{
+    const float *kp[AR_ATTN_BLOCK], *vp[AR_ATTN_BLOCK];
+    for (int j0 = 0; j0 < n; j0 += AR_ATTN_BLOCK) {
+        const int nb = n - j0 < AR_ATTN_BLOCK ? n - j0 : AR_ATTN_BLOCK;
+        for (int j = 0; j < nb; j++) {
+            kp[j] = k + (size_t)(j0 + j) * stride;
+            vp[j] = v + (size_t)(j0 + j) * stride;
+        }
+        ar_attn_rows(&a, &q, 1, kp, vp, nb, scale);
     }
 }
 

@@ -32,7 +32,7 @@
 #include "base/log.h"
 
 /* Most query rows an attention tile gathers (nodes x heads per KV head; at least one node). */
-enum { ATT_TILE_ROWS = 16 };
+enum { ATT_TILE_ROWS = 32 };
 
 struct qwen35_ctx {
     const qwen35_model *m;

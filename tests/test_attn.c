@@ -80,10 +80,13 @@ static void test_runs(void)
                 ar_attn_finish(&af, out_fast);
                 const double rel = rel_diff(out_ref, out_fast, d);
                 if (rel > worst) worst = rel;
-                CHECK(rel <= 2e-6, "d=%d runs %d+%d+%d+%d spread %g: fast path off the reference by %.3g (rel)", d,
+                /* scores of magnitude ~40 carry ~40 x 2^-24 x sqrt(d) of summation-order noise, which exp
+                 * turns into that much relative error in the weights */
+                const double tol = spreads[si] >= 40.0f ? 1e-5 : 2e-6;
+                CHECK(rel <= tol, "d=%d runs %d+%d+%d+%d spread %g: fast path off the reference by %.3g (rel)", d,
                       runs[ri][0], runs[ri][1], runs[ri][2], runs[ri][3], spreads[si], rel);
                 CHECK(fabs(ar.max - af.max) <= 1e-5 * fmax(1.0, fabs(ar.max)), "d=%d: running max %.9g vs %.9g", d, ar.max, af.max);
-                CHECK(fabs(ar.sum - af.sum) <= 2e-6 * fabs(ar.sum), "d=%d: softmax sum %g vs %g", d, ar.sum, af.sum);
+                CHECK(fabs(ar.sum - af.sum) <= tol * fabs(ar.sum), "d=%d: softmax sum %g vs %g", d, ar.sum, af.sum);
                 free(q); free(k); free(v); free(o_ref); free(o_fast); free(out_ref); free(out_fast);
             }
         }

@@ -4,10 +4,10 @@
  *
  * Rows that see the same keys (the query heads of one KV head, the nodes of one prompt chunk) share
  * every key and value load: the scores run 4 rows x 4 keys per pass (16 FMA chains, 8 loads per 16
- * FMAs), the value accumulation 4 rows x 64 dims per pass, so a block of K/V is read from memory once
- * per tile instead of once per row. Each score is one FMA chain over the head dim in order, then one
- * horizontal sum; each output lane accumulates its keys in order: a row's result is the same bits
- * whichever rows share its call. exp(s - max) is a vector exp (range reduction by ln 2 in two parts,
+ * FMAs, the 16 horizontal sums by one transpose network), the value accumulation 4 rows x 64 dims per
+ * pass, so a block of K/V is read from memory once per tile instead of once per row. Each score is one
+ * FMA chain over the head dim in order, then the same sum network; each output lane accumulates its
+ * keys in order: a row's result is the same bits whichever rows share its call. exp(s - max) is a vector exp (range reduction by ln 2 in two parts,
  * degree-7 polynomial, 2^n by vscalefps; < 2 ulp on the softmax range). Needs d % 16 == 0 (every
  * qwen35 / DFlash head dim is). */
 #include "compute/cpu/attn.h"
@@ -39,9 +39,44 @@ static inline __m512 exp512(__m512 x)
 
 enum { TR = 4, TK = 4, TD = 4 };   /* rows, keys per score pass; 16-float vectors per value pass */
 
-/* s[r][j] = scale * q_r . k_j for 4 rows x 4 keys (the common case, all in registers) */
-static inline void scores_4x4(const float *const *q, const float *const *k, int nv, float scale, float *s0,
-                              size_t ld)
+/* The 16 horizontal sums of a0..a15 in one vector (lane i = sum of ai's lanes) by a transpose-and-add
+ * network: 45 shuffles and adds instead of 16 separate reductions. Every score goes through this same
+ * network (missing rows / keys are zero vectors), so its bits do not depend on its neighbours. */
+static inline __m512 pair_ps(__m512 a, __m512 b)
+{
+    return _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+}
+static inline __m512 pair_pd(__m512 a, __m512 b)
+{
+    const __m512d x = _mm512_castps_pd(a), y = _mm512_castps_pd(b);
+    return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+}
+static inline __m512 pair_lanes(__m512 a, __m512 b)
+{
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
+}
+static inline __m512 hsum16(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4, __m512 a5, __m512 a6, __m512 a7,
+                            __m512 a8, __m512 a9, __m512 a10, __m512 a11, __m512 a12, __m512 a13, __m512 a14,
+                            __m512 a15)
+{
+    const __m512 w0 = pair_pd(pair_ps(a0, a1), pair_ps(a2, a3)), w1 = pair_pd(pair_ps(a4, a5), pair_ps(a6, a7));
+    const __m512 w2 = pair_pd(pair_ps(a8, a9), pair_ps(a10, a11)), w3 = pair_pd(pair_ps(a12, a13), pair_ps(a14, a15));
+    return pair_lanes(pair_lanes(w0, w1), pair_lanes(w2, w3));
+}
+
+/* lanes 4r..4r+3 of sum (scaled) -> s[r][0..nk), r < nr */
+static inline void store_scores(__m512 sum, int nr, int nk, float scale, float *s, size_t ld)
+{
+    sum = _mm512_mul_ps(sum, _mm512_set1_ps(scale));
+    float t[16];
+    _mm512_storeu_ps(t, sum);
+    for (int r = 0; r < nr; r++)
+        for (int j = 0; j < nk; j++) s[(size_t)r * ld + j] = t[4 * r + j];
+}
+
+/* s[r][t] = scale * q_r . k_t for 4 rows x 4 keys (the common case, all in registers): one FMA chain
+ * per score over the head dim, then hsum16. */
+static inline void scores_4x4(const float *const *q, const float *const *k, int nv, float scale, float *s, size_t ld)
 {
     __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
            a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
@@ -61,31 +96,60 @@ static inline void scores_4x4(const float *const *q, const float *const *k, int 
         a30 = _mm512_fmadd_ps(x, k0, a30); a31 = _mm512_fmadd_ps(x, k1, a31);
         a32 = _mm512_fmadd_ps(x, k2, a32); a33 = _mm512_fmadd_ps(x, k3, a33);
     }
-    float *s1 = s0 + ld, *s2 = s1 + ld, *s3 = s2 + ld;
-    s0[0] = _mm512_reduce_add_ps(a00) * scale; s0[1] = _mm512_reduce_add_ps(a01) * scale;
-    s0[2] = _mm512_reduce_add_ps(a02) * scale; s0[3] = _mm512_reduce_add_ps(a03) * scale;
-    s1[0] = _mm512_reduce_add_ps(a10) * scale; s1[1] = _mm512_reduce_add_ps(a11) * scale;
-    s1[2] = _mm512_reduce_add_ps(a12) * scale; s1[3] = _mm512_reduce_add_ps(a13) * scale;
-    s2[0] = _mm512_reduce_add_ps(a20) * scale; s2[1] = _mm512_reduce_add_ps(a21) * scale;
-    s2[2] = _mm512_reduce_add_ps(a22) * scale; s2[3] = _mm512_reduce_add_ps(a23) * scale;
-    s3[0] = _mm512_reduce_add_ps(a30) * scale; s3[1] = _mm512_reduce_add_ps(a31) * scale;
-    s3[2] = _mm512_reduce_add_ps(a32) * scale; s3[3] = _mm512_reduce_add_ps(a33) * scale;
+    const __m512 sum = _mm512_mul_ps(hsum16(a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31,
+                                            a32, a33), _mm512_set1_ps(scale));
+    _mm_storeu_ps(s, _mm512_castps512_ps128(sum));
+    _mm_storeu_ps(s + ld, _mm512_extractf32x4_ps(sum, 1));
+    _mm_storeu_ps(s + 2 * ld, _mm512_extractf32x4_ps(sum, 2));
+    _mm_storeu_ps(s + 3 * ld, _mm512_extractf32x4_ps(sum, 3));
 }
 
-/* the same arithmetic for the ragged edges (fewer rows or keys) */
-static void scores_edge(const float *const *q, int nr, const float *const *k, int nk, int nv, float scale, float *s0,
+/* the same arithmetic for the ragged edges (fewer rows or keys: zero chains) */
+static void scores_edge(const float *const *q, int nr, const float *const *k, int nk, int nv, float scale, float *s,
                         size_t ld)
 {
-    __m512 a[TR][TK];
-    for (int r = 0; r < nr; r++)
-        for (int t = 0; t < nk; t++) a[r][t] = _mm512_setzero_ps();
+    __m512 a[TR * TK];
+    for (int i = 0; i < TR * TK; i++) a[i] = _mm512_setzero_ps();
     for (int c = 0; c < nv; c++)
         for (int r = 0; r < nr; r++) {
             const __m512 x = _mm512_loadu_ps(q[r] + 16 * c);
-            for (int t = 0; t < nk; t++) a[r][t] = _mm512_fmadd_ps(x, _mm512_loadu_ps(k[t] + 16 * c), a[r][t]);
+            for (int t = 0; t < nk; t++) a[4 * r + t] = _mm512_fmadd_ps(x, _mm512_loadu_ps(k[t] + 16 * c), a[4 * r + t]);
         }
-    for (int r = 0; r < nr; r++)
-        for (int t = 0; t < nk; t++) s0[(size_t)r * ld + t] = _mm512_reduce_add_ps(a[r][t]) * scale;
+    store_scores(hsum16(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
+                        a[15]), nr, nk, scale, s, ld);
+}
+
+/* o_r[c0 .. c0 + 64) += sum_j p_rj v_j[c0 .. c0 + 64) for 4 rows (all 16 accumulators in registers) */
+static inline void pv_4x4(ar_attn_acc *const *ar, const float (*p)[AR_ATTN_BLOCK], const float *const *v, int n, int c0)
+{
+    float *o0 = ar[0]->o + 16 * c0, *o1 = ar[1]->o + 16 * c0, *o2 = ar[2]->o + 16 * c0, *o3 = ar[3]->o + 16 * c0;
+    __m512 a00 = _mm512_loadu_ps(o0), a01 = _mm512_loadu_ps(o0 + 16), a02 = _mm512_loadu_ps(o0 + 32),
+           a03 = _mm512_loadu_ps(o0 + 48), a10 = _mm512_loadu_ps(o1), a11 = _mm512_loadu_ps(o1 + 16),
+           a12 = _mm512_loadu_ps(o1 + 32), a13 = _mm512_loadu_ps(o1 + 48), a20 = _mm512_loadu_ps(o2),
+           a21 = _mm512_loadu_ps(o2 + 16), a22 = _mm512_loadu_ps(o2 + 32), a23 = _mm512_loadu_ps(o2 + 48),
+           a30 = _mm512_loadu_ps(o3), a31 = _mm512_loadu_ps(o3 + 16), a32 = _mm512_loadu_ps(o3 + 32),
+           a33 = _mm512_loadu_ps(o3 + 48);
+    for (int j = 0; j < n; j++) {
+        const float *vr = v[j] + 16 * c0;
+        const __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16), v2 = _mm512_loadu_ps(vr + 32),
+                     v3 = _mm512_loadu_ps(vr + 48);
+        __m512 x = _mm512_set1_ps(p[0][j]);
+        a00 = _mm512_fmadd_ps(x, v0, a00); a01 = _mm512_fmadd_ps(x, v1, a01);
+        a02 = _mm512_fmadd_ps(x, v2, a02); a03 = _mm512_fmadd_ps(x, v3, a03);
+        x = _mm512_set1_ps(p[1][j]);
+        a10 = _mm512_fmadd_ps(x, v0, a10); a11 = _mm512_fmadd_ps(x, v1, a11);
+        a12 = _mm512_fmadd_ps(x, v2, a12); a13 = _mm512_fmadd_ps(x, v3, a13);
+        x = _mm512_set1_ps(p[2][j]);
+        a20 = _mm512_fmadd_ps(x, v0, a20); a21 = _mm512_fmadd_ps(x, v1, a21);
+        a22 = _mm512_fmadd_ps(x, v2, a22); a23 = _mm512_fmadd_ps(x, v3, a23);
+        x = _mm512_set1_ps(p[3][j]);
+        a30 = _mm512_fmadd_ps(x, v0, a30); a31 = _mm512_fmadd_ps(x, v1, a31);
+        a32 = _mm512_fmadd_ps(x, v2, a32); a33 = _mm512_fmadd_ps(x, v3, a33);
+    }
+    _mm512_storeu_ps(o0, a00); _mm512_storeu_ps(o0 + 16, a01); _mm512_storeu_ps(o0 + 32, a02); _mm512_storeu_ps(o0 + 48, a03);
+    _mm512_storeu_ps(o1, a10); _mm512_storeu_ps(o1 + 16, a11); _mm512_storeu_ps(o1 + 32, a12); _mm512_storeu_ps(o1 + 48, a13);
+    _mm512_storeu_ps(o2, a20); _mm512_storeu_ps(o2 + 16, a21); _mm512_storeu_ps(o2 + 32, a22); _mm512_storeu_ps(o2 + 48, a23);
+    _mm512_storeu_ps(o3, a30); _mm512_storeu_ps(o3 + 16, a31); _mm512_storeu_ps(o3 + 32, a32); _mm512_storeu_ps(o3 + 48, a33);
 }
 
 int ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
@@ -130,25 +194,25 @@ int ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, c
         for (int c0 = 0; c0 < nv; c0 += TD) {
             const int nc = nv - c0 < TD ? nv - c0 : TD;
             if (nr == TR && nc == TD) {
-                __m512 o[TR][TD];
-                for (int r = 0; r < TR; r++)
-                    for (int i = 0; i < TD; i++) o[r][i] = _mm512_loadu_ps(ar[r]->o + 16 * (c0 + i));
-                for (int j = 0; j < n; j++) {
-                    const float *vr = v[j] + 16 * c0;
-                    const __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16), v2 = _mm512_loadu_ps(vr + 32),
-                                 v3 = _mm512_loadu_ps(vr + 48);
-                    for (int r = 0; r < TR; r++) {
-                        const __m512 p = _mm512_set1_ps(s[r][j]);
-                        o[r][0] = _mm512_fmadd_ps(p, v0, o[r][0]);
-                        o[r][1] = _mm512_fmadd_ps(p, v1, o[r][1]);
-                        o[r][2] = _mm512_fmadd_ps(p, v2, o[r][2]);
-                        o[r][3] = _mm512_fmadd_ps(p, v3, o[r][3]);
-                    }
-                }
-                for (int r = 0; r < TR; r++)
-                    for (int i = 0; i < TD; i++) _mm512_storeu_ps(ar[r]->o + 16 * (c0 + i), o[r][i]);
+                pv_4x4(ar, s, v, n, c0);
             } else {
                 for (int r = 0; r < nr; r++) {
+                    if (nc == TD) {   /* one row, 64 dims: 4 chains in registers */
+                        float *o = ar[r]->o + 16 * c0;
+                        __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16), a2 = _mm512_loadu_ps(o + 32),
+                               a3 = _mm512_loadu_ps(o + 48);
+                        for (int j = 0; j < n; j++) {
+                            const float *vr = v[j] + 16 * c0;
+                            const __m512 x = _mm512_set1_ps(s[r][j]);
+                            a0 = _mm512_fmadd_ps(x, _mm512_loadu_ps(vr), a0);
+                            a1 = _mm512_fmadd_ps(x, _mm512_loadu_ps(vr + 16), a1);
+                            a2 = _mm512_fmadd_ps(x, _mm512_loadu_ps(vr + 32), a2);
+                            a3 = _mm512_fmadd_ps(x, _mm512_loadu_ps(vr + 48), a3);
+                        }
+                        _mm512_storeu_ps(o, a0); _mm512_storeu_ps(o + 16, a1);
+                        _mm512_storeu_ps(o + 32, a2); _mm512_storeu_ps(o + 48, a3);
+                        continue;
+                    }
                     __m512 o[TD];
                     for (int i = 0; i < nc; i++) o[i] = _mm512_loadu_ps(ar[r]->o + 16 * (c0 + i));
                     for (int j = 0; j < n; j++) {

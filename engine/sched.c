@@ -38,6 +38,10 @@ typedef struct sreq {
     int phase, slot;
     int32_t pending;            /* the last emitted token (not evaluated yet) */
     int allot;                  /* a planning hook's nodes this step (plan_shares) */
+    /* waiting for a leader (start): another request prefilling the same prefix up to lead_len, which
+     * this one resumes from the cache once the leader has stored it; lead_slot < 0: not waiting */
+    int lead_slot, lead_len;
+    uint64_t lead_admit;
     ar_sampler *smp;
     ar_detok detok;
     ar_sched_result res;
@@ -341,6 +345,7 @@ int ar_sched_submit(ar_sched *s, const ar_sched_request *q, uint64_t *id, ar_err
     if (rc) { req_free(r); return rc; }
     r->pending = -1;
     r->phase = PH_QUEUED;
+    r->lead_slot = -1;
     r->slot = -1;
     r->t_submit = ar_now();
 
@@ -447,12 +452,69 @@ static bool walk_emit(void *user, int32_t tok)
 
 /* ---- admission -------------------------------------------------------------------------------- */
 
+static void resume(ar_sched *s, sreq *r);
+
+/* Requests that arrive together with a long common prefix (agents sharing a system prompt) would
+ * each prefill it. A request whose prompt shares, beyond what the cache already holds, at least
+ * LEAD_MIN tokens up to a boundary that another request is still prefilling towards waits for that
+ * leader instead, then resumes from the snapshot the leader stores there (release_waiters). */
+enum { LEAD_MIN = 128 };
+
+static bool find_lead(ar_sched *s, sreq *r)
+{
+    int has_logits = 0;
+    const int have = ar_pcache_match(s->cache, r->toks, r->p.n_prompt, r->p.n_prompt, &has_logits);
+    int best = have + LEAD_MIN - 1, lead = -1;
+    for (int i = 0; i < s->p.n_parallel; i++) {
+        const sreq *l = s->slot_req[i];
+        if (!l || l == r || l->phase != PH_PREFILL || l->p.no_cache || l->lead_slot >= 0) continue;
+        const int n = l->p.n_prompt < r->p.n_prompt ? l->p.n_prompt : r->p.n_prompt;
+        int common = 0;
+        while (common < n && l->toks[common] == r->toks[common]) common++;
+        for (int k = l->next_bound; k < l->n_bounds; k++)   /* boundaries the leader has not reached */
+            if (l->bounds[k] <= common && l->bounds[k] < r->p.n_prompt && l->bounds[k] > best) {
+                best = l->bounds[k];
+                lead = i;
+            }
+    }
+    if (lead < 0) return false;
+    r->lead_slot = lead;
+    r->lead_admit = s->slot_req[lead]->admit_no;
+    r->lead_len = best;
+    return true;
+}
+
+/* Waiters whose leader stored the shared prefix (or went away) resume now. Leaders never wait
+ * themselves (find_lead), so there are no chains or cycles of waiters. */
+static void release_waiters(ar_sched *s)
+{
+    for (int i = 0; i < s->p.n_parallel; i++) {
+        sreq *r = s->slot_req[i];
+        if (!r || r->phase != PH_PREFILL || r->lead_slot < 0) continue;
+        const sreq *l = s->slot_req[r->lead_slot];
+        const bool same = l && l->admit_no == r->lead_admit;
+        if (same && l->phase == PH_PREFILL && qwen35_seq_n_past(s->seqs[r->lead_slot]) < r->lead_len) continue;
+        r->lead_slot = -1;
+        /* the leader passed the prefix: resume from its snapshot; it went away (cancelled, failed):
+         * the first of its waiters leads the others */
+        if (same || !find_lead(s, r)) resume(s, r);
+    }
+}
+
 static void start(ar_sched *s, sreq *r)
 {
     r->t_admit = ar_now();
     r->res.queue_s = r->t_admit - r->t_submit;
     r->phase = PH_PREFILL;
     for (int i = 0; i < r->p.n_prompt; i++) ar_sampler_accept(r->smp, r->toks[i]);
+    r->lead_slot = -1;
+    if (s->cache && !r->p.no_cache && (!r->p.spec || r->p.spec->ops->resumed) && find_lead(s, r)) return;
+    resume(s, r);
+}
+
+/* The prompt from the prefix cache (its longest cached prefix), the rest to prefill. */
+static void resume(ar_sched *s, sreq *r)
+{
     qwen35_seq *seq = s->seqs[r->slot];
     ar_sched_spec *sp = r->p.spec;
     int n_cached = 0;
@@ -785,6 +847,7 @@ int ar_sched_step(ar_sched *s)
     }
 again:
     admit(s);
+    release_waiters(s);
 
     /* decode first: every decoding request's node(s) */
     int n = 0, n_rows = 0, n_seg = 0, n_dec = 0, n_decoding = 0;
@@ -793,7 +856,7 @@ again:
     int n_prefilling = 0;
     for (int i = 0; i < s->p.n_parallel; i++) {
         if (s->slot_req[i] && s->slot_req[i]->phase == PH_DECODE) n_decoding++;
-        if (s->slot_req[i] && s->slot_req[i]->phase == PH_PREFILL) n_prefilling++;
+        if (s->slot_req[i] && s->slot_req[i]->phase == PH_PREFILL && s->slot_req[i]->lead_slot < 0) n_prefilling++;
     }
     /* hooks share the nodes evenly, leaving prompts a quarter of the batch (or their budget) */
     const int reserve = n_prefilling ? (s->p.prefill_budget < s->max_nodes / 4 ? s->p.prefill_budget : s->max_nodes / 4) : 0;
@@ -830,7 +893,8 @@ again:
     /* then prompt chunks, oldest request first, up to the budget */
     int n_pre = 0;
     for (int i = 0; i < s->p.n_parallel; i++)
-        if (s->slot_req[i] && s->slot_req[i]->phase == PH_PREFILL) s->order[n_pre++] = s->slot_req[i];
+        if (s->slot_req[i] && s->slot_req[i]->phase == PH_PREFILL && s->slot_req[i]->lead_slot < 0)
+            s->order[n_pre++] = s->slot_req[i];
     qsort(s->order, (size_t)n_pre, sizeof *s->order, cmp_admit);
     const int full = s->p.prefill_budget < s->max_nodes - n ? s->p.prefill_budget : s->max_nodes - n;
     int budget = full;

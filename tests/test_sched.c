@@ -585,6 +585,75 @@ static void test_prefix_cache(void)
     ar_sched_free(s);
 }
 
+/* Requests arriving together with a shared prefix: the first prefills it, the others wait for its
+ * snapshot and prefill only their own part; outputs == each alone. The leader cancelled mid-prefix:
+ * its waiters prefill the prefix themselves. */
+static void test_shared_prefix(void)
+{
+    enum { SYS = 300, USER = 20, N = 4 };
+    int32_t t[N][SYS + USER];
+    random_ids(t[0], SYS + USER);
+    for (int i = 1; i < N; i++) {
+        memcpy(t[i], t[0], SYS * sizeof(int32_t));
+        random_ids(t[i] + SYS, USER);
+    }
+    ref_collect ref[N];
+    for (int i = 0; i < N; i++) run_ref(t[i], SYS + USER, 12, &ref[i]);
+    int bounds[2] = { SYS, SYS + USER };
+    for (int pass = 0; pass < 2; pass++) {   /* 0: all run; 1: the leader is cancelled while prefilling */
+        ar_error err;
+        ar_sched_params p = ar_sched_defaults();
+        p.n_parallel = N;
+        p.prefill_budget = 64;
+        p.n_ctx = 1024;
+        p.cache_bytes = 64u << 20;
+        ar_sched *s = NULL;
+        CHECK(ar_sched_create(&s, model, &p, &err) == 0, "sched: %s", err.msg);
+        if (!s) return;
+        out o[N];
+        uint64_t id[N];
+        for (int i = 0; i < N; i++) {
+            out_init(&o[i]);
+            ar_sched_request r = req(t[i], SYS + USER, 12, &o[i]);
+            r.boundaries = bounds;
+            r.n_boundaries = 2;
+            CHECK(ar_sched_submit(s, &r, &id[i], &err) == 0, "submit: %s", err.msg);
+        }
+        if (pass == 1) {
+            drain(s, 2);   /* the leader is part-way through the shared prefix */
+            CHECK(ar_sched_cancel(s, id[0]), "cancel the leader");
+        }
+        drain(s, 10000);
+        ar_sched_stats st;
+        ar_sched_get_stats(s, &st);
+        for (int i = pass; i < N; i++) {
+            CHECK(o[i].done && o[i].res.status == 0 && same_ids(o[i].ids, o[i].n, ref[i].ids, ref[i].n),
+                  "shared prefix pass %d: request %d differs from the same request alone", pass, i);
+        }
+        if (pass == 0) {
+            CHECK(o[0].res.n_cached == 0 && o[0].res.n_prefilled == SYS + USER, "leader: cached %d prefilled %d",
+                  o[0].res.n_cached, o[0].res.n_prefilled);
+            for (int i = 1; i < N; i++)
+                CHECK(o[i].res.n_cached == SYS && o[i].res.n_prefilled == USER,
+                      "request %d waited for the shared prefix: cached %d prefilled %d (want %d, %d)", i,
+                      o[i].res.n_cached, o[i].res.n_prefilled, SYS, USER);
+            CHECK(st.n_prefilled == (uint64_t)(SYS + N * USER), "%llu prompt tokens evaluated (want %d)",
+                  (unsigned long long)st.n_prefilled, SYS + N * USER);
+            printf("shared prefix: %d requests arriving together evaluated %llu prompt tokens (%d without waiting)\n",
+                   N, (unsigned long long)st.n_prefilled, N * (SYS + USER));
+        } else {
+            CHECK(o[0].done && o[0].res.cancelled, "the leader was not cancelled");
+            int n_full = 0;
+            for (int i = 1; i < N; i++) n_full += o[i].res.n_cached == 0;
+            CHECK(n_full == 1, "after the leader's cancel, %d waiters prefilled the prefix themselves (want 1, "
+                  "the others wait for it)", n_full);
+        }
+        CHECK(st.n_finished == N && st.n_failed == 0, "%llu finished, %llu failed", (unsigned long long)st.n_finished,
+              (unsigned long long)st.n_failed);
+        ar_sched_free(s);
+    }
+}
+
 static void test_lru_cap(void)
 {
     ar_error err;
@@ -832,6 +901,7 @@ int main(void)
     test_batching();
     test_spec_hook();
     test_prefix_cache();
+    test_shared_prefix();
     test_lru_cap();
     test_cancel();
     test_errors();

@@ -64,6 +64,7 @@ static void usage(FILE *out)
         "                         committed; also prints ms per forward and forward(M)/forward(1)\n"
         "      --depth D          committed prefix for verify (default 64)\n"
         "  -t, --threads N        threads (default: one per core)\n"
+        "      --kv-type f16|f32  attention KV cache type (default f16, as llama.cpp)\n"
         "  -r, --repetitions R    timed runs per test, after one untimed warm-up (default 5)\n"
         "  -ub, --ubatch-size U   most nodes per forward while processing the prompt (default 512)\n"
         "      --roofline         measure the machine's memory read bandwidth and report decode as a\n"
@@ -248,7 +249,7 @@ static void spec_on_row(void *user, int mode, const bench_spec_row *r)
 
 static int bench_spec_cli(const char *model_path, const char *draft_path, long n_prompt, long n_gen, long reps,
                           long n_threads, long ubatch, long block, const int *budgets, int n_budgets,
-                          unsigned long long seed)
+                          unsigned long long seed, bool kv_f32)
 {
     bench_spec_mode modes[2 + MAX_BUDGETS];
     int n_modes = 0;
@@ -261,6 +262,7 @@ static int bench_spec_cli(const char *model_path, const char *draft_path, long n
     ar_model *model = NULL;
     int ret = 1;
     ar_model_params mp = ar_model_defaults();
+    mp.kv_f32 = kv_f32;
     mp.n_threads = (int)n_threads;
     mp.max_batch = (int)ubatch;
     ar_log(AR_LOG_INFO, "loading %s", model_path);
@@ -319,7 +321,7 @@ int cmd_bench(int argc, char **argv)
     bool prompt_given = false, depth_given = false;
     long n_prompt = 512, n_gen = 128, depth = 64, n_threads = 0, reps = 5, ubatch = 512;
     unsigned long long seed = 1;
-    bool roofline = false;
+    bool roofline = false, kv_f32 = false;
     int verify[MAX_VERIFY + 1], n_verify = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -338,6 +340,7 @@ int cmd_bench(int argc, char **argv)
         else if (IS("-r") || IS("--repetitions")) { NEED(); rc = parse_long(a, v, 1, 1000, &reps); }
         else if (IS("-ub") || IS("--ubatch-size")) { NEED(); rc = parse_long(a, v, 1, 65536, &ubatch); }
         else if (IS("--roofline")) roofline = true;
+        else if (IS("--kv-type") || IS("-ctk") || IS("--cache-type-k")) { NEED(); rc = cli_kv_type(a, v, &kv_f32); }
         else if (IS("--draft")) { NEED(); draft_path = v; }
         else if (IS("--block")) { NEED(); rc = parse_long(a, v, 2, 64, &block); }
         else if (IS("--budget")) { NEED(); budget_arg = v; }
@@ -371,7 +374,7 @@ int cmd_bench(int argc, char **argv)
             n_threads = nc > 0 ? nc : 1;
         }
         return bench_spec_cli(model_path, draft_path, n_prompt, n_gen, reps, n_threads, ubatch, block, budgets,
-                              n_budgets, seed);
+                              n_budgets, seed, kv_f32);
     }
     if (!n_prompt && !n_gen && !n_verify) return cli_fail("bench: nothing to do (-p 0, -n 0 and no --verify)");
     if (roofline && !n_gen) return cli_fail("bench: --roofline reports decode; it needs -n > 0");
@@ -407,6 +410,7 @@ int cmd_bench(int argc, char **argv)
     int ret = 1;
     ar_log(AR_LOG_INFO, "loading %s", model_path);
     if (qwen35_load(&m, model_path, &err)) { cli_fail("%s", err.msg); goto done; }
+    qwen35_set_kv_f32(m, kv_f32);
 
     int max_nodes = (int)(n_prompt < ubatch ? n_prompt : ubatch);
     int prefix_chunk = (int)(depth < ubatch ? depth : ubatch);

@@ -20,7 +20,7 @@
 
 static const char usage_text[] =
     "usage: arbor eval -m MODEL (-p TEXT | --ids \"1 2 3\" | --ids-file F) [-n N] --logits-out F.bin\n"
-    "                  [-t THREADS] [-c CTX] [-b BATCH] [--special]\n"
+    "                  [-t THREADS] [-c CTX] [-b BATCH] [--special] [--kv-type f16|f32]\n"
     "\n"
     "Writes the logits of every prompt position and of N greedy steps (LLOGITS1, as llama_oracle eval).\n"
     "  -p TEXT            prompt text (tokenized with the model's vocabulary)\n"
@@ -30,7 +30,8 @@ static const char usage_text[] =
     "  --logits-out F     output file (-o is accepted too)\n"
     "  -c CTX             context size (default prompt + N)\n"
     "  -b BATCH           nodes per forward while reading the prompt (default 128)\n"
-    "  -t THREADS         default: one per core\n";
+    "  -t THREADS         default: one per core\n"
+    "  --kv-type T        attention KV cache type: f16 (default, as llama.cpp) or f32 (llama_oracle eval's)\n";
 
 static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
 {
@@ -104,7 +105,7 @@ int cmd_eval(int argc, char **argv)
 {
     const char *model_path = NULL, *text = NULL, *ids_arg = NULL, *ids_file = NULL, *out_path = NULL;
     long n_gen = 0, threads = 0, n_ctx = 0, n_batch = 128;
-    bool special = false;
+    bool special = false, kv_f32 = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -115,6 +116,7 @@ int cmd_eval(int argc, char **argv)
         else if (!strcmp(a, "--ids-file") && v) { ids_file = v; i++; }
         else if ((!strcmp(a, "--logits-out") || !strcmp(a, "-o")) && v) { out_path = v; i++; }
         else if (!strcmp(a, "--special")) special = true;
+        else if (!strcmp(a, "--kv-type") && v) { if (cli_kv_type(a, v, &kv_f32)) return 1; i++; }
         else if (!strcmp(a, "-n") && v) { if (parse_long(a, v, 0, 1 << 20, &n_gen)) return 1; i++; }
         else if (!strcmp(a, "-t") && v) { if (parse_long(a, v, 1, 1024, &threads)) return 1; i++; }
         else if (!strcmp(a, "-c") && v) { if (parse_long(a, v, 1, 1 << 30, &n_ctx)) return 1; i++; }
@@ -153,6 +155,7 @@ int cmd_eval(int argc, char **argv)
     int ret = 1;
 
     if (qwen35_load(&m, model_path, &err) != AR_OK) { cli_fail("%s", err.msg); goto done; }
+    qwen35_set_kv_f32(m, kv_f32);
     const qwen35_hparams *hp = qwen35_hparams_of(m);
     if (text) {
         ar_vocab *v = NULL;

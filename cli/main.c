@@ -28,6 +28,14 @@ int cli_fail(const char *fmt, ...)
     return 1;
 }
 
+int cli_kv_type(const char *flag, const char *v, bool *f32)
+{
+    if (v && !strcmp(v, "f16")) *f32 = false;
+    else if (v && !strcmp(v, "f32")) *f32 = true;
+    else return cli_fail("%s: '%s' is not a KV cache type (f16, the default, or f32)", flag, v ? v : "");
+    return 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: arbor COMMAND [ARGS]\n\ncommands:\n");

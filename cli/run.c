@@ -30,6 +30,7 @@ static void usage(FILE *out)
         "  -n, --n-predict N         tokens to generate (-1: until the model stops; default -1)\n"
         "  -c, --ctx-size N          context size in tokens (default 4096)\n"
         "  -t, --threads N           threads (default: one per core)\n"
+        "      --kv-type f16|f32     attention KV cache type (default f16, as llama.cpp; -ctk is accepted)\n"
         "  -b, --batch-size N        most tokens per forward while reading the prompt (default 512)\n"
         "      --chat                wrap the prompt in the model's chat template (thinking on)\n"
         "      --no-think            with --chat: disable thinking (empty think block)\n"
@@ -156,7 +157,7 @@ int cmd_run(int argc, char **argv)
     long n_predict = -1, n_ctx = 4096, n_threads = 0, n_batch = 512, block = 0, budget = 0, tree_k = 0;
     const char *budget_arg = NULL;
     bool chain_seed = false;
-    bool chat = false, think = true, special = false, swa_lucebox = false;
+    bool chat = false, think = true, special = false, swa_lucebox = false, kv_f32 = false;
     ar_session_params sp = ar_session_defaults();
     ar_sampler_params *smp = &sp.sampling;
     bool seed_given = false;
@@ -183,6 +184,7 @@ int cmd_run(int argc, char **argv)
         else if (IS("--draft")) { NEED(); draft_path = v; }
         else if (IS("--block")) { NEED(); rc = parse_long(a, v, 2, 64, &block); }
         else if (IS("--swa-lucebox")) swa_lucebox = true;
+        else if (IS("--kv-type") || IS("-ctk") || IS("--cache-type-k")) { NEED(); rc = cli_kv_type(a, v, &kv_f32); }
         else if (IS("--budget")) { NEED(); budget_arg = v; }
         else if (IS("--tree-k")) { NEED(); rc = parse_long(a, v, 1, 64, &tree_k); }
         else if (IS("--chain-seed")) chain_seed = true;
@@ -258,6 +260,7 @@ int cmd_run(int argc, char **argv)
     mp.n_threads = (int)n_threads;
     mp.max_batch = (int)n_batch;
     mp.draft_swa_lucebox = swa_lucebox;
+    mp.kv_f32 = kv_f32;
     ar_log(AR_LOG_INFO, "loading %s", model_path);
     if (ar_model_load(&model, model_path, &mp, &err)) { cli_fail("%s", err.msg); goto done; }
     if (draft_path) {

@@ -32,6 +32,7 @@ static void usage(FILE *out)
         "                       the ARBOR_API_KEY environment variable works too\n"
         "  -c, --ctx N          context size in tokens (default 4096, at most the training context)\n"
         "  -t, --threads N      threads (default: one per core)\n"
+        "      --kv-type f16|f32  attention KV cache type (default f16, as llama.cpp; -ctk is accepted)\n"
         "  -b, --batch-size N   most prompt tokens per forward (default 512)\n"
         "      --parallel N     requests generated at once, batched into one forward per step (default 4);\n"
         "                       more wait in a queue (503 server_busy when it holds 64)\n"
@@ -75,6 +76,7 @@ int cmd_serve(int argc, char **argv)
 {
     const char *model_path = NULL, *draft_path = NULL;
     long n_threads = 0, n_batch = 512, port, n_ctx, max_body, block, budget, parallel, cache_mib, prefill;
+    bool kv_f32 = false;
     srv_options so = srv_defaults();
     so.api_key = getenv("ARBOR_API_KEY");
 
@@ -91,6 +93,7 @@ int cmd_serve(int argc, char **argv)
         else if (IS("--api-key")) { NEED(); so.api_key = v; }
         else if (IS("-c") || IS("--ctx") || IS("--ctx-size")) { NEED(); rc = parse_long(a, v, 16, 1L << 24, &n_ctx); so.n_ctx = (int)n_ctx; }
         else if (IS("-t") || IS("--threads")) { NEED(); rc = parse_long(a, v, 1, 1024, &n_threads); }
+        else if (IS("--kv-type") || IS("-ctk") || IS("--cache-type-k")) { NEED(); rc = cli_kv_type(a, v, &kv_f32); }
         else if (IS("-b") || IS("--batch-size")) { NEED(); rc = parse_long(a, v, 1, 65536, &n_batch); }
         else if (IS("--parallel") || IS("-np")) { NEED(); rc = parse_long(a, v, 1, 256, &parallel); so.n_parallel = (int)parallel; }
         else if (IS("--cache-mib")) { NEED(); rc = parse_long(a, v, 0, 1L << 20, &cache_mib); so.cache_bytes = (size_t)cache_mib << 20; }
@@ -146,6 +149,7 @@ int cmd_serve(int argc, char **argv)
     fprintf(stderr, "arbor serve: port %d\n", srv_port(server));
 
     ar_model_params mp = ar_model_defaults();
+    mp.kv_f32 = kv_f32;
     mp.n_threads = (int)n_threads;
     mp.max_batch = (int)n_batch;
     ar_model *model = NULL;

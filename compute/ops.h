@@ -108,6 +108,9 @@ void ar_attn_begin(ar_attn_acc *a, float *o, int d);
  * same bits whichever other rows share the call. */
 void ar_attn_rows(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
                   const float *const *v, int n, float scale);
+/* The same with K and V rows as IEEE half floats (the KV cache's type), widened exactly. */
+void ar_attn_rows_f16(ar_attn_acc *const *acc, const float *const *q, int R, const uint16_t *const *k,
+                      const uint16_t *const *v, int n, float scale);
 /* n keys in rows stride floats apart, one row, cut into blocks of AR_ATTN_BLOCK from the first. */
 void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
                    int n, float scale);

@@ -72,6 +72,7 @@ int ar_model_load(ar_model **out, const char *path, const ar_model_params *p, ar
     rc = ar_vocab_load(&m->vocab, qwen35_gguf(m->qm), err);
     if (rc) { ar_error_prefix(err, "%s: tokenizer: ", path); goto fail; }
     if (p->prefault) prefault(qwen35_gguf(m->qm));
+    qwen35_set_kv_f32(m->qm, p->kv_f32);
     int max_batch = p->max_batch > 0 ? p->max_batch : 512;
     m->n_threads = p->n_threads;
     m->draft_swa_lucebox = p->draft_swa_lucebox;

@@ -36,6 +36,8 @@ typedef struct ar_model_params {
                          does not pay for page faults (like llama.cpp's MAP_POPULATE) */
     bool draft_swa_lucebox; /* drafters with sliding-window layers: Lucebox's window rule (block causal,
                                context window [P-W, P)) instead of llama.cpp's (the default) */
+    bool kv_f32;      /* attention KV cache in F32 instead of F16 (F16: llama.cpp's default cache type,
+                         half the memory; F32: what the parity tests compare with llama.cpp's F32 cache) */
 } ar_model_params;
 
 ar_model_params ar_model_defaults(void);

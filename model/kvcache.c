@@ -1,7 +1,7 @@
 /* model/kvcache.c — see kvcache.h.
  *
  * Each page is one malloc: a 64-byte header (reference count, cache pin count, pool, size) and then
- * the page's floats; kv->pages[i] points at the floats, so the inline accessors of kvcache.h stay a
+ * the page's elements; kv->pages[i] points at them, so the inline accessors of kvcache.h stay a
  * single indexed load. Entries of a page table may be NULL (a page dropped by ar_kv_rewind because
  * it was shared); ar_kv_reserve fills them before they are written. */
 #include "model/kvcache.h"
@@ -26,16 +26,16 @@ typedef struct page_hdr {
 enum { HDR = 64 };
 _Static_assert(sizeof(page_hdr) <= HDR, "page header must fit its slot");
 
-static page_hdr *hdr_of(float *p) { return (page_hdr *)(void *)((char *)p - HDR); }
+static page_hdr *hdr_of(unsigned char *p) { return (page_hdr *)(void *)((char *)p - HDR); }
 
-size_t ar_kv_page_bytes(int n_layers, int kv_dim, int page_tokens)
+size_t ar_kv_page_bytes(int n_layers, int kv_dim, int elt, int page_tokens)
 {
-    return (size_t)n_layers * 2 * (size_t)page_tokens * (size_t)kv_dim * sizeof(float);
+    return (size_t)n_layers * 2 * (size_t)page_tokens * (size_t)kv_dim * (size_t)elt;
 }
 
 /* ---- pages ---------------------------------------------------------------------------------- */
 
-static float *page_new(ar_kv_pool *pool, size_t bytes)
+static unsigned char *page_new(ar_kv_pool *pool, size_t bytes)
 {
     if (pool) {
         long n = atomic_fetch_add(&pool->live, 1) + 1;
@@ -59,12 +59,12 @@ static float *page_new(ar_kv_pool *pool, size_t bytes)
         long live = atomic_load(&pool->live), peak = atomic_load(&pool->peak);
         while (live > peak && !atomic_compare_exchange_weak(&pool->peak, &peak, live)) {}
     }
-    return (float *)(void *)(raw + HDR);
+    return (unsigned char *)(void *)(raw + HDR);
 }
 
-static void page_ref(float *p) { atomic_fetch_add(&hdr_of(p)->refs, 1); }
+static void page_ref(unsigned char *p) { atomic_fetch_add(&hdr_of(p)->refs, 1); }
 
-static void page_unref(float *p)
+static void page_unref(unsigned char *p)
 {
     if (!p) return;
     page_hdr *h = hdr_of(p);
@@ -76,17 +76,19 @@ static void page_unref(float *p)
     free(h);
 }
 
-static int page_refs(float *p) { return p ? atomic_load(&hdr_of(p)->refs) : 0; }
+static int page_refs(unsigned char *p) { return p ? atomic_load(&hdr_of(p)->refs) : 0; }
 
 /* ---- page tables ---------------------------------------------------------------------------- */
 
-int ar_kv_init(ar_kv_pages *kv, int n_layers, int kv_dim, int page_tokens, int max_tokens, ar_error *err)
+int ar_kv_init(ar_kv_pages *kv, int n_layers, int kv_dim, int elt, int page_tokens, int max_tokens, ar_error *err)
 {
     memset(kv, 0, sizeof *kv);
-    if (page_tokens < 1 || max_tokens < 1 || kv_dim < 0 || n_layers < 0)
-        return ar_fail(err, AR_EINVAL, "bad KV cache geometry (page %d tokens, %d tokens)", page_tokens, max_tokens);
+    if (page_tokens < 1 || max_tokens < 1 || kv_dim < 0 || n_layers < 0 || (elt != 2 && elt != 4))
+        return ar_fail(err, AR_EINVAL, "bad KV cache geometry (page %d tokens, %d tokens, %d-byte elements)",
+                       page_tokens, max_tokens, elt);
     kv->n_layers = n_layers;
     kv->kv_dim = kv_dim;
+    kv->elt = elt;
     kv->page_tokens = page_tokens;
     kv->max_tokens = max_tokens;
     kv->cap_pages = (max_tokens + page_tokens - 1) / page_tokens;
@@ -133,14 +135,14 @@ int ar_kv_reserve(ar_kv_pages *kv, int n, ar_error *err)
     if (kv->n_layers == 0 || kv->kv_dim == 0) { kv->n_tokens = n; return AR_OK; }
     const int P = kv->page_tokens;
     const int first = kv->n_tokens / P, need = (n + P - 1) / P;
-    const size_t bytes = ar_kv_page_bytes(kv->n_layers, kv->kv_dim, P);
+    const size_t bytes = ar_kv_page_bytes(kv->n_layers, kv->kv_dim, kv->elt, P);
 
     /* allocate everything first so a failure changes nothing */
-    float *fresh[need - first];
+    unsigned char *fresh[need - first];
     for (int i = first; i < need; i++) {
-        float *old = i < kv->n_pages ? kv->pages[i] : NULL;
+        unsigned char *old = i < kv->n_pages ? kv->pages[i] : NULL;
         if (old && page_refs(old) == 1) { fresh[i - first] = NULL; continue; }
-        float *p = page_new(kv->pool, bytes);
+        unsigned char *p = page_new(kv->pool, bytes);
         if (!p) {
             for (int j = first; j < i; j++) page_unref(fresh[j - first]);
             return ar_fail(err, AR_ENOMEM, "out of memory for a KV page (%zu bytes) at %d tokens%s", bytes, n,
@@ -149,16 +151,16 @@ int ar_kv_reserve(ar_kv_pages *kv, int n, ar_error *err)
         fresh[i - first] = p;
     }
     for (int i = first; i < need; i++) {
-        float *p = fresh[i - first];
+        unsigned char *p = fresh[i - first];
         if (!p) continue;
-        float *old = i < kv->n_pages ? kv->pages[i] : NULL;
+        unsigned char *old = i < kv->n_pages ? kv->pages[i] : NULL;
         if (old) {
             /* copy-on-write: the rows below n_tokens are the prefix this page already holds */
             const int rows = kv->n_tokens - i * P;
             if (rows > 0)
                 for (int l = 0; l < 2 * kv->n_layers; l++)
-                    memcpy(p + (size_t)l * P * kv->kv_dim, old + (size_t)l * P * kv->kv_dim,
-                           (size_t)rows * kv->kv_dim * sizeof(float));
+                    memcpy(p + (size_t)l * P * kv->kv_dim * kv->elt, old + (size_t)l * P * kv->kv_dim * kv->elt,
+                           (size_t)rows * kv->kv_dim * kv->elt);
             if (kv->pool) atomic_fetch_add(&kv->pool->copies, 1);
             page_unref(old);
         }

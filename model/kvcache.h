@@ -1,7 +1,8 @@
 /* model/kvcache.h — paged attention KV storage for one sequence, with pages shared by reference.
  *
- * A page holds page_tokens consecutive positions of every attention layer's K and V (F32):
- * layout [layer][K|V][page_tokens][kv_dim]. Pages are allocated lazily (ar_kv_reserve) as the
+ * A page holds page_tokens consecutive positions of every attention layer's K and V, elt bytes per
+ * element (2: IEEE half, llama.cpp's default cache type; 4: F32): layout
+ * [layer][K|V][page_tokens][kv_dim]. Pages are allocated lazily (ar_kv_reserve) as the
  * sequence grows, so a sequence costs only what it has used. Rows of one layer inside one page are
  * contiguous (stride kv_dim), which is what the attention kernel consumes block by block.
  *
@@ -32,16 +33,17 @@ typedef struct ar_kv_pool ar_kv_pool;
 
 typedef struct ar_kv_pages {
     int n_layers;       /* attention layers */
-    int kv_dim;         /* floats per K (and per V) row */
+    int kv_dim;         /* elements per K (and per V) row */
+    int elt;            /* bytes per element: 2 (F16) or 4 (F32) */
     int page_tokens;
     int max_tokens;
     int n_pages, cap_pages;
     int n_tokens;       /* positions written (see the invariant above) */
-    float **pages;      /* page data (a private header precedes each page) */
+    unsigned char **pages;   /* page data (a private header precedes each page) */
     ar_kv_pool *pool;   /* where new pages are counted; NULL: none */
 } ar_kv_pages;
 
-int  ar_kv_init(ar_kv_pages *kv, int n_layers, int kv_dim, int page_tokens, int max_tokens, ar_error *err);
+int  ar_kv_init(ar_kv_pages *kv, int n_layers, int kv_dim, int elt, int page_tokens, int max_tokens, ar_error *err);
 /* Drop every page reference and the page table. */
 void ar_kv_release(ar_kv_pages *kv);
 /* Drop every page reference, keep the (empty) table: n_tokens = 0, n_pages = 0. */
@@ -54,7 +56,7 @@ int  ar_kv_reserve(ar_kv_pages *kv, int n, ar_error *err);
 /* dst (same geometry) drops its pages and references src's pages holding positions [0, n_tokens);
  * dst->n_tokens = n_tokens. n_tokens <= src->n_tokens. */
 int  ar_kv_share(ar_kv_pages *dst, const ar_kv_pages *src, int n_tokens, ar_error *err);
-size_t ar_kv_page_bytes(int n_layers, int kv_dim, int page_tokens);
+size_t ar_kv_page_bytes(int n_layers, int kv_dim, int elt, int page_tokens);
 
 /* References to page i (tests, stats); 0 when absent. */
 int  ar_kv_page_refs(const ar_kv_pages *kv, int i);
@@ -72,16 +74,19 @@ long ar_kv_pool_peak(const ar_kv_pool *p);
 size_t ar_kv_pool_live_bytes(const ar_kv_pool *p);
 long ar_kv_pool_copies(const ar_kv_pool *p);        /* copy-on-write page copies made */
 
-static inline float *ar_kv_k(const ar_kv_pages *kv, int layer, int t)
+/* Row t of layer's K (V): kv_dim elements of elt bytes. */
+static inline void *ar_kv_k(const ar_kv_pages *kv, int layer, int t)
 {
-    float *page = kv->pages[t / kv->page_tokens];
-    return page + ((size_t)layer * 2 * (size_t)kv->page_tokens + (size_t)(t % kv->page_tokens)) * (size_t)kv->kv_dim;
+    unsigned char *page = kv->pages[t / kv->page_tokens];
+    return page + ((size_t)layer * 2 * (size_t)kv->page_tokens + (size_t)(t % kv->page_tokens)) * (size_t)kv->kv_dim *
+                      (size_t)kv->elt;
 }
 
-static inline float *ar_kv_v(const ar_kv_pages *kv, int layer, int t)
+static inline void *ar_kv_v(const ar_kv_pages *kv, int layer, int t)
 {
-    float *page = kv->pages[t / kv->page_tokens];
-    return page + (((size_t)layer * 2 + 1) * (size_t)kv->page_tokens + (size_t)(t % kv->page_tokens)) * (size_t)kv->kv_dim;
+    unsigned char *page = kv->pages[t / kv->page_tokens];
+    return page + (((size_t)layer * 2 + 1) * (size_t)kv->page_tokens + (size_t)(t % kv->page_tokens)) *
+                      (size_t)kv->kv_dim * (size_t)kv->elt;
 }
 
 /* Number of positions from t to the end of t's page, capped at end - t. */

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/half.h"
 #include "base/log.h"
 
 /* Most query rows an attention tile gathers (nodes x heads per KV head; at least one node). */
@@ -69,7 +70,9 @@ struct qwen35_ctx {
     float *rope_cs;            /* [n_threads][n_rot] */
 
     /* kept for commit */
-    float *keep_k, *keep_v;            /* [n_attn][max_nodes][kv_dim] */
+    float *scr_k, *scr_v;              /* [max_nodes][kv_dim] one layer's K and V as projected (F32) */
+    unsigned char *keep_k, *keep_v;    /* [n_attn][max_nodes][kv_dim] as the KV cache stores them (kv_elt) */
+    int kv_elt;                        /* 2 (F16) or 4 (F32): the model's KV element size */
     float *keep_mixed;                 /* [n_gdn][max_nodes][channels] raw conv input */
     float *keep_g, *keep_beta;         /* [n_gdn][max_nodes][n_v_heads] */
 };
@@ -163,8 +166,11 @@ int qwen35_ctx_create(qwen35_ctx **out, const qwen35_model *m, int max_nodes, in
     c->att_gq = xalloc(TR, sizeof *c->att_gq, &ok);
     c->anc_stack = xalloc(T * (size_t)c->att_tile_nodes * M, sizeof(int), &ok);
     c->rope_cs = xalloc(T * (size_t)(hp->n_rot > 0 ? hp->n_rot : 1), sizeof(float), &ok);
-    c->keep_k = xalloc((size_t)hp->n_attn_layers * M * kvd, sizeof(float), &ok);
-    c->keep_v = xalloc((size_t)hp->n_attn_layers * M * kvd, sizeof(float), &ok);
+    c->scr_k = xalloc(M * kvd, sizeof(float), &ok);
+    c->scr_v = xalloc(M * kvd, sizeof(float), &ok);
+    c->kv_elt = qwen35_kv_f32(m) ? 4 : 2;
+    c->keep_k = xalloc((size_t)hp->n_attn_layers * M * kvd, (size_t)c->kv_elt, &ok);
+    c->keep_v = xalloc((size_t)hp->n_attn_layers * M * kvd, (size_t)c->kv_elt, &ok);
     c->keep_mixed = xalloc((size_t)hp->n_gdn_layers * M * C, sizeof(float), &ok);
     c->keep_g = xalloc((size_t)hp->n_gdn_layers * M * Hv, sizeof(float), &ok);
     c->keep_beta = xalloc((size_t)hp->n_gdn_layers * M * Hv, sizeof(float), &ok);
@@ -185,7 +191,7 @@ void qwen35_ctx_free(qwen35_ctx *c)
     void *bufs[] = { c->nodes, c->node_seq, c->node_past, c->depth, c->n_children, c->remaining, c->conv_src,
                      c->gdn_slot, c->gdn_from, c->free_slots, c->slots, c->x, c->h, c->proj, c->proj2, c->mix,
                      c->logit_nodes, c->attn_o, c->anc_stack, c->rope_cs, c->att_tiles, c->att_acc, c->att_gacc,
-                     (void *)c->att_gq, c->keep_k, c->keep_v, c->keep_mixed,
+                     (void *)c->att_gq, c->scr_k, c->scr_v, c->keep_k, c->keep_v, c->keep_mixed,
                      c->keep_g, c->keep_beta };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
@@ -212,6 +218,10 @@ static int validate(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, a
         const ar_node *nd = &b->nodes[i];
         if (nd->seq < 0 || !seqs[nd->seq]) return ar_fail(err, AR_EINVAL, "node %d: sequence %d is missing", i, nd->seq);
         if (seqs[nd->seq]->m != c->m) return ar_fail(err, AR_EINVAL, "node %d: sequence %d belongs to another model", i, nd->seq);
+        if (seqs[nd->seq]->kv.elt != c->kv_elt)
+            return ar_fail(err, AR_EINVAL, "node %d: sequence %d stores its KV as %s, the context as %s (set the KV type "
+                           "before creating either)", i, nd->seq, seqs[nd->seq]->kv.elt == 2 ? "F16" : "F32",
+                           c->kv_elt == 2 ? "F16" : "F32");
         if (nd->token < 0 || nd->token >= hp->n_vocab)
             return ar_fail(err, AR_EINVAL, "node %d: token %d out of range (vocab %d)", i, nd->token, hp->n_vocab);
         if (nd->pos < 0) return ar_fail(err, AR_EINVAL, "node %d: negative position %d", i, nd->pos);
@@ -342,7 +352,10 @@ static void swiglu_rows(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
 
 /* ---- gated full attention (§3.3) ---------------------------------------------------------- */
 
-typedef struct { const qwen35_layer *L; float *K, *V; size_t ld_q; int n_items; } attn_arg;
+/* K, V: the layer's projections (F32 scratch); KC, VC: the same rows in the cache's element type
+ * (F16 rounds them), which is what attention reads for in-batch keys as well as committed ones (as
+ * llama.cpp, which writes the batch into its cache first) and what commit copies into the pages. */
+typedef struct { const qwen35_layer *L; float *K, *V; unsigned char *KC, *VC; size_t ld_q; int n_items; } attn_arg;
 
 static void qk_norm_rope(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
 {
@@ -357,6 +370,18 @@ static void qk_norm_rope(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
         ar_rope_cache(&c->m->rope, c->nodes[i].pos, cs);
         ar_rope_apply(q, hp->n_head, 2 * D, hp->n_rot, cs);
         ar_rope_apply(k, hp->n_head_kv, D, hp->n_rot, cs);
+        const float *v = a->V + (size_t)i * kvd;
+        const size_t row = (size_t)kvd * (size_t)c->kv_elt;
+        if (c->kv_elt == 2) {
+            uint16_t *k16 = (uint16_t *)(void *)(a->KC + i * row), *v16 = (uint16_t *)(void *)(a->VC + i * row);
+            for (int j = 0; j < kvd; j++) {
+                k16[j] = ar_f32_to_f16(k[j]);
+                v16[j] = ar_f32_to_f16(v[j]);
+            }
+        } else {
+            memcpy(a->KC + i * row, k, row);
+            memcpy(a->VC + i * row, v, row);
+        }
     }
 }
 
@@ -383,7 +408,8 @@ static void attend(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
     const float **gq = c->att_gq + t0r;
     int *anc = c->anc_stack + (size_t)ith * (size_t)c->att_tile_nodes * (size_t)MN;
     int len[ATT_TILE_ROWS];
-    const float *kp[AR_ATTN_BLOCK], *vp[AR_ATTN_BLOCK];
+    const void *kp[AR_ATTN_BLOCK], *vp[AR_ATTN_BLOCK];
+    const size_t elt = (size_t)c->kv_elt;
     for (int item = lo; item < hi; item++) {
         const int idx = item % 2 == 0 ? item / 2 : a->n_items - 1 - item / 2;
         const int tile = idx / KVH, kvh = idx % KVH;
@@ -422,15 +448,18 @@ static void attend(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
                 for (int j = 0; j < n; j++) {
                     const int p = b0 + j;
                     if (p < n_past) {
-                        kp[j] = ar_kv_k(&s->kv, li, p) + kvh * D;
-                        vp[j] = ar_kv_v(&s->kv, li, p) + kvh * D;
+                        kp[j] = (const unsigned char *)ar_kv_k(&s->kv, li, p) + (size_t)(kvh * D) * elt;
+                        vp[j] = (const unsigned char *)ar_kv_v(&s->kv, li, p) + (size_t)(kvh * D) * elt;
                     } else {
-                        const size_t node = (size_t)st[p - n_past];
-                        kp[j] = a->K + node * kvd + kvh * D;
-                        vp[j] = a->V + node * kvd + kvh * D;
+                        const size_t off = ((size_t)st[p - n_past] * (size_t)kvd + (size_t)(kvh * D)) * elt;
+                        kp[j] = a->KC + off;
+                        vp[j] = a->VC + off;
                     }
                 }
-                ar_attn_rows(gacc, gq, R, kp, vp, n, scale);
+                if (elt == 2)
+                    ar_attn_rows_f16(gacc, gq, R, (const uint16_t *const *)kp, (const uint16_t *const *)vp, n, scale);
+                else
+                    ar_attn_rows(gacc, gq, R, (const float *const *)kp, (const float *const *)vp, n, scale);
             }
         }
         for (int t = 0; t < tn; t++)
@@ -463,7 +492,8 @@ static void attention_layer(qwen35_ctx *c, const qwen35_layer *L)
     const qwen35_hparams *hp = &c->m->hp;
     const int M = c->n_nodes, E = hp->n_embd;
     const size_t kvd = (size_t)hp->n_head_kv * hp->head_dim, off = (size_t)L->kind_index * c->max_nodes * kvd;
-    attn_arg a = { L, c->keep_k + off, c->keep_v + off, c->ld_proj, 0 };
+    attn_arg a = { L, c->scr_k, c->scr_v, c->keep_k + off * (size_t)c->kv_elt, c->keep_v + off * (size_t)c->kv_elt,
+                   c->ld_proj, 0 };
     if (L->wqkv_attn.type >= 0) {                       /* fused q|k|v */
         ar_matmul(c->comp, &L->wqkv_attn, c->h, E, c->proj, (int64_t)c->ld_proj, M);
         par_for(c, M, split_fused_kv, &a);
@@ -716,8 +746,9 @@ int qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_
     const size_t kvd = (size_t)hp->n_head_kv * hp->head_dim, M = (size_t)c->max_nodes;
     for (int li = 0; li < hp->n_attn_layers; li++)
         for (int t = 0; t < n_path; t++) {
-            memcpy(ar_kv_k(&s->kv, li, n_past + t), c->keep_k + ((size_t)li * M + (size_t)path[t]) * kvd, kvd * sizeof(float));
-            memcpy(ar_kv_v(&s->kv, li, n_past + t), c->keep_v + ((size_t)li * M + (size_t)path[t]) * kvd, kvd * sizeof(float));
+            const size_t row = kvd * (size_t)c->kv_elt, src = ((size_t)li * M + (size_t)path[t]) * row;
+            memcpy(ar_kv_k(&s->kv, li, n_past + t), c->keep_k + src, row);
+            memcpy(ar_kv_v(&s->kv, li, n_past + t), c->keep_v + src, row);
         }
 
     /* GDN: replay conv + delta rule along the path, then slide the conv window */

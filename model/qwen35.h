@@ -83,10 +83,14 @@ typedef struct qwen35_model qwen35_model;
 int  qwen35_load(qwen35_model **out, const char *path, ar_error *err);
 void qwen35_free(qwen35_model *m);
 const qwen35_hparams *qwen35_hparams_of(const qwen35_model *m);
+/* KV cache element type: F16 (the default, llama.cpp's default cache type) or F32. Set it before
+ * creating any context or sequence of the model (they must all agree). */
+void qwen35_set_kv_f32(qwen35_model *m, bool f32);
+bool qwen35_kv_f32(const qwen35_model *m);
 const gguf_file      *qwen35_gguf(const qwen35_model *m);         /* for the tokenizer */
 
 /* ---- per-sequence state ------------------------------------------------------------------
- * Paged attention KV (F32, pages of page_tokens positions holding every attention layer's K and
+ * Paged attention KV (F16 or F32, qwen35_set_kv_f32; pages of page_tokens positions holding every attention layer's K and
  * V, allocated lazily by commit as the sequence grows), GDN state S per GDN layer and V head
  * (d_k x d_v, F32) and the conv window (last d_conv-1 raw conv inputs), and n_past. */
 typedef struct qwen35_seq qwen35_seq;

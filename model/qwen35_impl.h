@@ -34,6 +34,7 @@ struct qwen35_model {
     const float *output_norm;
     qwen35_layer *layers;         /* n_layer trunk layers */
     ar_rope rope;
+    bool kv_f32;                  /* KV cache elements: F32 instead of F16 (qwen35_set_kv_f32) */
 };
 
 struct qwen35_seq {

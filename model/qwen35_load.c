@@ -420,4 +420,6 @@ void qwen35_free(qwen35_model *m)
 }
 
 const qwen35_hparams *qwen35_hparams_of(const qwen35_model *m) { return &m->hp; }
+void qwen35_set_kv_f32(qwen35_model *m, bool f32) { m->kv_f32 = f32; }
+bool qwen35_kv_f32(const qwen35_model *m) { return m->kv_f32; }
 const gguf_file *qwen35_gguf(const qwen35_model *m) { return m->gguf; }

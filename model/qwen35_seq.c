@@ -36,7 +36,7 @@ uint64_t qwen35_seq_bytes(const qwen35_model *m, int n_ctx)
 {
     const qwen35_hparams *hp = &m->hp;
     uint64_t rec = (uint64_t)hp->n_gdn_layers * (state_floats(hp) + conv_floats(hp)) * sizeof(float);
-    uint64_t kv = (uint64_t)hp->n_attn_layers * 2 * (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim * sizeof(float);
+    uint64_t kv = (uint64_t)hp->n_attn_layers * 2 * (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim * (m->kv_f32 ? 4u : 2u);
     return rec + kv * (uint64_t)(n_ctx > 0 ? n_ctx : 0);
 }
 
@@ -84,7 +84,8 @@ int qwen35_seq_create_pooled(qwen35_seq **out, const qwen35_model *m, int n_ctx,
     s->n_ctx = n_ctx;
     s->state_floats = state_floats(hp);
     s->conv_floats = conv_floats(hp);
-    int rc = ar_kv_init(&s->kv, hp->n_attn_layers, hp->n_head_kv * hp->head_dim, page_tokens, n_ctx, err);
+    int rc = ar_kv_init(&s->kv, hp->n_attn_layers, hp->n_head_kv * hp->head_dim, m->kv_f32 ? 4 : 2, page_tokens, n_ctx,
+                        err);
     if (rc != AR_OK) { free(s); return rc; }
     s->kv.pool = pool;
     size_t ng = (size_t)hp->n_gdn_layers;
@@ -166,7 +167,8 @@ int qwen35_snap_take(qwen35_snap **out, const qwen35_seq *s, ar_error *err)
     p->state_floats = s->state_floats;
     p->conv_floats = s->conv_floats;
     const size_t ng = (size_t)hp->n_gdn_layers;
-    int rc = ar_kv_init(&p->kv, s->kv.n_layers, s->kv.kv_dim, s->kv.page_tokens, s->n_past > 0 ? s->n_past : 1, err);
+    int rc = ar_kv_init(&p->kv, s->kv.n_layers, s->kv.kv_dim, s->kv.elt, s->kv.page_tokens, s->n_past > 0 ? s->n_past : 1,
+                        err);
     if (rc == AR_OK) rc = ar_kv_share(&p->kv, &s->kv, s->n_past, err);
     if (rc == AR_OK) {
         p->gdn_state = malloc((ng * p->state_floats + 1) * sizeof(float));

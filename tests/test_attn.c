@@ -3,7 +3,8 @@
  * dims: keys fed in runs of several lengths (as KV pages and in-batch ancestors feed them), score
  * ranges that make the running maximum move and values far in the exp's tail; and several rows per
  * call (the query heads of one KV head, the nodes of a prompt chunk) with keys gathered from scattered
- * rows: every row's result is bit-identical to the same row computed alone. */
+ * rows, F32 and F16 (the KV cache's type): every row's result is bit-identical to the same row
+ * computed alone. */
 #include "test.h"
 
 #include <math.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/half.h"
 #include "compute/cpu/attn.h"
 #include "compute/cpu/cpu_features.h"
 #include "compute/ops.h"
@@ -94,7 +96,7 @@ static void test_runs(void)
 }
 
 /* R rows per call over gathered keys, three blocks in a row: == each row alone (bits), ~= the reference. */
-static void test_rows(void)
+static void test_rows(int f16)
 {
     static const int dims[] = { 256, 128, 80, 48 };
     static const int Rs[] = { 1, 2, 3, 4, 5, 7, 12, 16, 24 };
@@ -104,9 +106,10 @@ static void test_rows(void)
     for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
         const int d = dims[di];
         float *kv = malloc(sizeof(float) * 2 * POOL * d);   /* key/value rows the blocks pick from */
+        uint16_t *kvh = malloc(sizeof(uint16_t) * 2 * POOL * d);   /* the same as half floats */
         float *q = malloc(sizeof(float) * MAXR * d), *o = malloc(sizeof(float) * 3 * MAXR * d);
         float *out = malloc(sizeof(float) * 3 * MAXR * d);
-        for (int i = 0; i < 2 * POOL * d; i++) kv[i] = frand();
+        for (int i = 0; i < 2 * POOL * d; i++) kvh[i] = ar_f32_to_f16(kv[i] = frand());
         for (size_t ri = 0; ri < sizeof Rs / sizeof *Rs; ri++)
             for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
                 const int R = Rs[ri], n = ns[ni];
@@ -123,14 +126,23 @@ static void test_rows(void)
                 const float scale = 1.0f / sqrtf((float)d);
                 for (int b = 0; b < 3; b++) {
                     const float *kp[AR_ATTN_BLOCK], *vp[AR_ATTN_BLOCK];
+                    const uint16_t *kh[AR_ATTN_BLOCK], *vh[AR_ATTN_BLOCK];
                     for (int j = 0; j < n; j++) {
                         const int row = (int)((uint32_t)(frand() * 1e6f + 1e6f) % POOL);
                         kp[j] = kv + (size_t)row * 2 * d;
                         vp[j] = kv + (size_t)row * 2 * d + d;
+                        kh[j] = kvh + (size_t)row * 2 * d;
+                        vh[j] = kvh + (size_t)row * 2 * d + d;
                     }
-                    ar_attn_rows(ap[0], qp, R, kp, vp, n, scale);
-                    for (int r = 0; r < R; r++) ar_attn_rows(&ap[1][r], &qp[r], 1, kp, vp, n, scale);
-                    ar_attn_rows_ref(ap[2], qp, R, kp, vp, n, scale);
+                    if (f16) {
+                        ar_attn_rows_f16(ap[0], qp, R, kh, vh, n, scale);
+                        for (int r = 0; r < R; r++) ar_attn_rows_f16(&ap[1][r], &qp[r], 1, kh, vh, n, scale);
+                        ar_attn_rows_f16_ref(ap[2], qp, R, kh, vh, n, scale);
+                    } else {
+                        ar_attn_rows(ap[0], qp, R, kp, vp, n, scale);
+                        for (int r = 0; r < R; r++) ar_attn_rows(&ap[1][r], &qp[r], 1, kp, vp, n, scale);
+                        ar_attn_rows_ref(ap[2], qp, R, kp, vp, n, scale);
+                    }
                 }
                 for (int r = 0; r < R; r++) {
                     float *f[3];
@@ -140,23 +152,26 @@ static void test_rows(void)
                     }
                     CHECK(!memcmp(f[0], f[1], sizeof(float) * d) && acc[0][r].max == acc[1][r].max &&
                               acc[0][r].sum == acc[1][r].sum,
-                          "d=%d R=%d n=%d row %d: the result depends on the other rows of the call", d, R, n, r);
+                          "%s d=%d R=%d n=%d row %d: the result depends on the other rows of the call",
+                          f16 ? "f16" : "f32", d, R, n, r);
                     const double rel = rel_diff(f[2], f[0], d);
                     if (rel > worst) worst = rel;
-                    CHECK(rel <= 2e-6, "d=%d R=%d n=%d row %d: off the reference by %.3g (rel)", d, R, n, r, rel);
+                    CHECK(rel <= 2e-6, "%s d=%d R=%d n=%d row %d: off the reference by %.3g (rel)", f16 ? "f16" : "f32",
+                          d, R, n, r, rel);
                 }
                 n_cases++;
             }
-        free(kv); free(q); free(o); free(out);
+        free(kv); free(kvh); free(q); free(o); free(out);
     }
-    printf("attn: %d multi-row cases (up to 24 rows, gathered keys)\n", n_cases);
+    printf("attn: %d multi-row cases (up to 24 rows, gathered %s keys)\n", n_cases, f16 ? "F16" : "F32");
 }
 
 int main(void)
 {
     printf("attn: avx512 %s\n", ar_cpu_has_avx512_set() ? "available" : "not available (reference vs itself)");
     test_runs();
-    test_rows();
+    test_rows(0);
+    test_rows(1);
     printf("attn: worst relative difference fast vs reference %.3g\n", worst);
     TEST_END();
 }

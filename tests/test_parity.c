@@ -185,6 +185,7 @@ static void check_case(const char *label, const char *model, const int32_t *ids,
     ar_error err;
     qwen35_model *m = NULL;
     if (qwen35_load(&m, model, &err) != AR_OK) { CHECK(0, "%s: %s", label, err.msg); llogits_free(&o); return; }
+    qwen35_set_kv_f32(m, true);   /* the oracle's eval keeps an F32 KV cache: compare like with like */
     if (text) {   /* the prompt ids must come from arbor's tokenizer too */
         ar_vocab *v = NULL;
         int32_t *mine = NULL;
@@ -277,7 +278,7 @@ static void check_cli(const char *model, const int32_t *ids, int n, int n_gen)
     write_ids(ids_path, ids, n);
     llogits o, a;
     if (run_oracle(model, ids_path, NULL, n_gen, &o)) { CHECK(0, "cli: oracle failed"); return; }
-    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --ids-file '%s' -n %d --logits-out '%s' -t 2 2>/dev/null >/dev/null",
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --ids-file '%s' -n %d --logits-out '%s' -t 2 --kv-type f32 2>/dev/null >/dev/null",
              bin, model, ids_path, n_gen, out);
     int rc = system(cmd);
     if (rc != 0 || llogits_read(&a, out)) { CHECK(0, "cli: '%s' failed (%d)", cmd, rc); llogits_free(&o); return; }

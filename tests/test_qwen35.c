@@ -491,6 +491,68 @@ static void test_load_validation(const char *model_path)
     unlink(arch_path);
 }
 
+/* ---- KV cache types ---------------------------------------------------------------------------- */
+
+/* The F16 cache (default) against F32 on the same prompt: every position's logits close, the same
+ * argmax; a sequence whose KV type differs from the context's is refused with a clear error. */
+static void test_kv_types(const char *model_path)
+{
+    harness h16, h32;
+    ar_error err;
+    if (open_harness(&h16, model_path, 64, 2)) { CHECK(0, "cannot open %s", model_path); return; }
+    memset(&h32, 0, sizeof h32);
+    CHECK(qwen35_load(&h32.m, model_path, &err) == AR_OK, "load: %s", err.msg);
+    qwen35_set_kv_f32(h32.m, true);
+    h32.hp = qwen35_hparams_of(h32.m);
+    h32.V = h32.hp->n_vocab;
+    h32.E = h32.hp->n_embd;
+    CHECK(qwen35_ctx_create(&h32.c, h32.m, 64, 2, &err) == AR_OK, "ctx: %s", err.msg);
+    enum { N = 150 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)(rnd() % (uint32_t)h16.V);
+    qwen35_seq *s16 = NULL, *s32 = NULL;
+    CHECK(qwen35_seq_create(&s16, h16.m, 256, &err) == AR_OK && qwen35_seq_create(&s32, h32.m, 256, &err) == AR_OK,
+          "seq: %s", err.msg);
+    CHECK(qwen35_seq_bytes(h16.m, 1000) < qwen35_seq_bytes(h32.m, 1000), "an F16 sequence is not smaller");
+    float *a = malloc((size_t)N * h16.V * sizeof(float)), *b = malloc((size_t)N * h16.V * sizeof(float));
+    CHECK(prefill(&h16, s16, ids, N, a) == 0 && prefill(&h32, s32, ids, N, b) == 0, "prefill");
+    double worst = 0;
+    int same_argmax = 0;
+    for (int p = 0; p < N; p++) {
+        const float *x = a + (size_t)p * h16.V, *y = b + (size_t)p * h16.V;
+        double m = 0, e = 0;
+        int ax = 0, ay = 0;
+        for (int v = 0; v < h16.V; v++) {
+            m = fmax(m, fabs(y[v]));
+            e = fmax(e, fabs((double)x[v] - y[v]));
+            if (x[v] > x[ax]) ax = v;
+            if (y[v] > y[ay]) ay = v;
+        }
+        if (m > 0 && e / m > worst) worst = e / m;
+        same_argmax += ax == ay;
+    }
+    printf("KV F16 vs F32: %d positions, worst logit difference %.3g (relative to the row's largest), same argmax "
+           "%d/%d\n", N, worst, same_argmax, N);
+    CHECK(worst < 1e-2 && same_argmax >= N - 2, "F16 KV cache off the F32 one by %.3g, argmax equal at %d of %d",
+          worst, same_argmax, N);
+    /* a sequence of the other type on this context: refused */
+    ar_node nd = { .seq = 0, .token = 1, .pos = qwen35_seq_n_past(s32), .parent = -1, .want_logits = true };
+    ar_batch bt = { .n_nodes = 1, .nodes = &nd, .logits = b };
+    qwen35_set_kv_f32(h16.m, true);
+    qwen35_seq *odd = NULL;
+    CHECK(qwen35_seq_create(&odd, h16.m, 64, &err) == AR_OK, "seq: %s", err.msg);
+    nd.pos = 0;
+    CHECK(qwen35_forward(h16.c, &odd, &bt, &err) == AR_EINVAL && strstr(err.msg, "KV as F32"),
+          "a sequence with another KV type: %s", err.msg);
+    qwen35_seq_free(odd);
+    qwen35_seq_free(s16);
+    qwen35_seq_free(s32);
+    free(a);
+    free(b);
+    close_harness(&h16);
+    close_harness(&h32);
+}
+
 int main(void)
 {
     ar_log_level = AR_LOG_WARN;
@@ -513,6 +575,7 @@ int main(void)
         test_inplace_commit(m2);
         test_errors(m1);
         test_load_validation(m1);
+        test_kv_types(m2);
     }
     unlink(m1);
     unlink(m2);

@@ -12,6 +12,8 @@
  * qwen35 / DFlash head dim is). */
 #include "compute/cpu/attn.h"
 
+#include <stdint.h>
+
 #if defined(__x86_64__) && defined(__AVX512F__)
 #include <immintrin.h>
 #include <math.h>
@@ -38,6 +40,15 @@ static inline __m512 exp512(__m512 x)
 }
 
 enum { TR = 4, TK = 4, TD = 4 };   /* rows, keys per score pass; 16-float vectors per value pass */
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* 16 K or V elements at element offset off of row p: F32, or F16 widened (the KV cache's type) */
+INLINE __m512 ld(const void *p, int off, int f16)
+{
+    if (f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + off)));
+    return _mm512_loadu_ps((const float *)p + off);
+}
 
 /* The 16 horizontal sums of a0..a15 in one vector (lane i = sum of ai's lanes) by a transpose-and-add
  * network: 45 shuffles and adds instead of 16 separate reductions. Every score goes through this same
@@ -76,13 +87,13 @@ static inline void store_scores(__m512 sum, int nr, int nk, float scale, float *
 
 /* s[r][t] = scale * q_r . k_t for 4 rows x 4 keys (the common case, all in registers): one FMA chain
  * per score over the head dim, then hsum16. */
-static inline void scores_4x4(const float *const *q, const float *const *k, int nv, float scale, float *s, size_t ld)
+INLINE void scores_4x4(const float *const *q, const void *const *k, int nv, float scale, float *s, size_t lds, int f16)
 {
     __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
            a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
     for (int c = 0; c < nv; c++) {
-        const __m512 k0 = _mm512_loadu_ps(k[0] + 16 * c), k1 = _mm512_loadu_ps(k[1] + 16 * c),
-                     k2 = _mm512_loadu_ps(k[2] + 16 * c), k3 = _mm512_loadu_ps(k[3] + 16 * c);
+        const __m512 k0 = ld(k[0], 16 * c, f16), k1 = ld(k[1], 16 * c, f16), k2 = ld(k[2], 16 * c, f16),
+                     k3 = ld(k[3], 16 * c, f16);
         __m512 x = _mm512_loadu_ps(q[0] + 16 * c);
         a00 = _mm512_fmadd_ps(x, k0, a00); a01 = _mm512_fmadd_ps(x, k1, a01);
         a02 = _mm512_fmadd_ps(x, k2, a02); a03 = _mm512_fmadd_ps(x, k3, a03);
@@ -99,28 +110,28 @@ static inline void scores_4x4(const float *const *q, const float *const *k, int 
     const __m512 sum = _mm512_mul_ps(hsum16(a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31,
                                             a32, a33), _mm512_set1_ps(scale));
     _mm_storeu_ps(s, _mm512_castps512_ps128(sum));
-    _mm_storeu_ps(s + ld, _mm512_extractf32x4_ps(sum, 1));
-    _mm_storeu_ps(s + 2 * ld, _mm512_extractf32x4_ps(sum, 2));
-    _mm_storeu_ps(s + 3 * ld, _mm512_extractf32x4_ps(sum, 3));
+    _mm_storeu_ps(s + lds, _mm512_extractf32x4_ps(sum, 1));
+    _mm_storeu_ps(s + 2 * lds, _mm512_extractf32x4_ps(sum, 2));
+    _mm_storeu_ps(s + 3 * lds, _mm512_extractf32x4_ps(sum, 3));
 }
 
 /* the same arithmetic for the ragged edges (fewer rows or keys: zero chains) */
-static void scores_edge(const float *const *q, int nr, const float *const *k, int nk, int nv, float scale, float *s,
-                        size_t ld)
+INLINE void scores_edge(const float *const *q, int nr, const void *const *k, int nk, int nv, float scale, float *s,
+                        size_t lds, int f16)
 {
     __m512 a[TR * TK];
     for (int i = 0; i < TR * TK; i++) a[i] = _mm512_setzero_ps();
     for (int c = 0; c < nv; c++)
         for (int r = 0; r < nr; r++) {
             const __m512 x = _mm512_loadu_ps(q[r] + 16 * c);
-            for (int t = 0; t < nk; t++) a[4 * r + t] = _mm512_fmadd_ps(x, _mm512_loadu_ps(k[t] + 16 * c), a[4 * r + t]);
+            for (int t = 0; t < nk; t++) a[4 * r + t] = _mm512_fmadd_ps(x, ld(k[t], 16 * c, f16), a[4 * r + t]);
         }
     store_scores(hsum16(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
-                        a[15]), nr, nk, scale, s, ld);
+                        a[15]), nr, nk, scale, s, lds);
 }
 
 /* o_r[c0 .. c0 + 64) += sum_j p_rj v_j[c0 .. c0 + 64) for 4 rows (all 16 accumulators in registers) */
-static inline void pv_4x4(ar_attn_acc *const *ar, const float (*p)[AR_ATTN_BLOCK], const float *const *v, int n, int c0)
+INLINE void pv_4x4(ar_attn_acc *const *ar, const float (*p)[AR_ATTN_BLOCK], const void *const *v, int n, int c0, int f16)
 {
     float *o0 = ar[0]->o + 16 * c0, *o1 = ar[1]->o + 16 * c0, *o2 = ar[2]->o + 16 * c0, *o3 = ar[3]->o + 16 * c0;
     __m512 a00 = _mm512_loadu_ps(o0), a01 = _mm512_loadu_ps(o0 + 16), a02 = _mm512_loadu_ps(o0 + 32),
@@ -130,9 +141,8 @@ static inline void pv_4x4(ar_attn_acc *const *ar, const float (*p)[AR_ATTN_BLOCK
            a30 = _mm512_loadu_ps(o3), a31 = _mm512_loadu_ps(o3 + 16), a32 = _mm512_loadu_ps(o3 + 32),
            a33 = _mm512_loadu_ps(o3 + 48);
     for (int j = 0; j < n; j++) {
-        const float *vr = v[j] + 16 * c0;
-        const __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16), v2 = _mm512_loadu_ps(vr + 32),
-                     v3 = _mm512_loadu_ps(vr + 48);
+        const __m512 v0 = ld(v[j], 16 * c0, f16), v1 = ld(v[j], 16 * c0 + 16, f16), v2 = ld(v[j], 16 * c0 + 32, f16),
+                     v3 = ld(v[j], 16 * c0 + 48, f16);
         __m512 x = _mm512_set1_ps(p[0][j]);
         a00 = _mm512_fmadd_ps(x, v0, a00); a01 = _mm512_fmadd_ps(x, v1, a01);
         a02 = _mm512_fmadd_ps(x, v2, a02); a03 = _mm512_fmadd_ps(x, v3, a03);
@@ -152,8 +162,8 @@ static inline void pv_4x4(ar_attn_acc *const *ar, const float (*p)[AR_ATTN_BLOCK
     _mm512_storeu_ps(o3, a30); _mm512_storeu_ps(o3 + 16, a31); _mm512_storeu_ps(o3 + 32, a32); _mm512_storeu_ps(o3 + 48, a33);
 }
 
-int ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
-                        const float *const *v, int n, float scale)
+INLINE int attn_rows(ar_attn_acc *const *acc, const float *const *q, int R, const void *const *k,
+                     const void *const *v, int n, float scale, int f16)
 {
     const int d = acc[0]->d;
     if (d % 16 || d <= 0 || n < 1 || n > AR_ATTN_BLOCK) return 0;
@@ -166,8 +176,8 @@ int ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, c
         /* scores */
         for (int j = 0; j < n; j += TK) {
             const int nk = n - j < TK ? n - j : TK;
-            if (nr == TR && nk == TK) scores_4x4(qr, k + j, nv, scale, &s[0][j], AR_ATTN_BLOCK);
-            else scores_edge(qr, nr, k + j, nk, nv, scale, &s[0][j], AR_ATTN_BLOCK);
+            if (nr == TR && nk == TK) scores_4x4(qr, k + j, nv, scale, &s[0][j], AR_ATTN_BLOCK, f16);
+            else scores_edge(qr, nr, k + j, nk, nv, scale, &s[0][j], AR_ATTN_BLOCK, f16);
         }
         /* online softmax: new maximum, rescale, p = exp(s - max) */
         for (int r = 0; r < nr; r++) {
@@ -194,7 +204,7 @@ int ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, c
         for (int c0 = 0; c0 < nv; c0 += TD) {
             const int nc = nv - c0 < TD ? nv - c0 : TD;
             if (nr == TR && nc == TD) {
-                pv_4x4(ar, s, v, n, c0);
+                pv_4x4(ar, s, v, n, c0, f16);
             } else {
                 for (int r = 0; r < nr; r++) {
                     if (nc == TD) {   /* one row, 64 dims: 4 chains in registers */
@@ -202,12 +212,11 @@ int ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, c
                         __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16), a2 = _mm512_loadu_ps(o + 32),
                                a3 = _mm512_loadu_ps(o + 48);
                         for (int j = 0; j < n; j++) {
-                            const float *vr = v[j] + 16 * c0;
                             const __m512 x = _mm512_set1_ps(s[r][j]);
-                            a0 = _mm512_fmadd_ps(x, _mm512_loadu_ps(vr), a0);
-                            a1 = _mm512_fmadd_ps(x, _mm512_loadu_ps(vr + 16), a1);
-                            a2 = _mm512_fmadd_ps(x, _mm512_loadu_ps(vr + 32), a2);
-                            a3 = _mm512_fmadd_ps(x, _mm512_loadu_ps(vr + 48), a3);
+                            a0 = _mm512_fmadd_ps(x, ld(v[j], 16 * c0, f16), a0);
+                            a1 = _mm512_fmadd_ps(x, ld(v[j], 16 * c0 + 16, f16), a1);
+                            a2 = _mm512_fmadd_ps(x, ld(v[j], 16 * c0 + 32, f16), a2);
+                            a3 = _mm512_fmadd_ps(x, ld(v[j], 16 * c0 + 48, f16), a3);
                         }
                         _mm512_storeu_ps(o, a0); _mm512_storeu_ps(o + 16, a1);
                         _mm512_storeu_ps(o + 32, a2); _mm512_storeu_ps(o + 48, a3);
@@ -218,7 +227,7 @@ int ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, c
                     for (int j = 0; j < n; j++) {
                         const __m512 p = _mm512_set1_ps(s[r][j]);
                         for (int i = 0; i < nc; i++)
-                            o[i] = _mm512_fmadd_ps(p, _mm512_loadu_ps(v[j] + 16 * (c0 + i)), o[i]);
+                            o[i] = _mm512_fmadd_ps(p, ld(v[j], 16 * (c0 + i), f16), o[i]);
                     }
                     for (int i = 0; i < nc; i++) _mm512_storeu_ps(ar[r]->o + 16 * (c0 + i), o[i]);
                 }
@@ -228,7 +237,26 @@ int ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, c
     return 1;
 }
 
+int ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
+                        const float *const *v, int n, float scale)
+{
+    return attn_rows(acc, q, R, (const void *const *)k, (const void *const *)v, n, scale, 0);
+}
+
+int ar_attn_rows_f16_avx512(ar_attn_acc *const *acc, const float *const *q, int R, const uint16_t *const *k,
+                            const uint16_t *const *v, int n, float scale)
+{
+    return attn_rows(acc, q, R, (const void *const *)k, (const void *const *)v, n, scale, 1);
+}
+
 #else
+int ar_attn_rows_f16_avx512(ar_attn_acc *const *acc, const float *const *q, int R, const uint16_t *const *k,
+                            const uint16_t *const *v, int n, float scale)
+{
+    (void)acc; (void)q; (void)R; (void)k; (void)v; (void)n; (void)scale;
+    return 0;
+}
+
 int ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
                         const float *const *v, int n, float scale)
 {

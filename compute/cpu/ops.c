@@ -509,8 +509,17 @@ void ar_attn_rows(ar_attn_acc *const *acc, const float *const *q, int R, const f
     ar_attn_rows_ref(acc, q, R, k, v, n, scale);
 }
 
-void ar_attn_rows_ref(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
-                      const float *const *v, int n, float scale)
+void ar_attn_rows_f16(ar_attn_acc *const *acc, const float *const *q, int R, const uint16_t *const *k,
+                      const uint16_t *const *v, int n, float scale)
+{
+    if (R < 1 || n < 1) return;
+    if (ar_cpu_has_avx512_set() && ar_attn_rows_f16_avx512(acc, q, R, k, v, n, scale)) return;
+    ar_attn_rows_f16_ref(acc, q, R, k, v, n, scale);
+}
+
+/* The scalar reference over rows of either type (f16: k, v are uint16_t half rows). */
+static void attn_rows_ref(ar_attn_acc *const *acc, const float *const *q, int R, const void *const *k,
+                          const void *const *v, int n, float scale, bool f16)
 {
     float s[AR_ATTN_BLOCK];
     for (int r = 0; r < R; r++) {
@@ -518,7 +527,10 @@ void ar_attn_rows_ref(ar_attn_acc *const *acc, const float *const *q, int R, con
         const int d = a->d;
         float mx = a->max;
         for (int j = 0; j < n; j++) {
-            s[j] = dot(q[r], k[j], d) * scale;
+            float dot_ = 0.0f;
+            for (int i = 0; i < d; i++)
+                dot_ += q[r][i] * (f16 ? ar_f16_to_f32(((const uint16_t *)k[j])[i]) : ((const float *)k[j])[i]);
+            s[j] = dot_ * scale;
             if (s[j] > mx) mx = s[j];
         }
         if (mx > a->max) {
@@ -530,9 +542,22 @@ void ar_attn_rows_ref(ar_attn_acc *const *acc, const float *const *q, int R, con
         for (int j = 0; j < n; j++) {
             const float p = expf(s[j] - mx);
             a->sum += p;
-            for (int i = 0; i < d; i++) a->o[i] += p * v[j][i];
+            for (int i = 0; i < d; i++)
+                a->o[i] += p * (f16 ? ar_f16_to_f32(((const uint16_t *)v[j])[i]) : ((const float *)v[j])[i]);
         }
     }
+}
+
+void ar_attn_rows_ref(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
+                      const float *const *v, int n, float scale)
+{
+    attn_rows_ref(acc, q, R, (const void *const *)k, (const void *const *)v, n, scale, false);
+}
+
+void ar_attn_rows_f16_ref(ar_attn_acc *const *acc, const float *const *q, int R, const uint16_t *const *k,
+                          const uint16_t *const *v, int n, float scale)
+{
+    attn_rows_ref(acc, q, R, (const void *const *)k, (const void *const *)v, n, scale, true);
 }
 
 void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,

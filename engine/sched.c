@@ -25,7 +25,6 @@
 #include "spec/budget.h"
 
 enum { PH_QUEUED, PH_PREFILL, PH_DECODE };
-enum { ALIGN = 64 };   /* prefill cut granularity: the attention kernel's block (compute/cpu/ops.c) */
 
 typedef struct sreq {
     struct sreq *next;          /* queue link */
@@ -905,12 +904,7 @@ again:
         int end = pos + budget < np ? pos + budget : np;
         const int bound = r->next_bound < r->n_bounds ? r->bounds[r->next_bound] : -1;
         if (bound > pos && bound < end) end = bound;
-        const bool natural = end == np || end == bound;
-        if (!natural) {
-            int aligned = end / ALIGN * ALIGN;
-            if (aligned > pos) end = aligned;
-            else if (full >= ALIGN) continue;    /* an unaligned cut would change its numerics: wait */
-        }
+        const bool natural = end == np || end == bound;   /* any cut: a node's arithmetic does not depend on it */
         const int k = end - pos;
         seg *g = &s->segs[n_seg++];
         *g = (seg){ .r = r, .kind = PH_PREFILL, .start = n, .n = k, .row0 = natural ? n_rows : -1, .end = end,

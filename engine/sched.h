@@ -13,9 +13,10 @@
  *   3. prefill     then prompt chunks fill the rest of the step's token budget (prefill_budget),
  *                  oldest request first, so a long prompt never stalls the others' decode by more
  *                  than one budget per step. Chunks end at the prompt's snapshot boundaries and
- *                  otherwise at multiples of 64 positions (so, with KV pages a multiple of 64, the
- *                  attention arithmetic of a request does not depend on how its prompt was chunked,
- *                  hence not on the other requests);
+ *                  otherwise where the budget ends (a node's arithmetic does not depend on the
+ *                  batch: GEMM rows are the same bits for any M and attention cuts its softmax
+ *                  blocks at absolute positions, so a request's output does not depend on how its
+ *                  prompt was chunked, hence not on the other requests);
  *   4. forward     one qwen35_forward over the whole batch (each weight read once for everyone);
  *   5. per seq     commit the prompt chunk (snapshot into the prefix cache at a boundary); sample the
  *                  first / next token (or let the hook accept a verified path and commit it); stream
@@ -52,7 +53,7 @@ typedef struct ar_sched ar_sched;
 typedef struct ar_sched_params {
     int    n_parallel;      /* sequence slots (requests generating at once); <= 0: 4 */
     int    n_ctx;           /* context of each sequence; <= 0: 4096 (at most the training context) */
-    int    kv_page;         /* KV page size in tokens; <= 0: 256 (keep it a multiple of 64) */
+    int    kv_page;         /* KV page size in tokens; <= 0: 256 */
     int    prefill_budget;  /* most prompt tokens per step over all sequences; <= 0: the model's max batch */
     int    max_queue;       /* requests waiting for a slot at most (then submit fails); <= 0: 64 */
     size_t cache_bytes;     /* prefix cache cap in bytes; 0: no prefix cache */

@@ -403,6 +403,111 @@ INLINE void run_off(const ktile *t, const uint8_t *const a[MR], int R, int QS, _
     }
 }
 
+/* Two tiles (32 weight rows) x R activation rows: each broadcast activation group feeds a
+ * vpdpbusd per tile, so the activation loads per vpdpbusd halve (at M = 16 those loads, not the
+ * arithmetic, bound the one-tile kernels: see docs/BENCHMARKS.md). One chain per (tile, row); the
+ * integer sums are exact, so every output is the same bits as the one-tile path's. */
+INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int packed, __m512 *acc0,
+                    __m512 *acc1)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i isum0[MR], isum1[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) isum0[r] = isum1[r] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+    for (int j = 0; j < 8; j++) {
+        __m512i s0[MR], s1[MR];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) s0[r] = s1[r] = _mm512_setzero_si512();
+        const __m512i *q0 = packed ? t0->q + 16 * (j / 2) : t0->q + 8 * j;
+        const __m512i *q1 = packed ? t1->q + 16 * (j / 2) : t1->q + 8 * j;
+#pragma GCC unroll 8
+        for (int tt = 0; tt < 8; tt++) {
+            __m512i w0 = q0[tt], w1 = q1[tt];
+            if (packed) {
+                if (j & 1) {
+                    w0 = _mm512_srli_epi32(w0, 4);
+                    w1 = _mm512_srli_epi32(w1, 4);
+                }
+                w0 = _mm512_and_si512(w0, m4);
+                w1 = _mm512_and_si512(w1, m4);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                const __m512i x = bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt);
+                s0[r] = _mm512_dpbusd_epi32(s0[r], w0, x);
+                s1[r] = _mm512_dpbusd_epi32(s1[r], w1, x);
+            }
+        }
+        const __m512i sc0 = t0->sc[j], sc1 = t1->sc[j];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            isum0[r] = _mm512_add_epi32(isum0[r], _mm512_mullo_epi32(s0[r], sc0));
+            isum1[r] = _mm512_add_epi32(isum1[r], _mm512_mullo_epi32(s1[r], sc1));
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        __m512i imin0 = _mm512_setzero_si512(), imin1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const __m512i b = bcast4(a[r] + Q8K_BSUMS + 4 * j);
+            imin0 = _mm512_dpwssd_epi32(imin0, t0->mn[j], b);
+            imin1 = _mm512_dpwssd_epi32(imin1, t1->mn[j], b);
+        }
+        const __m512 d8 = _mm512_set1_ps(load_f32(a[r]));
+        const __m512 f0 = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum0[r]), t0->d,
+                                          _mm512_mul_ps(_mm512_cvtepi32_ps(imin0), t0->dmin));
+        const __m512 f1 = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum1[r]), t1->d,
+                                          _mm512_mul_ps(_mm512_cvtepi32_ps(imin1), t1->dmin));
+        acc0[r] = _mm512_fmadd_ps(f0, d8, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(f1, d8, acc1[r]);
+    }
+}
+
+INLINE void run2_off(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int QS, __m512 *acc0,
+                     __m512 *acc1)
+{
+    __m512i isum0[MR], isum1[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) isum0[r] = isum1[r] = _mm512_setzero_si512();
+    for (int j = 0; j < 64 / QS; j++) {
+        __m512i s0[MR], s1[MR];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) s0[r] = s1[r] = _mm512_setzero_si512();
+        const __m512i *q0 = t0->q + QS * j, *q1 = t1->q + QS * j;
+#pragma GCC unroll 8
+        for (int tt = 0; tt < QS; tt++) {
+            const __m512i w0 = q0[tt], w1 = q1[tt];
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                const __m512i x = bcast4(a[r] + Q8K_QS + 4 * QS * j + 4 * tt);
+                s0[r] = _mm512_dpbusd_epi32(s0[r], w0, x);
+                s1[r] = _mm512_dpbusd_epi32(s1[r], w1, x);
+            }
+        }
+        const __m512i sc0 = t0->sc[j], sc1 = t1->sc[j];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            isum0[r] = _mm512_add_epi32(isum0[r], _mm512_mullo_epi32(s0[r], sc0));
+            isum1[r] = _mm512_add_epi32(isum1[r], _mm512_mullo_epi32(s1[r], sc1));
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        __m512i off0 = _mm512_setzero_si512(), off1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const __m512i b = bcast4(a[r] + Q8K_BSUMS + 4 * j);
+            off0 = _mm512_dpwssd_epi32(off0, t0->mn[j], b);
+            off1 = _mm512_dpwssd_epi32(off1, t1->mn[j], b);
+        }
+        const __m512 d8 = _mm512_set1_ps(load_f32(a[r]));
+        acc0[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum0[r], off0)), t0->d), d8, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum1[r], off1)), t1->d), d8, acc1[r]);
+    }
+}
+
 enum { KT_Q4_K, KT_Q5_K, KT_Q6_K, KT_IQ4_XS };
 
 INLINE void run_ktile(const ktile *t, const uint8_t *const a[MR], int R, int kind, __m512 *acc)
@@ -410,6 +515,14 @@ INLINE void run_ktile(const ktile *t, const uint8_t *const a[MR], int R, int kin
     if (kind == KT_Q6_K) run_off(t, a, R, 4, acc);
     else if (kind == KT_IQ4_XS) run_off(t, a, R, 8, acc);
     else run_k4(t, a, R, kind == KT_Q4_K, acc);
+}
+
+INLINE void run_ktile2(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int kind, __m512 *acc0,
+                       __m512 *acc1)
+{
+    if (kind == KT_Q6_K) run2_off(t0, t1, a, R, 4, acc0, acc1);
+    else if (kind == KT_IQ4_XS) run2_off(t0, t1, a, R, 8, acc0, acc1);
+    else run2_k4(t0, t1, a, R, kind == KT_Q4_K, acc0, acc1);
 }
 
 /* ---- row-dot path for M <= 2 (decode) ---------------------------------------------------------
@@ -573,8 +686,20 @@ INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int6
     }
 }
 
-/* The driver shared by the K-quants: tiles of 16 weight rows, activation rows in chunks of
- * MCHUNK with float accumulators in L1, MR rows per register block. */
+INLINE void build_ktile(ktile *t, const uint8_t *const p[TW], int kind)
+{
+    if (kind == KT_Q4_K) build_q4_K(t, p);
+    else if (kind == KT_Q5_K) build_q5_K(t, p);
+    else if (kind == KT_Q6_K) build_q6_K(t, p);
+    else build_iq4_xs(t, p);
+}
+
+/* The driver shared by the K-quants: tiles of 16 weight rows, activation rows in chunks of MCHUNK
+ * with float accumulators in L1, MR rows per register block. From PAIR_M activation rows on (prompt
+ * chunks) two tiles at a time (32 rows, run_ktile2), which halves the activation loads; below it the
+ * 32 concurrent weight-row streams cost more than that saves (gemm_bench q4_K 2048x6144 from DRAM,
+ * 2 threads: M = 4 0.233 -> 0.299 ms, M = 16 0.420 -> 0.511, M = 64 1.473 -> 1.424). */
+enum { PAIR_M = 64 };
 INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                         const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
@@ -586,48 +711,64 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : kind == KT_Q5_K ? sizeof(ar_block_q5_K)
                         : kind == KT_Q6_K ? sizeof(ar_block_q6_K) : sizeof(ar_block_iq4_xs);
     const uint8_t *wb = w, *xb = xq;
-    ktile t;
-    __m512 acc[MCHUNK];
-    for (int64_t o0 = o_lo; o0 < o_hi; o0 += TW) {
-        const int nv = o_hi - o0 < TW ? (int)(o_hi - o0) : TW;
-        const uint8_t *rows[TW];
+    ktile t[2];
+    __m512 acc[2][MCHUNK];
+    for (int64_t o0 = o_lo; o0 < o_hi;) {
+        const int nt = M >= PAIR_M && o_hi - o0 >= 2 * TW ? 2 : 1;   /* tiles in this pass */
+        int nv[2];
+        const uint8_t *rows[2][TW];
+        for (int k = 0; k < nt; k++) {
+            const int64_t ok = o0 + k * TW;
+            nv[k] = o_hi - ok < TW ? (int)(o_hi - ok) : TW;
 #pragma GCC unroll 16
-        for (int i = 0; i < TW; i++) rows[i] = wb + (size_t)(o0 + (i < nv ? i : nv - 1)) * wrb;
+            for (int i = 0; i < TW; i++) rows[k][i] = wb + (size_t)(ok + (i < nv[k] ? i : nv[k] - 1)) * wrb;
+        }
         for (int m0 = 0; m0 < M; m0 += MCHUNK) {
             const int mc = M - m0 < MCHUNK ? M - m0 : MCHUNK;
+            for (int k = 0; k < nt; k++)
 #pragma GCC unroll 16
-            for (int r = 0; r < mc; r++) acc[r] = _mm512_setzero_ps();
+                for (int r = 0; r < mc; r++) acc[k][r] = _mm512_setzero_ps();
             for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *p[TW];
+                const uint8_t *p[2][TW];
+                for (int k = 0; k < nt; k++)
 #pragma GCC unroll 16
-                for (int i = 0; i < TW; i++) p[i] = rows[i] + (size_t)b * bbytes;
-                /* prefetch a later tile in up to 4 slices: before the build, then after each of the
-                 * first row groups, so the loads spread over the tile's arithmetic */
-                const uint8_t *nx[TW];
-                const int have_next = tile_ahead(wb, wrb, o0, o_hi, b, nb, bbytes, PF_TILES, nx);
+                    for (int i = 0; i < TW; i++) p[k][i] = rows[k][i] + (size_t)b * bbytes;
+                /* prefetch a later tile of each row group in up to 4 slices: before the build, then
+                 * after each of the first activation row groups, so the loads spread over the arithmetic */
+                const uint8_t *nx[2][TW];
+                int have_next[2] = { 0, 0 };
+                for (int k = 0; k < nt; k++)
+                    have_next[k] = tile_ahead(wb, wrb, o0 + k * TW, o_hi, b, nb, bbytes, PF_TILES, nx[k]);
                 const int ngroups = (mc + MR - 1) / MR, slices = ngroups < 4 ? ngroups : 4;
                 const int per_slice = TW / slices;
-                if (have_next) prefetch_rows(nx, 0, per_slice, bbytes);
-                if (kind == KT_Q4_K) build_q4_K(&t, p);
-                else if (kind == KT_Q5_K) build_q5_K(&t, p);
-                else if (kind == KT_Q6_K) build_q6_K(&t, p);
-                else build_iq4_xs(&t, p);
+                for (int k = 0; k < nt; k++)
+                    if (have_next[k]) prefetch_rows(nx[k], 0, per_slice, bbytes);
+                for (int k = 0; k < nt; k++) build_ktile(&t[k], p[k], kind);
                 for (int r0 = 0, g = 0; r0 < mc; r0 += MR, g++) {
                     const int R = mc - r0 < MR ? mc - r0 : MR;
                     const uint8_t *a[MR];
 #pragma GCC unroll 16
                     for (int r = 0; r < MR; r++)
                         a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * Q8K_BYTES;
-                    if (R == MR) run_ktile(&t, a, MR, kind, acc + r0);
-                    else if (R == 3) run_ktile(&t, a, 3, kind, acc + r0);
-                    else if (R == 2) run_ktile(&t, a, 2, kind, acc + r0);
-                    else run_ktile(&t, a, 1, kind, acc + r0);
-                    if (have_next && g + 1 < slices) prefetch_rows(nx, (g + 1) * per_slice, (g + 2) * per_slice, bbytes);
+                    if (nt == 2) {
+                        if (R == MR) run_ktile2(&t[0], &t[1], a, MR, kind, acc[0] + r0, acc[1] + r0);
+                        else if (R == 3) run_ktile2(&t[0], &t[1], a, 3, kind, acc[0] + r0, acc[1] + r0);
+                        else if (R == 2) run_ktile2(&t[0], &t[1], a, 2, kind, acc[0] + r0, acc[1] + r0);
+                        else run_ktile2(&t[0], &t[1], a, 1, kind, acc[0] + r0, acc[1] + r0);
+                    } else if (R == MR) run_ktile(&t[0], a, MR, kind, acc[0] + r0);
+                    else if (R == 3) run_ktile(&t[0], a, 3, kind, acc[0] + r0);
+                    else if (R == 2) run_ktile(&t[0], a, 2, kind, acc[0] + r0);
+                    else run_ktile(&t[0], a, 1, kind, acc[0] + r0);
+                    if (g + 1 < slices)
+                        for (int k = 0; k < nt; k++)
+                            if (have_next[k]) prefetch_rows(nx[k], (g + 1) * per_slice, (g + 2) * per_slice, bbytes);
                 }
             }
+            for (int k = 0; k < nt; k++)
 #pragma GCC unroll 16
-            for (int r = 0; r < mc; r++) store_rows(y + (int64_t)(m0 + r) * ldy + o0, acc[r], nv);
+                for (int r = 0; r < mc; r++) store_rows(y + (int64_t)(m0 + r) * ldy + o0 + k * TW, acc[k][r], nv[k]);
         }
+        o0 += nt * TW;
     }
 }
 

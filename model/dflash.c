@@ -29,6 +29,9 @@ struct dflash_state {
     float *k, *v;             /* [n_layer][n_ctx][kvd] */
 };
 
+/* Most query rows a drafter attention tile gathers (block rows x heads per KV head; at least one row). */
+enum { TILE_ROWS = 32 };
+
 struct dflash_ctx {
     const dflash_model *d;
     ar_compute *comp;
@@ -39,7 +42,11 @@ struct dflash_ctx {
     int32_t *tokens;
     int *pos;
     /* per thread */
-    float *attn_acc;          /* [n_threads][head_dim] */
+    float *attn_acc;          /* [n_threads][tile_rows][head_dim] accumulators */
+    ar_attn_acc *att;         /* [n_threads][tile_rows] */
+    ar_attn_acc **gacc;       /* [n_threads][tile_rows] the rows of one ar_attn_rows call */
+    const float **gq;         /* [n_threads][tile_rows] */
+    int tile_nodes, tile_rows;   /* block rows per tile; x query heads per KV head */
     float *rope_cs;           /* [n_threads][n_rot] */
     /* the call in flight (read by the workers) */
     dflash_state *st;
@@ -131,10 +138,17 @@ int dflash_ctx_create(dflash_ctx **out, const dflash_model *d, int max_rows, int
     c->up = malloc(R * F * sizeof(float));
     c->tokens = malloc(R * sizeof(int32_t));
     c->pos = malloc(R * sizeof(int));
-    c->attn_acc = malloc(T * D * sizeof(float));
+    const int group = hp->n_head_kv > 0 ? hp->n_head / hp->n_head_kv : 1;
+    c->tile_nodes = group >= TILE_ROWS || group < 1 ? 1 : TILE_ROWS / group;
+    c->tile_rows = c->tile_nodes * (group > 0 ? group : 1);
+    const size_t TR = T * (size_t)c->tile_rows;
+    c->attn_acc = malloc(TR * D * sizeof(float));
+    c->att = malloc(TR * sizeof *c->att);
+    c->gacc = malloc(TR * sizeof *c->gacc);
+    c->gq = malloc(TR * sizeof *c->gq);
     c->rope_cs = malloc(T * (size_t)hp->n_rot * sizeof(float));
     if (!c->h || !c->x || !c->q || !c->kb || !c->vb || !c->o || !c->gate || !c->up || !c->tokens || !c->pos ||
-        !c->attn_acc || !c->rope_cs) {
+        !c->attn_acc || !c->att || !c->gacc || !c->gq || !c->rope_cs) {
         dflash_ctx_free(c);
         return ar_fail(err, AR_ENOMEM, "out of memory for a drafter context of %d rows", max_rows);
     }
@@ -146,7 +160,8 @@ void dflash_ctx_free(dflash_ctx *c)
 {
     if (!c) return;
     ar_compute_free(c->comp);
-    void *bufs[] = { c->h, c->x, c->q, c->kb, c->vb, c->o, c->gate, c->up, c->tokens, c->pos, c->attn_acc, c->rope_cs };
+    void *bufs[] = { c->h, c->x, c->q, c->kb, c->vb, c->o, c->gate, c->up, c->tokens, c->pos, c->attn_acc, c->att,
+                     c->gacc, (void *)c->gq, c->rope_cs };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }
@@ -292,28 +307,66 @@ static void visible(const dflash_ctx *c, int il, int j, int n_block, int P, int 
     }
 }
 
-/* One (row, query head) per item. */
+/* Keys [lo, hi) of rows stride apart, cut into blocks of AR_ATTN_BLOCK from lo (as ar_attn_block cuts
+ * them), for the R rows that all see exactly these keys. */
+static void attend_run(ar_attn_acc *const *acc, const float *const *q, int R, const float *k, const float *v,
+                       size_t stride, int n, float scale)
+{
+    const float *kp[AR_ATTN_BLOCK], *vp[AR_ATTN_BLOCK];
+    for (int j0 = 0; j0 < n; j0 += AR_ATTN_BLOCK) {
+        const int nb = n - j0 < AR_ATTN_BLOCK ? n - j0 : AR_ATTN_BLOCK;
+        for (int j = 0; j < nb; j++) {
+            kp[j] = k + (size_t)(j0 + j) * stride;
+            vp[j] = v + (size_t)(j0 + j) * stride;
+        }
+        ar_attn_rows(acc, q, R, kp, vp, nb, scale);
+    }
+}
+
+/* One tile per item: up to tile_nodes block rows x the query heads of one KV head. Rows whose visible
+ * ranges are equal (all of them without a causal mask or a sliding window) go through ar_attn_rows
+ * together, which reads each key block once for all of them; a row's arithmetic is the same as alone. */
 static void attend(dflash_ctx *c, const void *arg, int lo, int hi, int ith)
 {
     (void)arg;
     const dflash_hparams *hp = &c->d->hp;
-    const int D = hp->head_dim, H = hp->n_head, group = hp->n_head / hp->n_head_kv;
-    const size_t kvd = (size_t)hp->n_head_kv * D;
-    float *acc_o = c->attn_acc + (size_t)ith * (size_t)D;
+    const int D = hp->head_dim, H = hp->n_head, KVH = hp->n_head_kv, group = H / KVH;
+    const size_t kvd = (size_t)KVH * D, t0r = (size_t)ith * (size_t)c->tile_rows;
+    float *acc_o = c->attn_acc + t0r * (size_t)D;
+    ar_attn_acc *acc = c->att + t0r, **gacc = c->gacc + t0r;
+    const float **gq = c->gq + t0r;
+    int rng[TILE_ROWS][3];
     for (int item = lo; item < hi; item++) {
-        const int j = item / H, h = item % H, kvh = h / group;
-        const float *q = c->q + (size_t)j * (size_t)H * D + (size_t)h * D;
-        int c_lo, b_lo, b_hi;
-        visible(c, c->layer, j, c->n_rows, c->P, &c_lo, &b_lo, &b_hi);
-        ar_attn_acc acc;
-        ar_attn_begin(&acc, acc_o, D);
-        if (c->n_ctx_rows > c_lo)
-            ar_attn_block(&acc, q, c->ctx_k + (size_t)c_lo * kvd + (size_t)kvh * D, c->ctx_v + (size_t)c_lo * kvd + (size_t)kvh * D,
-                          kvd, c->n_ctx_rows - c_lo, hp->attn_scale);
-        if (b_hi > b_lo)
-            ar_attn_block(&acc, q, c->kb + (size_t)b_lo * kvd + (size_t)kvh * D, c->vb + (size_t)b_lo * kvd + (size_t)kvh * D,
-                          kvd, b_hi - b_lo, hp->attn_scale);
-        ar_attn_finish(&acc, c->o + (size_t)j * (size_t)H * D + (size_t)h * D);
+        const int tile = item / KVH, kvh = item % KVH;
+        const int j0 = tile * c->tile_nodes;
+        const int tn = c->n_rows - j0 < c->tile_nodes ? c->n_rows - j0 : c->tile_nodes;
+        for (int t = 0; t < tn; t++) {
+            visible(c, c->layer, j0 + t, c->n_rows, c->P, &rng[t][0], &rng[t][1], &rng[t][2]);
+            for (int g = 0; g < group; g++) ar_attn_begin(&acc[t * group + g], acc_o + (size_t)(t * group + g) * D, D);
+        }
+        unsigned done = 0;
+        for (int t = 0; t < tn; t++) {
+            if (done >> t & 1) continue;
+            int R = 0;
+            for (int u = t; u < tn; u++) {
+                if (done >> u & 1 || rng[u][0] != rng[t][0] || rng[u][1] != rng[t][1] || rng[u][2] != rng[t][2]) continue;
+                done |= 1u << u;
+                for (int g = 0; g < group; g++) {
+                    gacc[R] = &acc[u * group + g];
+                    gq[R++] = c->q + (size_t)(j0 + u) * (size_t)H * D + (size_t)(kvh * group + g) * D;
+                }
+            }
+            const int c_lo = rng[t][0], b_lo = rng[t][1], b_hi = rng[t][2];
+            if (c->n_ctx_rows > c_lo)
+                attend_run(gacc, gq, R, c->ctx_k + (size_t)c_lo * kvd + (size_t)kvh * D,
+                           c->ctx_v + (size_t)c_lo * kvd + (size_t)kvh * D, kvd, c->n_ctx_rows - c_lo, hp->attn_scale);
+            if (b_hi > b_lo)
+                attend_run(gacc, gq, R, c->kb + (size_t)b_lo * kvd + (size_t)kvh * D,
+                           c->vb + (size_t)b_lo * kvd + (size_t)kvh * D, kvd, b_hi - b_lo, hp->attn_scale);
+        }
+        for (int t = 0; t < tn; t++)
+            for (int g = 0; g < group; g++)
+                ar_attn_finish(&acc[t * group + g], c->o + (size_t)(j0 + t) * (size_t)H * D + (size_t)(kvh * group + g) * D);
     }
 }
 
@@ -354,7 +407,7 @@ int dflash_draft(dflash_ctx *c, const dflash_state *s, int32_t anchor, int pos, 
         c->layer = il;
         c->ctx_k = state_k(s, il, 0);
         c->ctx_v = state_v(s, il, 0);
-        par_for(c, M * hp->n_head, attend, NULL);
+        par_for(c, (M + c->tile_nodes - 1) / c->tile_nodes * hp->n_head_kv, attend, NULL);
         ar_matmul(c->comp, &L->wo, c->o, (int64_t)qd, c->x, E, M);
         par_for(c, M, residual_rows, NULL);                                              /* h += attn */
         par_for(c, M, norm_rows, &(norm_arg){ c->x, c->h, L->ffn_norm });                /* x = RMSNorm(h) */

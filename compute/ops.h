@@ -111,9 +111,10 @@ void ar_attn_rows(ar_attn_acc *const *acc, const float *const *q, int R, const f
 /* The same with K and V rows as IEEE half floats (the KV cache's type), widened exactly. */
 void ar_attn_rows_f16(ar_attn_acc *const *acc, const float *const *q, int R, const uint16_t *const *k,
                       const uint16_t *const *v, int n, float scale);
-/* n keys in rows stride floats apart, one row, cut into blocks of AR_ATTN_BLOCK from the first. */
-void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
-                   int n, float scale);
+/* n keys in rows stride floats apart, cut into blocks of AR_ATTN_BLOCK from the first, for the R rows
+ * that all see them (ar_attn_rows per block). */
+void ar_attn_block(ar_attn_acc *const *acc, const float *const *q, int R, const float *k, const float *v,
+                   size_t stride, int n, float scale);
 void ar_attn_finish(ar_attn_acc *a, float *out);
 
 /* ---- inline scalar activations (expf as ggml's scalar reference) ---------------------------- */

@@ -307,22 +307,6 @@ static void visible(const dflash_ctx *c, int il, int j, int n_block, int P, int 
     }
 }
 
-/* Keys [lo, hi) of rows stride apart, cut into blocks of AR_ATTN_BLOCK from lo (as ar_attn_block cuts
- * them), for the R rows that all see exactly these keys. */
-static void attend_run(ar_attn_acc *const *acc, const float *const *q, int R, const float *k, const float *v,
-                       size_t stride, int n, float scale)
-{
-    const float *kp[AR_ATTN_BLOCK], *vp[AR_ATTN_BLOCK];
-    for (int j0 = 0; j0 < n; j0 += AR_ATTN_BLOCK) {
-        const int nb = n - j0 < AR_ATTN_BLOCK ? n - j0 : AR_ATTN_BLOCK;
-        for (int j = 0; j < nb; j++) {
-            kp[j] = k + (size_t)(j0 + j) * stride;
-            vp[j] = v + (size_t)(j0 + j) * stride;
-        }
-        ar_attn_rows(acc, q, R, kp, vp, nb, scale);
-    }
-}
-
 /* One tile per item: up to tile_nodes block rows x the query heads of one KV head. Rows whose visible
  * ranges are equal (all of them without a causal mask or a sliding window) go through ar_attn_rows
  * together, which reads each key block once for all of them; a row's arithmetic is the same as alone. */
@@ -358,10 +342,10 @@ static void attend(dflash_ctx *c, const void *arg, int lo, int hi, int ith)
             }
             const int c_lo = rng[t][0], b_lo = rng[t][1], b_hi = rng[t][2];
             if (c->n_ctx_rows > c_lo)
-                attend_run(gacc, gq, R, c->ctx_k + (size_t)c_lo * kvd + (size_t)kvh * D,
+                ar_attn_block(gacc, gq, R, c->ctx_k + (size_t)c_lo * kvd + (size_t)kvh * D,
                            c->ctx_v + (size_t)c_lo * kvd + (size_t)kvh * D, kvd, c->n_ctx_rows - c_lo, hp->attn_scale);
             if (b_hi > b_lo)
-                attend_run(gacc, gq, R, c->kb + (size_t)b_lo * kvd + (size_t)kvh * D,
+                ar_attn_block(gacc, gq, R, c->kb + (size_t)b_lo * kvd + (size_t)kvh * D,
                            c->vb + (size_t)b_lo * kvd + (size_t)kvh * D, kvd, b_hi - b_lo, hp->attn_scale);
         }
         for (int t = 0; t < tn; t++)

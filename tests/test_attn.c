@@ -75,7 +75,9 @@ static void test_runs(void)
                 for (int r = 0; r < 4 && runs[ri][r]; r++) {
                     const int n = runs[ri][r];
                     block_ref(&ar, q, k + off * stride, v + off * stride, stride, n, scale);
-                    ar_attn_block(&af, q, k + off * stride, v + off * stride, stride, n, scale);
+                    ar_attn_acc *afp = &af;
+                    const float *qp = q;
+                    ar_attn_block(&afp, &qp, 1, k + off * stride, v + off * stride, stride, n, scale);
                     off += n;
                 }
                 ar_attn_finish(&ar, out_ref);

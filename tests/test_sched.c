@@ -487,16 +487,24 @@ static void test_spec_hook(void)
 
 /* ---- prefix cache ------------------------------------------------------------------------------------ */
 
-static void test_prefix_cache(void)
+/* A scheduler with a 64 MiB prefix cache, 64-token prefill steps and contexts of 1024 (NULL: failed). */
+static ar_sched *cached_sched(int n_parallel)
 {
     ar_error err;
     ar_sched_params p = ar_sched_defaults();
-    p.n_parallel = 3;
+    p.n_parallel = n_parallel;
     p.prefill_budget = 64;
     p.n_ctx = 1024;
     p.cache_bytes = 64u << 20;
     ar_sched *s = NULL;
     CHECK(ar_sched_create(&s, model, &p, &err) == 0, "sched: %s", err.msg);
+    return s;
+}
+
+static void test_prefix_cache(void)
+{
+    ar_error err;
+    ar_sched *s = cached_sched(3);
     if (!s) return;
     enum { SYS = 150, USER1 = 45, USER2 = 33 };
     int32_t t1[SYS + USER1], t2[1024];
@@ -602,13 +610,7 @@ static void test_shared_prefix(void)
     int bounds[2] = { SYS, SYS + USER };
     for (int pass = 0; pass < 2; pass++) {   /* 0: all run; 1: the leader is cancelled while prefilling */
         ar_error err;
-        ar_sched_params p = ar_sched_defaults();
-        p.n_parallel = N;
-        p.prefill_budget = 64;
-        p.n_ctx = 1024;
-        p.cache_bytes = 64u << 20;
-        ar_sched *s = NULL;
-        CHECK(ar_sched_create(&s, model, &p, &err) == 0, "sched: %s", err.msg);
+        ar_sched *s = cached_sched(N);
         if (!s) return;
         out o[N];
         uint64_t id[N];

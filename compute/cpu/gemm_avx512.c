@@ -317,15 +317,37 @@ INLINE void build_iq4_xs(ktile *t, const uint8_t *const p[TW])
 /* Q8_K activation block: d (float), qs[256] at +4, bsums[16] at +260. */
 enum { Q8K_QS = 4, Q8K_BSUMS = 260, Q8K_BYTES = 292 };
 
+/* The per-row ends of the tile runs, shared by the one- and two-tile passes: fold the mins (Q4_K /
+ * Q5_K: dmin * sum_j m_j bsums) or the quant offset (Q6_K, IQ4_XS) into the exact integer sum, scale by
+ * d and the activation row's d8, add to acc. */
+INLINE __m512 k4_finish(const ktile *t, const uint8_t *a, __m512i isum, __m512 acc)
+{
+    __m512i imin = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) imin = _mm512_dpwssd_epi32(imin, t->mn[j], bcast4(a + Q8K_BSUMS + 4 * j));
+    const __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum), t->d, _mm512_mul_ps(_mm512_cvtepi32_ps(imin), t->dmin));
+    return _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a)), acc);
+}
+
+INLINE __m512 off_finish(const ktile *t, const uint8_t *a, __m512i isum, __m512 acc)
+{
+    __m512i off = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) off = _mm512_dpwssd_epi32(off, t->mn[j], bcast4(a + Q8K_BSUMS + 4 * j));
+    const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum, off)), t->d);
+    return _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a)), acc);
+}
+
 /* Q4_K/Q5_K tile x R activation rows: acc[r] += d8_r * (d * sum_j sc_j q.a - dmin * sum_j m_j bsums).
- * Two dpbusd chains per row (even/odd quads) keep 2R independent chains in flight. packed: the
+ * Two dpbusd chains per row (even/odd quads) keep 2R independent chains in flight; the mins are
+ * folded in at the end (k4_finish). packed: the
  * tile holds Q4_K nibble pairs (see build_q4_K), split here per sub-block. */
 INLINE void run_k4(const ktile *t, const uint8_t *const a[MR], int R, int packed, __m512 *acc)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512i isum[MR], imin[MR];
+    __m512i isum[MR];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; r++) isum[r] = imin[r] = _mm512_setzero_si512();
+    for (int r = 0; r < R; r++) isum[r] = _mm512_setzero_si512();
 #pragma GCC unroll 1
     for (int j = 0; j < 8; j++) {
         __m512i s0[MR], s1[MR];
@@ -350,19 +372,13 @@ INLINE void run_k4(const ktile *t, const uint8_t *const a[MR], int R, int packed
                 s1[r] = _mm512_dpbusd_epi32(s1[r], w1, bcast4(x + 4));
             }
         }
-        const __m512i sc = t->sc[j], mn = t->mn[j];
+        const __m512i sc = t->sc[j];
 #pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
+        for (int r = 0; r < R; r++)
             isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(_mm512_add_epi32(s0[r], s1[r]), sc));
-            imin[r] = _mm512_dpwssd_epi32(imin[r], mn, bcast4(a[r] + Q8K_BSUMS + 4 * j));
-        }
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
-        const __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[r]), t->d,
-                                         _mm512_mul_ps(_mm512_cvtepi32_ps(imin[r]), t->dmin));
-        acc[r] = _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a[r])), acc[r]);
-    }
+    for (int r = 0; r < R; r++) acc[r] = k4_finish(t, a[r], isum[r], acc[r]);
 }
 
 /* Tiles with offset quants (Q6_K: q+32, IQ4_XS: value+128) x R rows, QS quads per sub-block:
@@ -394,13 +410,7 @@ INLINE void run_off(const ktile *t, const uint8_t *const a[MR], int R, int QS, _
             isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(_mm512_add_epi32(s0[r], s1[r]), sc));
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
-        __m512i off = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) off = _mm512_dpwssd_epi32(off, t->mn[j], bcast4(a[r] + Q8K_BSUMS + 4 * j));
-        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[r], off)), t->d);
-        acc[r] = _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a[r])), acc[r]);
-    }
+    for (int r = 0; r < R; r++) acc[r] = off_finish(t, a[r], isum[r], acc[r]);
 }
 
 /* Two tiles (32 weight rows) x R activation rows: each broadcast activation group feeds a
@@ -448,20 +458,8 @@ INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR]
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-        __m512i imin0 = _mm512_setzero_si512(), imin1 = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            const __m512i b = bcast4(a[r] + Q8K_BSUMS + 4 * j);
-            imin0 = _mm512_dpwssd_epi32(imin0, t0->mn[j], b);
-            imin1 = _mm512_dpwssd_epi32(imin1, t1->mn[j], b);
-        }
-        const __m512 d8 = _mm512_set1_ps(load_f32(a[r]));
-        const __m512 f0 = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum0[r]), t0->d,
-                                          _mm512_mul_ps(_mm512_cvtepi32_ps(imin0), t0->dmin));
-        const __m512 f1 = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum1[r]), t1->d,
-                                          _mm512_mul_ps(_mm512_cvtepi32_ps(imin1), t1->dmin));
-        acc0[r] = _mm512_fmadd_ps(f0, d8, acc0[r]);
-        acc1[r] = _mm512_fmadd_ps(f1, d8, acc1[r]);
+        acc0[r] = k4_finish(t0, a[r], isum0[r], acc0[r]);
+        acc1[r] = k4_finish(t1, a[r], isum1[r], acc1[r]);
     }
 }
 
@@ -495,16 +493,8 @@ INLINE void run2_off(const ktile *t0, const ktile *t1, const uint8_t *const a[MR
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-        __m512i off0 = _mm512_setzero_si512(), off1 = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            const __m512i b = bcast4(a[r] + Q8K_BSUMS + 4 * j);
-            off0 = _mm512_dpwssd_epi32(off0, t0->mn[j], b);
-            off1 = _mm512_dpwssd_epi32(off1, t1->mn[j], b);
-        }
-        const __m512 d8 = _mm512_set1_ps(load_f32(a[r]));
-        acc0[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum0[r], off0)), t0->d), d8, acc0[r]);
-        acc1[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum1[r], off1)), t1->d), d8, acc1[r]);
+        acc0[r] = off_finish(t0, a[r], isum0[r], acc0[r]);
+        acc1[r] = off_finish(t1, a[r], isum1[r], acc1[r]);
     }
 }
 

@@ -560,8 +560,8 @@ void ar_attn_rows_f16_ref(ar_attn_acc *const *acc, const float *const *q, int R,
     attn_rows_ref(acc, q, R, (const void *const *)k, (const void *const *)v, n, scale, true);
 }
 
-void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *v, size_t stride,
-                   int n, float scale)
+void ar_attn_block(ar_attn_acc *const *acc, const float *const *q, int R, const float *k, const float *v,
+                   size_t stride, int n, float scale)
 {
     const float *kp[AR_ATTN_BLOCK], *vp[AR_ATTN_BLOCK];
     for (int j0 = 0; j0 < n; j0 += AR_ATTN_BLOCK) {
@@ -570,7 +570,7 @@ void ar_attn_block(ar_attn_acc *a, const float *q, const float *k, const float *
             kp[j] = k + (size_t)(j0 + j) * stride;
             vp[j] = v + (size_t)(j0 + j) * stride;
         }
-        ar_attn_rows(&a, &q, 1, kp, vp, nb, scale);
+        ar_attn_rows(acc, q, R, kp, vp, nb, scale);
     }
 }
 

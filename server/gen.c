@@ -15,7 +15,8 @@
  * gen_prepare lists and, with a drafter, verifies each request's speculative hook); gen_run runs it
  * over the tests' script instead of a model. The pipeline state lives on the heap for the
  * scheduler, from gen_submit to the request's on_done.
- * tool_choice "required" / named: server/toolchoice.h's constraint is made per request and travels in
+ * tool_choice "required" / named (and "auto", lazily: from a "<tool_call>" the model starts):
+ * server/toolchoice.h's constraint is made per request and travels in
  * the sampling parameters (ar_sampler_params.constraint) to whichever engine builds the sampler; the
  * scheduler drops its sampler when the request ends, and the constraint with it.
  * The chat prompt itself is rendered by render.c (gen_render_chat). */
@@ -346,16 +347,17 @@ static int make_parser(const srv_request *r, const gen_prompt *p, ar_toolcall_pa
     return *out ? 0 : (err->code ? err->code : AR_ENOMEM);
 }
 
-/* tool_choice "required" / named: the constraint that makes the model call a tool (toolchoice.h), for
- * a generation of at most n_ctx - p->n tokens (and max_tokens). *out stays NULL for other requests,
- * and when no tool can be written in the format (logged: the request runs unconstrained). */
+/* The tool-call constraint (toolchoice.h) for a generation of at most n_ctx - p->n tokens (and
+ * max_tokens): tool_choice "required" / named make the model call a tool; "auto" (the default when
+ * tools are given) leaves it free until it starts a call, which is then held to the format (a known
+ * function, its schema's parameters, typed values). *out stays NULL for other requests, and when no
+ * tool can be written in the format (the request then runs unconstrained; logged for required / named). */
 static int make_constraint(const ar_model *m, const srv_request *r, const gen_prompt *p, int n_ctx, tchoice **out,
                            ar_error *err)
 {
     *out = NULL;
-    if (!m || r->script || r->kind != REQ_CHAT || r->n_tools == 0 ||
-        (r->tool_choice != REQ_TOOLS_REQUIRED && r->tool_choice != REQ_TOOLS_NAMED))
-        return 0;
+    if (!m || r->script || r->kind != REQ_CHAT || r->n_tools == 0 || r->tool_choice == REQ_TOOLS_NONE) return 0;
+    const bool lazy = r->tool_choice == REQ_TOOLS_AUTO;
     const tchoice_vocab *tv = tchoice_vocab_get(ar_model_vocab(m), err);
     if (!tv) return err->code ? err->code : AR_ENOMEM;
     const char **tools = malloc((size_t)r->n_tools * sizeof *tools);
@@ -365,13 +367,13 @@ static int make_constraint(const ar_model *m, const srv_request *r, const gen_pr
     if (r->max_tokens > 0 && (budget <= 0 || r->max_tokens < budget)) budget = r->max_tokens;
     const tchoice_params tp = {
         .tools = tools, .n_tools = r->n_tools, .name = r->tool_choice == REQ_TOOLS_NAMED ? r->tool_choice_name : NULL,
-        .reasoning_open = p->reasoning_open, .parallel = r->parallel_tool_calls, .budget = budget,
+        .reasoning_open = p->reasoning_open, .parallel = r->parallel_tool_calls, .budget = budget, .lazy = lazy,
     };
     ar_error e2 = { 0 };
     int rc = tchoice_create(out, tv, &tp, &e2);
     free(tools);
     if (rc == AR_EINVAL) {
-        ar_log(AR_LOG_WARN, "%s: tool_choice is not enforced for this request", e2.msg);
+        ar_log(lazy ? AR_LOG_DEBUG : AR_LOG_WARN, "%s: tool_choice is not enforced for this request", e2.msg);
         return 0;
     }
     if (rc) *err = e2;

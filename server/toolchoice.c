@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_NAME = 256, MAX_FREE_NAME = 64, WS_PRE = 8, WS = 4, WS_ENDTHINK = 2 };
+enum { MAX_NAME = 256, MAX_FREE_NAME = 64, WS_PRE = 8, WS = 4, WS_ENDTHINK = 2,
+       MAX_INT_DIGITS = 15,    /* a typed number's digits: exact in a double (the parser reads numbers as reals) */
+       MAX_FRAC_DIGITS = 15, MAX_EXP_DIGITS = 3, MAX_ENUM = 256 };
 
 /* ---- the vocabulary ----------------------------------------------------------------------------- */
 
@@ -161,7 +163,9 @@ typedef struct altset {
     bool eog;   /* the end of generation may come instead (before any byte of the literal) */
 } altset;
 
-enum { A_PRE, A_FUNC, A_NAME, A_BODY, A_TAIL, A_POST, A_ENDTHINK, A_PNAME, N_FIXED = A_PNAME };
+enum { A_PRE, A_FUNC, A_NAME, A_BODY, A_TAIL, A_POST, A_ENDTHINK, A_BOOL, A_ENDPARAM, N_FIXED,
+       A_PNAME = N_FIXED,   /* the open call's function's parameter names */
+       A_PENUM };           /* the open parameter's enum values */
 enum { B_CLOSE, B_PARAM };
 enum { W_END, W_CALL, W_REFUSE };   /* watch tag actions: end the free text, start a call, refuse */
 
@@ -197,22 +201,34 @@ static void narrow(const altset *A, int *lo, int *hi, int m, int b)
 
 /* ---- the constraint ----------------------------------------------------------------------------- */
 
+/* A parameter's value as its JSON schema types it: free text (strings and anything the constraint does
+ * not model: objects, arrays, unions), a JSON number, a JSON boolean, or one of a string enum's values. */
+enum { PT_FREE, PT_INT, PT_NUM, PT_BOOL, PT_ENUM };
+
 typedef struct tfunc {
     char    *name;
     altset   params;      /* "P>" per schema property, sorted; arg = the property's index */
+    int      n_props;     /* schema properties (writable or not): the indices of ptype / penum */
+    uint8_t *ptype;       /* [n_props] PT_* */
+    altset  *penum;       /* [n_props] PT_ENUM: "\nVALUE\n</parameter>" per value, sorted */
     int      untracked;   /* writable properties with index >= 64 (never counted as given) */
     bool     free_names;  /* the schema lists no properties: any parameter name */
     uint64_t all;         /* properties with index < 64 (tracked: given at most once) */
     uint64_t required;
 } tfunc;
 
-enum { M_THINK, M_VALUE, M_ALT, M_FNAME, M_DONE, M_FREE };
+enum { M_THINK, M_VALUE, M_ALT, M_FNAME, M_DONE, M_FREE,
+       M_NUM,     /* a typed number (st.num: where in the JSON number grammar) */
+       M_TEXT };  /* lazy (tool_choice auto): the answer's free text, until a "<tool_call>" */
+enum { NS_WS, NS_SIGN, NS_ZERO, NS_INT, NS_DOT, NS_FRAC, NS_E, NS_ESIGN, NS_EXP };
 
 typedef struct st {
     int      mode;
     int      set;      /* M_ALT: A_* */
     int      ws;       /* M_ALT: whitespace bytes still allowed */
     int      fn;       /* the open call's function, -1 */
+    int      param;    /* the open value's property index (M_NUM, A_PENUM) */
+    int      num, nd;  /* M_NUM: NS_* and the digits of the current part */
     int      lo, hi, m;/* M_ALT and free text: the literals / tags matching the last m bytes */
     int      fname;    /* M_FNAME: bytes of the name so far */
     int      calls;    /* completed calls */
@@ -224,11 +240,12 @@ struct tchoice {
     tfunc   *fn;
     int      n_fn;
     altset   sets[N_FIXED];
-    alt      fixed[8];          /* the one-literal sets' storage */
+    alt      fixed[12];         /* the fixed sets' storage */
     alt     *names;             /* A_NAME's storage */
-    altset   watch_think, watch_value;
-    alt      wt[2], wv[3];
+    altset   watch_think, watch_value, watch_text;
+    alt      wt[2], wv[3], wx[1];
     bool     parallel;
+    bool     lazy;              /* tool_choice auto: constrain only from a "<tool_call>" the model writes */
     int      budget, think_reserve;
     st       init, cur;
     int      n_gen;             /* tokens accepted */
@@ -238,7 +255,9 @@ static inline bool is_ws(int b) { return b == ' ' || b == '\t' || b == '\n' || b
 
 static const altset *set_of(const tchoice *c, const st *s)
 {
-    return s->set == A_PNAME ? &c->fn[s->fn].params : &c->sets[s->set];
+    if (s->set == A_PNAME) return &c->fn[s->fn].params;
+    if (s->set == A_PENUM) return &c->fn[s->fn].penum[s->param];
+    return &c->sets[s->set];
 }
 
 static void enter_alt(const tchoice *c, st *s, int set)
@@ -284,10 +303,28 @@ static void complete_alt(const tchoice *c, st *s, const alt *a)
         else if (c->fn[s->fn].free_names) { s->mode = M_FNAME; s->fname = 0; }
         else enter_alt(c, s, A_PNAME);
         break;
-    case A_PNAME:
+    case A_PNAME: {
+        const tfunc *f = &c->fn[s->fn];
         if (a->arg < 64) s->used |= 1ull << a->arg;
-        enter_free(s, M_VALUE);
+        s->param = a->arg;
+        const int ty = a->arg < f->n_props ? f->ptype[a->arg] : PT_FREE;
+        if (ty == PT_INT || ty == PT_NUM) {
+            s->mode = M_NUM;
+            s->num = NS_WS;
+            s->nd = 0;
+            s->ws = WS;
+        } else if (ty == PT_BOOL) {
+            enter_alt(c, s, A_BOOL);
+        } else if (ty == PT_ENUM) {
+            enter_alt(c, s, A_PENUM);
+        } else {
+            enter_free(s, M_VALUE);
+        }
         break;
+    }
+    case A_BOOL: enter_alt(c, s, A_ENDPARAM); break;
+    case A_ENDPARAM:
+    case A_PENUM: enter_alt(c, s, A_BODY); break;
     case A_TAIL:
         s->calls++;
         s->fn = -1;
@@ -300,12 +337,80 @@ static void complete_alt(const tchoice *c, st *s, const alt *a)
     }
 }
 
+static bool step(const tchoice *c, st *s, int b);
+
+/* A typed value's JSON number (integer: no fraction or exponent), after up to WS whitespace bytes; a
+ * complete number ends at whitespace or '<' ("</parameter>" follows). Digit counts are bounded so the
+ * model cannot stall in a value. */
+static bool step_num(const tchoice *c, st *s, int b)
+{
+    const bool integer = c->fn[s->fn].ptype[s->param] == PT_INT;
+    const bool digit = b >= '0' && b <= '9';
+    if (is_ws(b) || b == '<') {
+        if (s->num == NS_WS) {
+            if (b == '<' || !s->ws) return false;
+            s->ws--;
+            return true;
+        }
+        if (s->num != NS_ZERO && s->num != NS_INT && s->num != NS_FRAC && s->num != NS_EXP) return false;
+        enter_alt(c, s, A_ENDPARAM);
+        return step(c, s, b);
+    }
+    switch (s->num) {
+    case NS_WS:
+        if (b == '-') { s->num = NS_SIGN; return true; }
+        /* fall through */
+    case NS_SIGN:
+        if (!digit) return false;
+        s->num = b == '0' ? NS_ZERO : NS_INT;
+        s->nd = 1;
+        return true;
+    case NS_ZERO:
+    case NS_INT:
+        if (digit) {
+            if (s->num == NS_ZERO || s->nd >= MAX_INT_DIGITS) return false;
+            s->nd++;
+            return true;
+        }
+        if (integer) return false;
+        if (b == '.') { s->num = NS_DOT; return true; }
+        if (b == 'e' || b == 'E') { s->num = NS_E; return true; }
+        return false;
+    case NS_DOT:
+        if (!digit) return false;
+        s->num = NS_FRAC;
+        s->nd = 1;
+        return true;
+    case NS_FRAC:
+        if (digit) {
+            if (s->nd >= MAX_FRAC_DIGITS) return false;
+            s->nd++;
+            return true;
+        }
+        if (b == 'e' || b == 'E') { s->num = NS_E; return true; }
+        return false;
+    case NS_E:
+        if (b == '+' || b == '-') { s->num = NS_ESIGN; return true; }
+        /* fall through */
+    case NS_ESIGN:
+        if (!digit) return false;
+        s->num = NS_EXP;
+        s->nd = 1;
+        return true;
+    default:   /* NS_EXP */
+        if (!digit || s->nd >= MAX_EXP_DIGITS) return false;
+        s->nd++;
+        return true;
+    }
+}
+
 /* One byte of text: false when it leaves the format (s is then undefined). */
 static bool step(const tchoice *c, st *s, int b)
 {
     switch (s->mode) {
     case M_FREE: return true;
     case M_DONE: return false;
+    case M_NUM: return step_num(c, s, b);
     case M_FNAME:
         if (b == '>') {
             if (!s->fname) return false;
@@ -316,8 +421,9 @@ static bool step(const tchoice *c, st *s, int b)
         s->fname++;
         return true;
     case M_THINK:
+    case M_TEXT:
     case M_VALUE: {
-        const altset *w = s->mode == M_THINK ? &c->watch_think : &c->watch_value;
+        const altset *w = s->mode == M_THINK ? &c->watch_think : s->mode == M_TEXT ? &c->watch_text : &c->watch_value;
         if (s->m > 0) {
             int lo = s->lo, hi = s->hi;
             narrow(w, &lo, &hi, s->m, b);
@@ -328,7 +434,9 @@ static bool step(const tchoice *c, st *s, int b)
                 const int act = w->a[lo].arg;   /* a complete tag */
                 if (act == W_REFUSE) return false;
                 if (s->mode == M_VALUE) enter_alt(c, s, A_BODY);
-                else enter_alt(c, s, act == W_END ? A_PRE : A_FUNC);
+                else if (act == W_CALL) enter_alt(c, s, A_FUNC);
+                else if (c->lazy) enter_free(s, M_TEXT);   /* "</think>": the answer, free */
+                else enter_alt(c, s, A_PRE);
                 return true;
             }
             s->m = 0;
@@ -342,8 +450,7 @@ static bool step(const tchoice *c, st *s, int b)
     }
     default: {
         const altset *A = set_of(c, s);
-        if (s->m == 0 && is_ws(b)) {
-            if (!s->ws) return false;
+        if (s->m == 0 && is_ws(b) && s->ws) {
             s->ws--;
             return true;
         }
@@ -367,9 +474,10 @@ static bool sim(const tchoice *c, st s, const char *p, size_t n)
     return true;
 }
 
-static bool eog_ok(const st *s)
+static bool eog_ok(const tchoice *c, const st *s)
 {
-    return s->mode == M_DONE || s->mode == M_FREE || (s->mode == M_ALT && s->set == A_POST && s->m == 0);
+    return s->mode == M_DONE || s->mode == M_FREE || (s->mode == M_ALT && s->set == A_POST && s->m == 0) ||
+           (c->lazy && (s->mode == M_THINK || s->mode == M_TEXT));
 }
 
 /* ---- ops ---------------------------------------------------------------------------------------- */
@@ -383,16 +491,19 @@ static bool op_allowed(void *user, uint32_t *mask, int32_t n_vocab)
     const tchoice_vocab *tv = c->tv;
     st *s = &c->cur;
     if (s->mode == M_FREE) return false;
-    if (s->mode == M_THINK && c->budget > 0 && c->budget - c->n_gen <= c->think_reserve)
+    /* lazy: free text is free until a tag is under way (no cost per token outside tool calls) */
+    if (c->lazy && (s->mode == M_THINK || s->mode == M_TEXT) && s->m == 0) return false;
+    if (!c->lazy && s->mode == M_THINK && c->budget > 0 && c->budget - c->n_gen <= c->think_reserve)
         enter_alt(c, s, A_ENDTHINK);   /* the reasoning budget is spent: close it */
     const size_t words = ((size_t)n_vocab + 31) / 32;
     const int32_t nv = n_vocab < tv->n ? n_vocab : tv->n;
 
-    if (s->mode == M_THINK || s->mode == M_VALUE) {
+    if (s->mode == M_THINK || s->mode == M_VALUE || s->mode == M_TEXT) {
         memset(mask, 0xff, words * sizeof *mask);
         for (int32_t i = nv; i < n_vocab; i++) bit_clear(mask, i);   /* ids past the tokenizer's */
-        for (int i = 0; i < tv->n_eog; i++)
-            if (tv->eog[i] < nv) bit_clear(mask, tv->eog[i]);
+        if (!eog_ok(c, s))
+            for (int i = 0; i < tv->n_eog; i++)
+                if (tv->eog[i] < nv) bit_clear(mask, tv->eog[i]);
         /* tokens whose first byte continues (or completes) a partial tag */
         for (int b = 0; b < 256; b++) {
             st t = *s;
@@ -414,7 +525,7 @@ static bool op_allowed(void *user, uint32_t *mask, int32_t n_vocab)
     }
 
     memset(mask, 0, words * sizeof *mask);
-    if (eog_ok(s))
+    if (eog_ok(c, s))
         for (int i = 0; i < tv->n_eog; i++)
             if (tv->eog[i] < nv) bit_set(mask, tv->eog[i]);
     if (s->mode == M_DONE) return true;
@@ -440,7 +551,7 @@ static void op_accept(void *user, int32_t token)
     if (token < 0 || token >= tv->n) return;
     const char *p = tv->bytes + tv->off[token];
     const size_t n = tv->off[token + 1] - tv->off[token];
-    if (n == 0 && s->mode != M_THINK && s->mode != M_VALUE) { s->mode = M_FREE; return; }
+    if (n == 0 && s->mode != M_THINK && s->mode != M_VALUE && s->mode != M_TEXT) { s->mode = M_FREE; return; }
     for (size_t k = 0; k < n; k++)
         if (!step(c, s, (unsigned char)p[k])) {   /* not a token the mask allowed: stop constraining */
             s->mode = M_FREE;
@@ -483,6 +594,64 @@ static void func_free(tfunc *f)
     free(f->name);
     for (int i = 0; i < f->params.n; i++) free((char *)f->params.a[i].s);
     free(f->params.a);
+    for (int i = 0; f->penum && i < f->n_props; i++) {
+        for (int k = 0; k < f->penum[i].n; k++) free((char *)f->penum[i].a[k].s);
+        free(f->penum[i].a);
+    }
+    free(f->penum);
+    free(f->ptype);
+}
+
+/* A property's value type (PT_*): a single "type" of integer, number or boolean, or an "enum" of strings
+ * the format can hold (no '<' or newline, at most MAX_ENUM of them); anything else is free text. */
+static int value_type(json_t *v)
+{
+    if (!json_is_object(v)) return PT_FREE;
+    json_t *en = json_object_get(v, "enum");
+    if (json_is_array(en)) {
+        size_t i, n = json_array_size(en);
+        json_t *e;
+        if (n == 0 || n > MAX_ENUM) return PT_FREE;
+        json_array_foreach(en, i, e) {
+            const char *t = json_string_value(e);
+            if (!t || strchr(t, '<') || strchr(t, '\n') || strlen(t) != json_string_length(e)) return PT_FREE;
+        }
+        return PT_ENUM;
+    }
+    const char *t = json_string_value(json_object_get(v, "type"));
+    if (!t) return PT_FREE;
+    if (!strcmp(t, "integer")) return PT_INT;
+    if (!strcmp(t, "number")) return PT_NUM;
+    if (!strcmp(t, "boolean")) return PT_BOOL;
+    return PT_FREE;
+}
+
+/* The enum's literals: "\n" VALUE "\n</parameter>" (the template's form), sorted, without repeats. */
+static int load_enum(altset *set, json_t *en)
+{
+    static const char end[] = "\n</parameter>";
+    size_t i, n = json_array_size(en);
+    json_t *e;
+    set->a = calloc(n, sizeof *set->a);
+    if (!set->a) return AR_ENOMEM;
+    json_array_foreach(en, i, e) {
+        const char *t = json_string_value(e);
+        const size_t len = strlen(t);
+        char *lit = malloc(len + sizeof end + 1);
+        if (!lit) return AR_ENOMEM;
+        lit[0] = '\n';
+        memcpy(lit + 1, t, len);
+        memcpy(lit + 1 + len, end, sizeof end);
+        set->a[set->n++] = (alt){ .s = lit, .len = (int)(len + sizeof end) };
+    }
+    qsort(set->a, (size_t)set->n, sizeof *set->a, alt_cmp);
+    int k = 0;
+    for (int j = 0; j < set->n; j++) {
+        if (k && alt_cmp(&set->a[k - 1], &set->a[j]) == 0) { free((char *)set->a[j].s); continue; }
+        set->a[k++] = set->a[j];
+    }
+    set->n = k;
+    return 0;
 }
 
 /* The function's schema: parameters (properties) and the required ones. */
@@ -492,12 +661,17 @@ static int load_params(tfunc *f, json_t *schema)
     if (!json_is_object(props)) { f->free_names = true; return 0; }
     size_t n = json_object_size(props);
     f->params.a = calloc(n ? n : 1, sizeof *f->params.a);
-    if (!f->params.a) return AR_ENOMEM;
+    f->ptype = calloc(n ? n : 1, sizeof *f->ptype);
+    f->penum = calloc(n ? n : 1, sizeof *f->penum);
+    if (!f->params.a || !f->ptype || !f->penum) return AR_ENOMEM;
+    f->n_props = (int)n;
     const char *key;
     json_t *v;
     int idx = 0;
     json_object_foreach(props, key, v) {
         size_t len = strlen(key);
+        f->ptype[idx] = (uint8_t)value_type(v);
+        if (f->ptype[idx] == PT_ENUM && load_enum(&f->penum[idx], json_object_get(v, "enum"))) return AR_ENOMEM;
         if (!writable_name(key, len)) { idx++; continue; }
         char *s = with_gt(key, len);
         if (!s) return AR_ENOMEM;
@@ -545,6 +719,7 @@ int tchoice_create(tchoice **out, const tchoice_vocab *tv, const tchoice_params 
     if (!c) return ar_fail(err, AR_ENOMEM, "tool_choice: out of memory");
     c->tv = tv;
     c->parallel = p->parallel;
+    c->lazy = p->lazy && !p->name;
     c->budget = p->budget;
     if (p->think_reserve > 0) {
         c->think_reserve = p->think_reserve;
@@ -601,6 +776,10 @@ int tchoice_create(tchoice **out, const tchoice_vocab *tv, const tchoice_params 
     c->sets[A_TAIL] = one(&c->fixed[4], "</tool_call>", WS, false);
     c->sets[A_POST] = one(&c->fixed[5], "<tool_call>", WS, true);
     c->sets[A_ENDTHINK] = one(&c->fixed[6], "</think>", WS_ENDTHINK, false);
+    c->fixed[7] = (alt){ .s = "false", .len = 5 };   /* sorted */
+    c->fixed[8] = (alt){ .s = "true", .len = 4 };
+    c->sets[A_BOOL] = (altset){ .a = &c->fixed[7], .n = 2, .ws = WS };
+    c->sets[A_ENDPARAM] = one(&c->fixed[9], "</parameter>", WS, false);
     c->wt[0] = (alt){ .s = "</think>", .len = 8, .arg = W_END };
     c->wt[1] = (alt){ .s = "<tool_call>", .len = 11, .arg = W_CALL };
     c->watch_think = (altset){ .a = c->wt, .n = 2 };
@@ -608,9 +787,12 @@ int tchoice_create(tchoice **out, const tchoice_vocab *tv, const tchoice_params 
     c->wv[1] = (alt){ .s = "</parameter>", .len = 12, .arg = W_END };
     c->wv[2] = (alt){ .s = "</tool_call>", .len = 12, .arg = W_REFUSE };
     c->watch_value = (altset){ .a = c->wv, .n = 3 };
+    c->wx[0] = (alt){ .s = "<tool_call>", .len = 11, .arg = W_CALL };
+    c->watch_text = (altset){ .a = c->wx, .n = 1 };
 
     c->init = (st){ .fn = -1 };
     if (p->reasoning_open) enter_free(&c->init, M_THINK);
+    else if (c->lazy) enter_free(&c->init, M_TEXT);
     else enter_alt(c, &c->init, A_PRE);
     c->cur = c->init;
     *out = c;
@@ -621,9 +803,12 @@ int tchoice_n_calls(const tchoice *c) { return c->cur.calls; }
 
 const char *tchoice_state(const tchoice *c)
 {
-    static const char *const alts[] = { "pre", "function", "name", "body", "tail", "post", "endthink", "param" };
+    static const char *const alts[] = { "pre", "function", "name", "body", "tail", "post", "endthink", "bool",
+                                        "endparam", "param", "enum" };
     switch (c->cur.mode) {
     case M_THINK: return "think";
+    case M_TEXT: return "text";
+    case M_NUM: return "number";
     case M_VALUE: return "value";
     case M_FNAME: return "param";
     case M_DONE: return "done";

@@ -1,6 +1,9 @@
 /* server/toolchoice.h — tool_choice "required" / a named tool, and parallel tool calls off, enforced
  * by constrained decoding: an ar_constraint_ops (spec/sample.h) that keeps the generated text inside
- * the Qwen3.5/3.6 tool-call format (specs qwen35.md §6.5) as tok/toolcall.h parses it:
+ * the Qwen3.5/3.6 tool-call format (specs qwen35.md §6.5) as tok/toolcall.h parses it. With
+ * tool_choice "auto" the same constraint runs lazily (tchoice_params.lazy): text and the end of the
+ * turn are free (no mask at all outside a tag), and a call the model starts with "<tool_call>" is held
+ * to the format from there on:
  *
  *   [reasoning ... "</think>"]  ws  "<tool_call>" ws "<function=" NAME ">"
  *       ( ws "<parameter=" PARAM ">" VALUE "</parameter>" )*  ws "</function>" ws "</tool_call>"
@@ -18,11 +21,14 @@
  * - PARAM: a property of that function's JSON schema not given yet in this call (any name of at most
  *   64 bytes when the schema lists no properties); "</function>" only once the schema's required
  *   properties are all given;
- * - VALUE: anything except an end-of-generation token, "</function>" or "</tool_call>" (which would
- *   end the value implicitly); the first "</parameter>" ends it. Values are not checked against
- *   their JSON-schema type, and a value the budget cuts stays cut (finish "length"): the constraint
- *   never closes a call it did not see finished, so a truncated file or command is never passed
- *   off as a complete call.
+ * - VALUE, typed by the property's schema: "type" integer / number: ws, a JSON number (integer: no
+ *   fraction or exponent; at most 15 integer digits, 15 fraction digits, 3 exponent digits), ws,
+ *   "</parameter>"; boolean: ws "true" | "false" ws "</parameter>"; a string "enum" (values without
+ *   '<' or newline): "\n" VALUE "\n</parameter>". Otherwise (strings, objects, arrays, unions) free
+ *   text: anything except an end-of-generation token, "</function>" or "</tool_call>" (which would
+ *   end the value implicitly); the first "</parameter>" ends it. A value the budget cuts stays cut
+ *   (finish "length"): the constraint never closes a call it did not see finished, so a truncated
+ *   file or command is never passed off as a complete call.
  * Text is matched on the bytes of the tokens (special tokens print nothing: they are only allowed
  * where anything is); a token is allowed when all its bytes keep the text inside the format, so the
  * model picks its own tokenization of the forced parts ("<tool_call>" as one added token or as
@@ -57,6 +63,8 @@ typedef struct tchoice_params {
     const char *name;           /* NULL: any of the tools (required / any); else only this one (named) */
     bool        reasoning_open; /* the prompt ends inside an open "<think>" block */
     bool        parallel;       /* more than one call (false: the end of generation after the first) */
+    bool        lazy;           /* tool_choice auto (name must be NULL): the model may answer in text or
+                                   end; a call it starts ("<tool_call>") is held to the format from there */
     int         budget;         /* tokens the generation may produce at most (max_tokens, or the context
                                    room); <= 0: unknown (no reasoning cut) */
     int         think_reserve;  /* reasoning is closed when this many budget tokens are left; <= 0: a

@@ -168,6 +168,11 @@ static const char *PING =
     "{\"type\": \"function\", \"function\": {\"name\": \"ping\", \"parameters\": {\"type\": \"object\", \"properties\": {}}}}";
 static const char *GET_TIME = "{\"name\": \"get_time\", \"input_schema\": {\"type\": \"object\"}}";   /* no properties */
 static const char *BAD = "{\"type\": \"function\", \"function\": {\"name\": \"a<b\"}}";
+static const char *TYPED =
+    "{\"type\": \"function\", \"function\": {\"name\": \"edit\", \"parameters\": {\"type\": \"object\", "
+    "\"properties\": {\"line\": {\"type\": \"integer\"}, \"scale\": {\"type\": \"number\"}, "
+    "\"dry\": {\"type\": \"boolean\"}, \"mode\": {\"enum\": [\"add\", \"addall\", \"del\", \"add\"]}, "
+    "\"text\": {\"type\": \"string\"}, \"any\": {\"type\": [\"integer\", \"null\"]}}}}}";
 
 typedef struct vfix {
     const char *label;
@@ -203,15 +208,21 @@ static void free_vocab(vfix *f)
     free(f->mask);
 }
 
-static tchoice *make(const vfix *f, const char *const *tools, int n_tools, const char *name, bool think, bool parallel,
-                     int budget)
+static tchoice *make_p(const vfix *f, const char *const *tools, int n_tools, const char *name, bool think,
+                       bool parallel, int budget, bool lazy)
 {
     tchoice_params p = { .tools = tools, .n_tools = n_tools, .name = name, .reasoning_open = think,
-                         .parallel = parallel, .budget = budget };
+                         .parallel = parallel, .budget = budget, .lazy = lazy };
     tchoice *c = NULL;
     ar_error err = { 0 };
     CHECK(tchoice_create(&c, f->tv, &p, &err) == 0, "%s: tchoice_create: %s", f->label, err.msg);
     return c;
+}
+
+static tchoice *make(const vfix *f, const char *const *tools, int n_tools, const char *name, bool think, bool parallel,
+                     int budget)
+{
+    return make_p(f, tools, n_tools, name, think, parallel, budget, false);
 }
 
 static bool allowed(vfix *f, tchoice *c, int32_t id)
@@ -438,6 +449,98 @@ static void test_cost(vfix *f)
     double lookup = (ar_now() - t0) * 1e3;
     CHECK(again == f->tv, "%s: the tables are cached", f->label);
     printf("%s; tables lookup (per request) %.3f ms\n", line, lookup);
+}
+
+/* Typed values: a property whose schema type is integer / number / boolean, or a string enum, can only
+ * be written as such (JSON number grammar with bounded digits, true / false, one of the enum values in
+ * the template's "\nVALUE\n</parameter>" form); strings and unions stay free text. */
+static void test_typed(vfix *f)
+{
+    const char *tools[] = { TYPED };
+    static const struct { const char *text; int refused; const char *state; } cases[] = {
+        { "<parameter=line>\n42\n</parameter>\n", 0, "body" },
+        { "<parameter=line>\n-7</parameter>", 0, "body" },
+        { "<parameter=line>\nforty", 1, NULL },
+        { "<parameter=line>\n4.5", 1, NULL },            /* an integer has no fraction */
+        { "<parameter=line>\n042", 1, NULL },            /* no leading zeros in JSON */
+        { "<parameter=line>\n\n</parameter>", 1, NULL }, /* an empty number */
+        { "<parameter=line>\n1234567890123456", 1, NULL },   /* 16 digits: over the bound */
+        { "<parameter=line>\n123456789012345\n", 0, "endparam" },
+        { "<parameter=scale>\n-0.25e+3\n</parameter>", 0, "body" },
+        { "<parameter=scale>\n1.", 0, "number" },
+        { "<parameter=scale>\n1.\n", 1, NULL },          /* "1." is not a number */
+        { "<parameter=scale>\n2E", 0, "number" },
+        { "<parameter=dry>\ntrue\n</parameter>", 0, "body" },
+        { "<parameter=dry>\nfalse</parameter>", 0, "body" },
+        { "<parameter=dry>\nTrue", 1, NULL },
+        { "<parameter=dry>\nyes", 1, NULL },
+        { "<parameter=mode>\nadd\n</parameter>", 0, "body" },
+        { "<parameter=mode>\naddall\n</parameter>", 0, "body" },
+        { "<parameter=mode>\nadd", 0, "enum" },
+        { "<parameter=mode>\nadds", 1, NULL },
+        { "<parameter=mode>\nmul", 1, NULL },
+        { "<parameter=text>\n42 or anything <b>\n</parameter>", 0, "body" },
+        { "<parameter=any>\nnull\n</parameter>", 0, "body" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tchoice *c = make(f, tools, 1, NULL, false, false, 0);
+        if (!c) return;
+        CHECK(feed(f, c, "<tool_call>\n<function=edit>\n") == 0, "%s: typed: the head", f->label);
+        const int refused = feed(f, c, cases[i].text);
+        CHECK(refused == cases[i].refused && (!cases[i].state || !strcmp(tchoice_state(c), cases[i].state)),
+              "%s: typed %zu: refused %d (want %d), state %s (want %s)", f->label, i, refused, cases[i].refused,
+              tchoice_state(c), cases[i].state ? cases[i].state : "-");
+        tchoice_free(c);
+    }
+    /* in a number only digits (and the grammar's signs / dots / exponents) may come */
+    tchoice *c = make(f, tools, 1, NULL, false, false, 0);
+    if (!c) return;
+    feed(f, c, "<tool_call>\n<function=edit>\n<parameter=line>\n12");
+    int32_t d5 = tok1(f, "5"), a = tok1(f, "a"), nl = tok1(f, "\n"), lt = tok1(f, "<");
+    CHECK(d5 >= 0 && allowed(f, c, d5) && a >= 0 && !allowed(f, c, a) && nl >= 0 && allowed(f, c, nl) && lt >= 0 &&
+              allowed(f, c, lt) && !allowed(f, c, eog_token(f)),
+          "%s: typed: the mask inside an integer", f->label);
+    tchoice_free(c);
+}
+
+/* Lazy (tool_choice auto): text and the end are free, and cost nothing (no mask) outside a tag; a call
+ * the model starts is held to the format; after it, parallel off, only the end. */
+static void test_lazy(vfix *f)
+{
+    const char *tools[] = { WEATHER, PING, TYPED };
+    const int32_t eog = eog_token(f);
+    for (int think = 0; think < 2; think++) {
+        tchoice *c = make_p(f, tools, 3, NULL, think, false, 64, true);
+        if (!c) return;
+        CHECK(!strcmp(tchoice_state(c), think ? "think" : "text"), "%s: lazy starts in %s", f->label, tchoice_state(c));
+        CHECK(!tchoice_ops.allowed(c, f->mask, f->n), "%s: lazy: no mask in free text", f->label);
+        if (think) CHECK(feed(f, c, "Let me see.\n</think>\n\n") == 0 && !strcmp(tchoice_state(c), "text"),
+                         "%s: lazy: reasoning ends in text (%s)", f->label, tchoice_state(c));
+        CHECK(feed(f, c, "The answer is 4 <b>bold</b> a<c.") == 0 && allowed(f, c, eog), "%s: lazy: free text, the end",
+              f->label);
+        /* a partial tag: the mask is computed, the end still allowed, the tag may be left */
+        CHECK(feed(f, c, "<tool") == 0 && tchoice_ops.allowed(c, f->mask, f->n) && allowed(f, c, eog),
+              "%s: lazy: after a partial tag", f->label);
+        CHECK(feed(f, c, "box> ok ") == 0 && !strcmp(tchoice_state(c), "text"), "%s: lazy: a tag left (%s)", f->label,
+              tchoice_state(c));
+        CHECK(feed(f, c, "<tool_call>\n<function=") == 0 && !strcmp(tchoice_state(c), "name"), "%s: lazy: a call (%s)",
+              f->label, tchoice_state(c));
+        tchoice *d = make_p(f, tools, 3, NULL, think, false, 64, true);
+        CHECK(feed(f, d, think ? "x</think>\n<tool_call>\n<function=get_wind>" : "<tool_call>\n<function=get_wind>") == 1,
+              "%s: lazy: an unknown function refused", f->label);
+        tchoice_free(d);
+        CHECK(feed(f, c, "edit>\n<parameter=line>\n") == 0 && !allowed(f, c, tok1(f, "x")) && !allowed(f, c, eog),
+              "%s: lazy: typed inside the call", f->label);
+        CHECK(feed(f, c, "9\n</parameter>\n</function>\n</tool_call>") == 0 && only_eog(f, c),
+              "%s: lazy: after the call, the end (%s)", f->label, tchoice_state(c));
+        tchoice_ops.reset(c);
+        CHECK(!strcmp(tchoice_state(c), think ? "think" : "text"), "%s: lazy: reset", f->label);
+        tchoice_free(c);
+    }
+    /* a named tool is never lazy */
+    tchoice *c = make_p(f, tools, 3, "ping", false, false, 64, true);
+    if (c) CHECK(!strcmp(tchoice_state(c), "pre"), "%s: named + lazy is required (%s)", f->label, tchoice_state(c));
+    tchoice_free(c);
 }
 
 /* ---- 3. random logits through the sampler ------------------------------------------------------- */
@@ -695,12 +798,16 @@ int main(void)
     vfix q, t;
     if (load_vocab(&q, "vocab-qwen35.gguf", "qwen35 vocab")) {
         test_machine(&q);
+        test_typed(&q);
+        test_lazy(&q);
         test_cost(&q);
         test_random(&q);
     }
     free_vocab(&q);
     if (load_vocab(&t, "tiny-f32.gguf", "tiny-f32 vocab")) {
         test_machine(&t);
+        test_typed(&t);
+        test_lazy(&t);
         test_cost(&t);
         test_random(&t);
     }

@@ -456,22 +456,24 @@ static void resume(ar_sched *s, sreq *r);
 /* Requests that arrive together with a long common prefix (agents sharing a system prompt) would
  * each prefill it. A request whose prompt shares, beyond what the cache already holds, at least
  * LEAD_MIN tokens up to a boundary that another request is still prefilling towards waits for that
- * leader instead, then resumes from the snapshot the leader stores there (release_waiters). */
+ * leader instead, then resumes from the snapshot the leader stores there (release_waiters). A history
+ * fill (ar_sched_request.fill) exists only to be resumed from, so for it any shared length counts. */
 enum { LEAD_MIN = 128 };
 
 static bool find_lead(ar_sched *s, sreq *r)
 {
     int has_logits = 0;
     const int have = ar_pcache_match(s->cache, r->toks, r->p.n_prompt, r->p.n_prompt, &has_logits);
-    int best = have + LEAD_MIN - 1, lead = -1;
+    int best = have, lead = -1;
     for (int i = 0; i < s->p.n_parallel; i++) {
         const sreq *l = s->slot_req[i];
         if (!l || l == r || l->phase != PH_PREFILL || l->p.no_cache || l->lead_slot >= 0) continue;
         const int n = l->p.n_prompt < r->p.n_prompt ? l->p.n_prompt : r->p.n_prompt;
+        const int floor = l->p.fill ? have : have + LEAD_MIN - 1;
         int common = 0;
         while (common < n && l->toks[common] == r->toks[common]) common++;
         for (int k = l->next_bound; k < l->n_bounds; k++)   /* boundaries the leader has not reached */
-            if (l->bounds[k] <= common && l->bounds[k] < r->p.n_prompt && l->bounds[k] > best) {
+            if (l->bounds[k] <= common && l->bounds[k] < r->p.n_prompt && l->bounds[k] > floor && l->bounds[k] > best) {
                 best = l->bounds[k];
                 lead = i;
             }

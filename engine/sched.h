@@ -164,6 +164,9 @@ typedef struct ar_sched_request {
     int            n_boundaries;/*   snapshotted into the prefix cache (message ends); copied */
     bool           cache_final; /* also snapshot the whole context (prompt + answer) at the end */
     bool           no_cache;    /* do not resume from the prefix cache (snapshots are still taken) */
+    bool           fill;        /* a history fill (n_predict 0): prefilled only to be resumed from, so a
+                                   request sharing any of its prompt beyond the cache waits for it instead
+                                   of evaluating the same tokens itself (see server/gen.c) */
     ar_sched_on_token on_token; /* may be NULL */
     void (*on_done)(void *user, const ar_sched_result *res);   /* exactly once; may be NULL */
     void          *user;

@@ -162,6 +162,10 @@ typedef struct gen_state {
     bool in_reasoning;             /* the text being generated is reasoning (for the token count) */
     bool left_reasoning;           /* content or a tool call came: reasoning is over */
     int  n_reasoning;
+    /* history fill (gen_spec.fill): the answer as the client receives it */
+    ar_sched *sched;
+    bool  fill;
+    sbuf  ans_content, ans_reasoning;
     /* logprobs scratch: (GEN_MAX_TOP_LOGPROBS + 1) token texts */
     char  *lp_text;
     size_t lp_cap;                 /* bytes per text */
@@ -191,10 +195,12 @@ static int on_tc_event(void *ctx, const ar_tc_event *ev)
     const gen_sink *k = g->sink;
     switch (ev->kind) {
     case AR_TC_REASONING:
+        if (g->fill) sb_put(&g->ans_reasoning, ev->data, ev->len);
         if (!g->left_reasoning) g->in_reasoning = true;
         if (k->reasoning && ev->len) k->reasoning(k->user, ev->data, ev->len);
         break;
     case AR_TC_TEXT:
+        if (g->fill) sb_put(&g->ans_content, ev->data, ev->len);
         g->in_reasoning = false;
         g->left_reasoning = true;
         if (k->content && ev->len) k->content(k->user, ev->data, ev->len);
@@ -422,6 +428,8 @@ static void state_free(gen_state *g)
 {
     tchoice_free(g->tcons);
     sb_free(&g->stop_buf);
+    sb_free(&g->ans_content);
+    sb_free(&g->ans_reasoning);
     ar_tc_free(g->tc);
     free(g->lp_text);
     free(g);
@@ -430,6 +438,45 @@ static void state_free(gen_state *g)
 static bool sched_on_token(void *user, int32_t token, const char *piece, size_t len, const float *logits)
 {
     return on_token_logits(user, token, piece, len, logits);
+}
+
+/* History fill. A chat template may render an answer differently once a later user message follows it
+ * (Qwen3.5 drops the reasoning block of earlier turns), so the next turn's prompt diverges from the
+ * cached context at the start of this answer and would re-evaluate all of it. When an answer ends
+ * without tool calls (the next message is then the user's), its history form, the conversation up to
+ * the end of this answer as the next turn renders it, is prefilled now as a prefill-only request
+ * (ar_sched_request.fill) with a prefix-cache snapshot at its end: by the time the user (or agent)
+ * sends the next message, only that message is left to evaluate; a next turn that comes before the fill
+ * is done waits for it rather than evaluating the same tokens. Best effort: nothing is reported. */
+static void history_fill(gen_state *g)
+{
+    const srv_request *r = g->r;
+    if (g->ans_content.oom || g->ans_reasoning.oom) return;
+    req_msg *msgs = calloc((size_t)r->n_msgs + 2, sizeof *msgs);
+    if (!msgs) return;
+    memcpy(msgs, r->msgs, (size_t)r->n_msgs * sizeof *msgs);
+    msgs[r->n_msgs] = (req_msg){ .role = "assistant", .content = g->ans_content.p ? g->ans_content.p : "",
+                                 .reasoning = g->ans_reasoning.n ? g->ans_reasoning.p : NULL };
+    msgs[r->n_msgs + 1] = (req_msg){ .role = "user", .content = "" };
+    srv_request h = *r;
+    h.msgs = msgs;
+    h.n_msgs = r->n_msgs + 2;
+    char *text = render_upto(&h, r->n_msgs + 1);   /* up to the start of the (empty) next user message */
+    free(msgs);
+    if (!text) return;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ar_error err = { 0 };
+    if (!ar_model_tokenize(g->m, text, strlen(text), true, &ids, &n, &err) && n > 0 && (int)n < g->p->n_ctx) {
+        const int bound = (int)n;
+        const ar_sched_request q = { .prompt = ids, .n_prompt = (int)n, .n_predict = 0,
+                                     .sampling = ar_sampler_defaults(), .boundaries = &bound, .n_boundaries = 1,
+                                     .fill = true };
+        if (ar_sched_submit(g->sched, &q, NULL, &err))
+            ar_log(AR_LOG_DEBUG, "history fill not queued: %s", err.msg);
+    }
+    free(ids);
+    free(text);
 }
 
 static void sched_on_done(void *user, const ar_sched_result *sr)
@@ -458,6 +505,7 @@ static void sched_on_done(void *user, const ar_sched_result *sr)
             res.stop_word = g->stop_word;
         }
     }
+    if (!rc && g->fill && (res.finish == GEN_FINISH_STOP || res.finish == GEN_FINISH_LENGTH)) history_fill(g);
     g->done(g->done_user, rc, &res, &err);
     state_free(g);
 }
@@ -482,6 +530,8 @@ int gen_submit(ar_sched *sched, const ar_model *m, const gen_spec *spec, const s
         .cache_final = r->kind == REQ_CHAT, .on_token = sched_on_token, .on_done = sched_on_done, .user = g,
     };
     g->m = m;   /* logprobs: the vocabulary, and the width of the logits rows */
+    g->sched = sched;
+    g->fill = spec && spec->fill && r->kind == REQ_CHAT && !r->script && m;
     if (r->logprobs) {
         g->lp_cap = ar_vocab_max_piece(ar_model_vocab(g->m)) + 1;
         if (!(g->lp_text = malloc((GEN_MAX_TOP_LOGPROBS + 1) * g->lp_cap))) {

@@ -124,10 +124,13 @@ typedef void (*gen_done_fn)(void *user, int rc, const gen_result *res, const ar_
  * (sink itself is copied). Returns 0 (then done is called exactly once; *id names the request for
  * ar_sched_cancel), or an AR_E* code with nothing called: AR_ERANGE "queue is full" when the
  * scheduler's queue is full. */
-/* Speculative decoding with the model's drafter (serve's --block / --budget). */
+/* Serve's options for each generation: speculative decoding with the model's drafter (--block /
+ * --budget) and the history fill. */
 typedef struct gen_spec {
     int block;    /* tokens per step (anchor + drafts), 2..64; 0: the drafter's trained block; 1: no speculation */
     int budget;   /* 0: chain; N >= 1: DDTree of N draft nodes; -1: DDTree, auto */
+    bool fill;    /* history fill after chat answers without tool calls (gen.c history_fill; needs the
+                     scheduler's prefix cache) */
 } gen_spec;
 
 int gen_submit(ar_sched *sched, const ar_model *m, const gen_spec *spec, const srv_request *r, const gen_prompt *p,

@@ -365,7 +365,7 @@ static int job_start(srv *s, srv_job *j, api_error *e)
     pthread_mutex_lock(&j->mu);
     j->submitted = true;
     pthread_mutex_unlock(&j->mu);
-    const gen_spec spec = { .block = s->o.draft_block, .budget = s->o.draft_budget };
+    const gen_spec spec = { .block = s->o.draft_block, .budget = s->o.draft_budget, .fill = s->o.cache_bytes > 0 };
     int rc = gen_submit(s->sched, s->model, &spec, j->req, j->prompt, &j->sink, job_cancelled_cb, j, job_gen_done, j,
                         &j->id, &err);
     if (rc) {

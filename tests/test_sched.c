@@ -656,6 +656,51 @@ static void test_shared_prefix(void)
     }
 }
 
+/* A history fill (ar_sched_request.fill: prefill only, to be resumed from) and a request that extends
+ * its prompt by a few tokens, submitted together: the request waits for the fill however short the
+ * shared stretch beyond the cache (LEAD_MIN does not apply), resumes from its snapshot and evaluates only
+ * its own tokens; its output is the same request's alone. */
+static void test_fill(void)
+{
+    enum { PRE = 200, ANS = 40, NEW = 12 };
+    int32_t t[PRE + ANS + NEW];
+    random_ids(t, PRE + ANS + NEW);
+    ref_collect ref;
+    run_ref(t, PRE + ANS + NEW, 8, &ref);
+    ar_error err;
+    ar_sched *s = cached_sched(2);
+    if (!s) return;
+    /* the earlier turn: its prompt snapshot at PRE */
+    out o0, of, o1;
+    out_init(&o0);
+    int b0 = PRE;
+    ar_sched_request r0 = req(t, PRE, 1, &o0);
+    r0.boundaries = &b0;
+    r0.n_boundaries = 1;
+    CHECK(ar_sched_submit(s, &r0, NULL, &err) == 0, "submit: %s", err.msg);
+    drain(s, 10000);
+    /* the fill up to PRE + ANS, then at once the next turn */
+    out_init(&of);
+    out_init(&o1);
+    int bf = PRE + ANS, b1[2] = { PRE + ANS, PRE + ANS + NEW };
+    ar_sched_request rf = req(t, PRE + ANS, 0, &of);
+    rf.boundaries = &bf;
+    rf.n_boundaries = 1;
+    rf.fill = true;
+    ar_sched_request r1 = req(t, PRE + ANS + NEW, 8, &o1);
+    r1.boundaries = b1;
+    r1.n_boundaries = 2;
+    CHECK(ar_sched_submit(s, &rf, NULL, &err) == 0 && ar_sched_submit(s, &r1, NULL, &err) == 0, "submit: %s", err.msg);
+    drain(s, 10000);
+    CHECK(of.done && of.res.status == 0 && of.res.n_cached == PRE && of.res.n_prefilled == ANS && of.n == 0,
+          "fill: cached %d prefilled %d generated %d", of.res.n_cached, of.res.n_prefilled, of.n);
+    CHECK(o1.done && o1.res.n_cached == PRE + ANS && o1.res.n_prefilled == NEW,
+          "the next turn waited for the fill: cached %d prefilled %d (want %d, %d)", o1.res.n_cached,
+          o1.res.n_prefilled, PRE + ANS, NEW);
+    CHECK(same_ids(o1.ids, o1.n, ref.ids, ref.n), "the next turn after a fill differs from the same request alone");
+    ar_sched_free(s);
+}
+
 static void test_lru_cap(void)
 {
     ar_error err;
@@ -904,6 +949,7 @@ int main(void)
     test_spec_hook();
     test_prefix_cache();
     test_shared_prefix();
+    test_fill();
     test_lru_cap();
     test_cancel();
     test_errors();

@@ -1711,42 +1711,111 @@ static void test_concurrent(void)
     printf("concurrent: %d of 4 answers identical to the one-at-a-time ones\n", same);
 }
 
-/* A second turn of a conversation resumes from the prefix cache. */
+/* A second turn of a conversation resumes from the prefix cache. Turn 1's answer ended without tool
+ * calls, so the server prefilled its history form (the conversation up to the end of that answer as the
+ * next turn renders it: server/gen.c history_fill) right after it: turn 2 evaluates only its new user
+ * message, and its answer is the one a server without a cache gives (test_prefix_cache_off). */
+static const char *const CACHE_SYS = "You are a helpful agent with many tools.";
+static char *g_turn1_answer, *g_turn2_answer;
+
+static char *turn2_body(const char *answer)
+{
+    json_t *body = json_pack("{s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],s:i,s:i,s:{s:b}}",
+                             "messages", "role", "system", "content", CACHE_SYS,
+                             "role", "user", "content", "list the files",
+                             "role", "assistant", "content", answer,
+                             "role", "user", "content", "now read the first one",
+                             "max_tokens", 4, "temperature", 0, "chat_template_kwargs", "enable_thinking", 0);
+    char *text = json_dumps(body, 0);
+    json_decref(body);
+    return text;
+}
+
+/* The tokens turn 2 adds after the end of turn 1's answer: a conversation whose last user message is
+ * empty, minus the same with that message's text ("now read the first one": counted by the server). */
+static long long prompt_tokens_of(const char *answer, const char *last_user)
+{
+    json_t *body = json_pack("{s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],s:i,s:{s:b}}",
+                             "messages", "role", "system", "content", CACHE_SYS,
+                             "role", "user", "content", "list the files",
+                             "role", "assistant", "content", answer,
+                             "role", "user", "content", last_user, "max_tokens", 1,
+                             "chat_template_kwargs", "enable_thinking", 0);
+    char *text = json_dumps(body, 0);
+    resp r;
+    post("/v1/chat/completions", text, &r);
+    json_t *root = json_loads(r.body ? r.body : "", 0, NULL);
+    long long n = json_integer_value(json_object_get(json_object_get(root, "usage"), "prompt_tokens"));
+    json_decref(root);
+    json_decref(body);
+    free(text);
+    resp_free(&r);
+    return n;
+}
+
 static void test_prefix_cache(void)
 {
     long long cached0 = metric("arbor_prompt_cached_tokens_total");
     resp r;
-    post("/v1/chat/completions",
-         "{\"messages\": [{\"role\": \"system\", \"content\": \"You are a helpful agent with many tools.\"}, "
-         "{\"role\": \"user\", \"content\": \"list the files\"}], \"max_tokens\": 6, \"temperature\": 0}", &r);
+    json_t *b1 = json_pack("{s:[{s:s,s:s},{s:s,s:s}],s:i,s:i,s:{s:b}}", "messages", "role", "system", "content",
+                           CACHE_SYS, "role", "user", "content", "list the files", "max_tokens", 40, "temperature", 0,
+                           "chat_template_kwargs", "enable_thinking", 0);
+    char *t1 = json_dumps(b1, 0);
+    post("/v1/chat/completions", t1, &r);
     CHECK(r.status == 200, "cache: turn 1: %d %.200s", r.status, r.body);
-    char *answer = content_of(&r);
+    free(g_turn1_answer);
+    g_turn1_answer = content_of(&r);   /* "content|reasoning": the client sends the content back */
+    char *bar = g_turn1_answer ? strchr(g_turn1_answer, '|') : NULL;
+    if (bar) *bar = 0;
+    CHECK(g_turn1_answer && *g_turn1_answer, "cache: turn 1 answered nothing: %.200s", r.body);
     resp_free(&r);
-    /* turn 2: same system + user, the assistant's answer, a new user message */
-    const char *bar = answer ? strchr(answer, '|') : NULL;
-    json_t *body = json_pack("{s:[{s:s,s:s},{s:s,s:s},{s:s,s:s%},{s:s,s:s}],s:i,s:i}",
-                             "messages", "role", "system", "content", "You are a helpful agent with many tools.",
-                             "role", "user", "content", "list the files",
-                             "role", "assistant", "content", answer ? answer : "", (size_t)(bar ? bar - answer : 0),
-                             "role", "user", "content", "now read the first one",
-                             "max_tokens", 4, "temperature", 0);
-    char *text = json_dumps(body, 0);
+    /* turn 2: same system + user, the assistant's answer, a new user message (at once: if the fill is
+     * still running, turn 2 waits for it) */
+    char *text = turn2_body(g_turn1_answer ? g_turn1_answer : "");
     post("/v1/chat/completions", text, &r);
-    json_t *root = json_loads(r.body, 0, NULL);
+    json_t *root = json_loads(r.body ? r.body : "", 0, NULL);
     long long cached = json_integer_value(
         json_object_get(json_object_get(json_object_get(root, "usage"), "prompt_tokens_details"), "cached_tokens"));
     long long prompt = json_integer_value(json_object_get(json_object_get(root, "usage"), "prompt_tokens"));
-    printf("cache: turn 2 reused %lld of %lld prompt tokens\n", cached, prompt);
-    CHECK(r.status == 200 && cached > 0 && cached < prompt, "cache: turn 2 cached_tokens %lld of %lld: %.300s", cached,
-          prompt, r.body);
+    free(g_turn2_answer);
+    g_turn2_answer = content_of(&r);
+    /* the new message's tokens: everything after the history form of turn 1 */
+    const long long with = prompt_tokens_of(g_turn1_answer ? g_turn1_answer : "", "now read the first one");
+    const long long without = prompt_tokens_of(g_turn1_answer ? g_turn1_answer : "", "");
+    const long long fresh = prompt - cached;
+    printf("cache: turn 2 reused %lld of %lld prompt tokens (evaluated %lld; the new user message adds %lld to an "
+           "empty one)\n", cached, prompt, fresh, with - without);
+    /* evaluated: the new message's text and its frame + the generation prompt (under 20 tokens); without
+     * the fill, also turn 1's ~40-token answer */
+    CHECK(r.status == 200 && with == prompt && cached > 0 && fresh > 0 && fresh <= with - without + 20,
+          "cache: turn 2 cached_tokens %lld of %lld: it evaluated %lld, the new message is %lld: %.300s", cached, prompt,
+          fresh, with - without, r.body);
     long long cached1 = metric("arbor_prompt_cached_tokens_total");
     CHECK(cached1 >= cached0 + cached && cached1 > 0, "cache: /metrics cached tokens %lld -> %lld", cached0, cached1);
     CHECK(metric("arbor_cache_hits_total") > 0, "cache: /metrics cache hits %lld", metric("arbor_cache_hits_total"));
     json_decref(root);
-    json_decref(body);
+    json_decref(b1);
+    free(t1);
     free(text);
-    free(answer);
     resp_free(&r);
+}
+
+/* Turn 2 of test_prefix_cache on a server without a prefix cache (so without fills): the same answer. */
+static void test_prefix_cache_off(void)
+{
+    char *text = turn2_body(g_turn1_answer ? g_turn1_answer : "");
+    resp r;
+    post("/v1/chat/completions", text, &r);
+    char *ans = content_of(&r);
+    CHECK(r.status == 200 && ans && g_turn2_answer && !strcmp(ans, g_turn2_answer),
+          "cache: turn 2 with the cache and the fill '%s', without '%s'", g_turn2_answer ? g_turn2_answer : "(none)",
+          ans ? ans : "(none)");
+    free(ans);
+    free(text);
+    resp_free(&r);
+    free(g_turn1_answer);
+    free(g_turn2_answer);
+    g_turn1_answer = g_turn2_answer = NULL;
 }
 
 /* One client leaves mid-generation: its request stops, the others run to their end. */
@@ -2017,6 +2086,7 @@ int main(void)
     if (!rc) {
         g_port = srv_port(s);
         test_prefix_cache_shared_system_off();
+        test_prefix_cache_off();
     }
     srv_free(s);
     ar_model_free(m);

@@ -4,7 +4,7 @@
 //
 //   node bench/agents.mjs run --url http://127.0.0.1:8090 --engine arbor --agents 4 --turns 4 --out DIR
 //        [--traffic FILE] [--system-tokens 4096] [--tool-tokens 300] [--max-tokens 64] [--convs K]
-//        [--duration S] [--stagger-ms MS] [--pid PID] [--req-timeout S] [--no-tools] [--thinking]
+//        [--duration S] [--stagger-ms MS] [--think-ms MS] [--pid PID] [--req-timeout S] [--no-tools] [--thinking]
 //   node bench/agents.mjs report DIR...     markdown table of the DIR/summary.json files
 //
 // Traffic. Every agent runs conversations of --turns turns. Turn 1: the shared system prompt (the same
@@ -14,6 +14,8 @@
 // made any) and a tool-result-like message of about --tool-tokens tokens (a "tool" message answering the
 // calls, else a user message), and asks again. Requests: stream true, stream_options.include_usage,
 // temperature 0, max_tokens --max-tokens, chat_template_kwargs.enable_thinking false (--thinking: true).
+// --think-ms MS: the agent waits MS ms before each later turn (a tool running, a user reading and typing;
+// default 0: the next turn is sent as soon as the answer is complete).
 // Fixed mode: --convs conversations per agent (default 1). Soak mode (--duration S): every agent starts
 // new conversations until S seconds have passed (requests under way then are completed).
 // The system prompt is sized with the server's POST /apply-template and /tokenize and saved with the
@@ -39,7 +41,7 @@ function die(msg) {
 function parseArgs(argv) {
     const o = {
         url: 'http://127.0.0.1:8090', engine: 'arbor', agents: 1, turns: 4, convs: 1, duration: 0,
-        systemTokens: 4096, toolTokens: 300, maxTokens: 64, staggerMs: 0, pid: 0, reqTimeout: 1800,
+        systemTokens: 4096, toolTokens: 300, maxTokens: 64, staggerMs: 0, thinkMs: 0, pid: 0, reqTimeout: 1800,
         tools: true, thinking: false, out: '', traffic: '', label: '',
     };
     const num = (k, v) => {
@@ -60,6 +62,7 @@ function parseArgs(argv) {
             case '--tool-tokens': o.toolTokens = num(a, v); i++; break;
             case '--max-tokens': o.maxTokens = num(a, v); i++; break;
             case '--stagger-ms': o.staggerMs = num(a, v); i++; break;
+            case '--think-ms': o.thinkMs = num(a, v); i++; break;
             case '--pid': o.pid = num(a, v); i++; break;
             case '--req-timeout': o.reqTimeout = num(a, v); i++; break;
             case '--out': o.out = v; i++; break;
@@ -463,6 +466,7 @@ async function run(o) {
                 } else {
                     messages.push({ role: 'user', content: toolText(traffic, o, a, c, t, null) });
                 }
+                if (o.thinkMs && t + 1 < o.turns) await new Promise((res) => setTimeout(res, o.thinkMs));
             }
         }
     }
@@ -516,7 +520,7 @@ async function run(o) {
     const half = rss.length ? rss.filter((s) => s.t >= rss[rss.length - 1].t / 2) : [];
     const summary = {
         engine: o.engine, label: o.label, agents: o.agents, turns: o.turns, convs: soak ? null : o.convs,
-        duration_s: o.duration || null, soak, system_tokens: traffic.system_tokens, tool_tokens: o.toolTokens,
+        duration_s: o.duration || null, think_ms: o.thinkMs, soak, system_tokens: traffic.system_tokens, tool_tokens: o.toolTokens,
         prefix_warning: traffic.prefix_warning ?? null,
         max_tokens: o.maxTokens, tools: o.tools, started: new Date(wallStart).toISOString(), wall_s: +wallS.toFixed(2),
         requests: records.length, ok: ok.length, failed: records.length - ok.length,

@@ -25,6 +25,7 @@
 #                     build/oracle/llama.cpp/models/templates/Qwen3.5-4B.jinja (the driver warns when the
 #                     shared prefix renders to different token counts on the two engines)
 #   --stagger-ms MS   agent k starts k x MS ms after the first (default 0: all at once)
+#   --think-ms MS     each agent waits MS ms before its next turn (default 0); wall tok/s then counts the waits
 #   --no-tools        send no tool definitions (default: 4 function tools in every request)
 #   --nice N          run servers and driver under nice -n N (default 0)
 # env: ARBOR (default build/arbor), LLAMA_SERVER (default build/oracle/llama-server, from
@@ -46,7 +47,7 @@ die() { echo "agents.sh: $*" >&2; exit 1; }
 
 model=models/arbor-tiny-target.gguf threads=2 agents_list=1,4,10 turns=4 convs=1 duration=0
 engines=arbor,llama arbor_port=8090 llama_port=8091 system_tokens=4096 tool_tokens=300 max_tokens=64
-ctx=0 cache_mib=1024 stagger=0 tools=1 nice_n=0 llama_template=
+ctx=0 cache_mib=1024 stagger=0 think=0 tools=1 nice_n=0 llama_template=
 while [ $# -gt 0 ]; do
     case $1 in
         -m) model=${2:?-m needs a model}; shift 2 ;;
@@ -65,6 +66,7 @@ while [ $# -gt 0 ]; do
         --cache-mib) cache_mib=${2:?--cache-mib needs a value}; shift 2 ;;
         --llama-template) llama_template=${2:?--llama-template needs a file}; shift 2 ;;
         --stagger-ms) stagger=${2:?--stagger-ms needs a value}; shift 2 ;;
+        --think-ms) think=${2:?--think-ms needs a value}; shift 2 ;;
         --no-tools) tools=0; shift ;;
         --nice) nice_n=${2:?--nice needs a value}; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -72,7 +74,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 for v in "$threads" "$turns" "$convs" "$duration" "$arbor_port" "$llama_port" "$system_tokens" "$tool_tokens" \
-         "$max_tokens" "$ctx" "$cache_mib" "$stagger" "$nice_n"; do
+         "$max_tokens" "$ctx" "$cache_mib" "$stagger" "$think" "$nice_n"; do
     [[ $v =~ ^[0-9]+$ ]] || die "'$v' is not a non-negative integer"
 done
 [[ $agents_list =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--agents: '$agents_list' is not a list like 1,4,10"
@@ -154,7 +156,7 @@ mode="$convs conversation(s) per agent"
     echo
     echo "- machine: $cpu, $ncpu CPUs; load average at the start $load0"
     echo "- model $model ($(du -h "$model" | cut -f1)), $threads threads; arbor $ARBOR built $( [ -x "$ARBOR" ] && date -r "$ARBOR" '+%Y-%m-%d %H:%M' || echo '-'), source tree $git_rev"
-    echo "- traffic: $mode, $turns turns; shared system prompt ~$system_tokens tokens$( [ $tools = 1 ] && echo ' + 4 tool definitions'), tool results ~$tool_tokens tokens, max_tokens $max_tokens, temperature 0, streamed with usage, thinking off; agents start $( [ "$stagger" = 0 ] && echo 'together' || echo "${stagger} ms apart")"
+    echo "- traffic: $mode, $turns turns; shared system prompt ~$system_tokens tokens$( [ $tools = 1 ] && echo ' + 4 tool definitions'), tool results ~$tool_tokens tokens, max_tokens $max_tokens, temperature 0, streamed with usage, thinking off; agents start $( [ "$stagger" = 0 ] && echo 'together' || echo "${stagger} ms apart"); next turn $( [ "$think" = 0 ] && echo 'at once' || echo "after ${think} ms")"
     echo "- context per sequence $ctx; arbor: \`arbor serve -m MODEL --parallel N --cache-mib $cache_mib -t $threads -c $ctx${ARBOR_ARGS:+ $ARBOR_ARGS}\`"
     echo "- llama.cpp: \`llama-server -m MODEL -t $threads -tb $threads --parallel N -c N*$ctx --jinja --cache-reuse 256 --ctx-checkpoints 32 --cache-ram 8192 --no-webui --metrics${llama_template:+ --chat-template-file $llama_template}${LLAMA_SERVER_ARGS:+ $LLAMA_SERVER_ARGS}\`"
     echo "- gen tok/s = completion tokens / wall time of the run; decode tok/s = tokens after the first / time some stream was decoding;"
@@ -192,7 +194,7 @@ for n in "${counts[@]}"; do
         la0=$(loadavg)
         drv=(run --url "http://127.0.0.1:$port" --engine "$e" --agents "$n" --turns "$turns" --convs "$convs"
              --system-tokens "$system_tokens" --tool-tokens "$tool_tokens" --max-tokens "$max_tokens"
-             --stagger-ms "$stagger" --pid "$server_pid" --out "$run" --traffic "$traffic" --label "$e")
+             --stagger-ms "$stagger" --think-ms "$think" --pid "$server_pid" --out "$run" --traffic "$traffic" --label "$e")
         [ "$duration" = 0 ] || drv+=(--duration "$duration")
         [ "$tools" = 1 ] || drv+=(--no-tools)
         "${nice_cmd[@]+"${nice_cmd[@]}"}" "$NODE" bench/agents.mjs "${drv[@]}" 2> >(tee "$run/driver.log" >&2) \

@@ -56,6 +56,11 @@ def setup(args):
         torch.backends.cudnn.allow_tf32 = True
 
 
+def amp(device, on):
+    """bfloat16 autocast context on `device` (a no-op context when `on` is false)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bool(on))
+
+
 def load_tokens(data, split):
     toks = np.fromfile(os.path.join(data, split + ".bin"), dtype=np.uint16)
     return torch.from_numpy(toks.astype(np.int64))

@@ -58,6 +58,11 @@ class DraftConfig:
     mask_token_id: int = 0
 
 
+def f32(t):
+    """Half-precision tensors (from autocast) to float32; float32/float64 unchanged."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def rms_norm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
@@ -270,6 +275,14 @@ class GatedDeltaNet(nn.Module):
         rep = Hv // Hk
         q = q.repeat(1, 1, rep, 1) / math.sqrt(d)                       # tiled: v head j -> qk head j % Hk
         k = k.repeat(1, 1, rep, 1)
+        with torch.autocast(h.device.type, enabled=False):              # the recurrence runs in fp32 under
+            o = self.recurrence(f32(q), f32(k), f32(v), f32(g), f32(beta), mode, state)   # autocast
+        y = self.norm(o) * F.silu(f32(z))
+        return self.wout(y.reshape(B, T, Hv * d))
+
+    def recurrence(self, q, k, v, g, beta, mode, state):
+        c = self.c
+        T = v.shape[1]
         if state is not None:
             if T == 1 or mode == "sequential":
                 o, state["S"] = gdn_sequential(q, k, v, g, beta, state.get("S"))
@@ -279,8 +292,7 @@ class GatedDeltaNet(nn.Module):
             o, _ = gdn_chunked(q, k, v, g, beta, chunk=c.gdn_chunk)
         else:
             o, _ = gdn_sequential(q, k, v, g, beta)
-        y = self.norm(o) * F.silu(z)
-        return self.wout(y.reshape(B, T, Hv * d))
+        return o
 
 
 class TargetLayer(nn.Module):
@@ -316,10 +328,11 @@ class Target(nn.Module):
                 if name.endswith(("wo.weight", "wout.weight", "down.weight")):
                     p.data.mul_(1 / math.sqrt(2 * self.c.n_layer))
 
-    def forward(self, tokens, mode="chunked", taps=(), pos0=0, states=None):
+    def forward(self, tokens, mode="chunked", taps=(), pos0=0, states=None, taps_only=False):
         """tokens [B,T] -> logits [B,T,V] (and the outputs of the layers in `taps`, HF convention).
         `states`: list of per-layer dicts ([{}] * n_layer for a fresh sequence) to continue a sequence
-        incrementally; pos0 = number of tokens already in the states."""
+        incrementally; pos0 = number of tokens already in the states. taps_only: stop after the last tap
+        layer and return (None, features)."""
         T = tokens.shape[1]
         pos = torch.arange(pos0, pos0 + T, device=tokens.device)
         x = self.embed(tokens)
@@ -328,6 +341,8 @@ class Target(nn.Module):
             x = layer(x, pos, mode, None if states is None else states[il])
             if il in taps:
                 feats[il] = x
+            if taps_only and taps and len(feats) == len(taps):
+                return None, torch.cat([feats[i] for i in taps], dim=-1)
         logits = self.lm_head(self.out_norm(x))
         if taps:
             return logits, torch.cat([feats[i] for i in taps], dim=-1)

@@ -79,7 +79,7 @@ def drafter_loss(drafter, target, x, anchors, cfg, feats=None):
     bs = cfg.block_size
     if feats is None:
         with torch.no_grad():
-            _, feats = target(x, taps=tuple(cfg.target_layer_ids))
+            _, feats = target(x, taps=tuple(cfg.target_layer_ids), taps_only=True)
     blk, labels, pos_blk = block_batch(x, anchors, bs, cfg.mask_token_id)
     with torch.no_grad():
         emb = target.embed(blk)
@@ -106,7 +106,7 @@ def pick_anchors(rng, lo, T, bs, A):
 
 
 @torch.no_grad()
-def evaluate(drafter, target, data, cfg, lo, batch, dev, A):
+def evaluate(drafter, target, data, cfg, lo, batch, dev, A, bf16=False):
     drafter.eval()
     pos_acc = torch.zeros(cfg.block_size - 1)
     n, lens = 0, []
@@ -114,7 +114,8 @@ def evaluate(drafter, target, data, cfg, lo, batch, dev, A):
     for i in range(0, len(data), batch):
         x = data[i:i + batch].to(dev)
         anchors = torch.from_numpy(pick_anchors(rng, lo, x.shape[1], cfg.block_size, A)).to(dev)
-        _, correct = drafter_loss(drafter, target, x, anchors, cfg)
+        with common.amp(dev, bf16):
+            _, correct = drafter_loss(drafter, target, x, anchors, cfg)
         pos_acc += correct.float().sum((0, 1)).cpu()
         n += correct.shape[0] * correct.shape[1]
         lens.append((accept_len(correct), correct.shape[0] * correct.shape[1]))
@@ -149,6 +150,8 @@ def main():
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--eval-every", type=int, default=0)
     ap.add_argument("--shards", default="")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the target features and the drafter"
+                    " (fp32 weights, optimizer and loss; the data generation stays fp32)")
     args = ap.parse_args()
     common.setup(args)
     os.makedirs(args.out, exist_ok=True)
@@ -188,8 +191,9 @@ def main():
         log("drafter: resumed at step %d of %d" % (step, total))
     if not total and not args.time_budget:
         raise SystemExit("train_drafter: give --steps or --time-budget")
-    log("drafter: %s, %.2fM params, taps %s, batch %d x %d, %d anchors, device %s"
-        % (args.preset, n_params / 1e6, cfg.target_layer_ids, args.batch, seq, args.anchors, args.device))
+    log("drafter: %s, %.2fM params, taps %s, batch %d x %d, %d anchors, %d steps, device %s%s, %d threads"
+        % (args.preset, n_params / 1e6, cfg.target_layer_ids, args.batch, seq, args.anchors, total, args.device,
+           " (bf16 autocast)" if args.bf16 else "", torch.get_num_threads()))
 
     def save_ckpt():
         common.save_atomic({"model": drafter.state_dict(), "opt": opt.state_dict(), "step": step,
@@ -220,7 +224,8 @@ def main():
         else:
             x = common.train_windows(train_toks, step, args.seed, args.batch, seq)[:, :seq].to(dev)
         anchors = torch.from_numpy(pick_anchors(rng, lo, seq, cfg.block_size, args.anchors)).to(dev)
-        ce, correct = drafter_loss(drafter, target, x, anchors, cfg)
+        with common.amp(dev, args.bf16):
+            ce, correct = drafter_loss(drafter, target, x, anchors, cfg)
         loss = (ce * w).sum() / (w.sum() * ce.shape[0] * ce.shape[1])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -236,7 +241,8 @@ def main():
             history.append({"step": step, "loss": round(ema, 4), "tau": round(ema_tau, 3),
                             "time": round(time.time() - t_start, 1)})
         if args.eval_every and step % args.eval_every == 0:
-            acc, tau_t = evaluate(drafter, target, test_data, cfg, args.gen_prompt - 1, args.batch, dev, args.anchors)
+            acc, tau_t = evaluate(drafter, target, test_data, cfg, args.gen_prompt - 1, args.batch, dev, args.anchors,
+                                  args.bf16)
             history.append({"step": step, "test_tau": round(tau_t, 3)})
             log("\ndrafter: step %d held-out acceptance length %.3f, acc@1 %.3f" % (step, tau_t, acc[0]))
         elapsed = time.time() - t_start
@@ -245,7 +251,8 @@ def main():
     bar.close()
     elapsed = time.time() - t_start
     save_ckpt()
-    acc, tau_t = evaluate(drafter, target, test_data, cfg, args.gen_prompt - 1, args.batch, dev, args.anchors)
+    acc, tau_t = evaluate(drafter, target, test_data, cfg, args.gen_prompt - 1, args.batch, dev, args.anchors,
+                                  args.bf16)
     result = {"preset": args.preset, "params": n_params, "config": config_dict(cfg), "args": vars(args),
               "steps": step, "train_seconds": round(elapsed, 1), "gen_seconds": round(gen_seconds, 1),
               "test_accept_len": tau_t, "test_pos_acc": [round(a, 4) for a in acc], "history": history}

@@ -20,14 +20,15 @@ from model import Target, TargetConfig, config_dict
 
 
 @torch.no_grad()
-def evaluate(model, toks, seq, batch, device, limit=None):
+def evaluate(model, toks, seq, batch, device, limit=None, bf16=False):
     """Mean next-token loss (nats) over non-overlapping held-out windows of seq tokens."""
     model.eval()
     wins = common.eval_windows(toks, seq, limit)
     tot, n = 0.0, 0
     for i in range(0, len(wins), batch):
         x = torch.stack(wins[i:i + batch]).to(device)
-        logits = model(x[:, :-1])
+        with common.amp(device, bf16):
+            logits = model(x[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x[:, 1:].reshape(-1), reduction="sum")
         tot += loss.item()
         n += x[:, 1:].numel()
@@ -57,6 +58,8 @@ def main():
     ap.add_argument("--eval-windows", type=int, default=64, help="held-out windows for the periodic eval")
     ap.add_argument("--final-eval-windows", type=int, default=0, help="limit the final held-out eval (0 = all)")
     ap.add_argument("--shards", default="", help="also write fp16 weight shards with this path prefix")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the matmuls (fp32 weights, optimizer,"
+                    " loss and GDN recurrence); the periodic evals too, the final eval stays fp32")
     args = ap.parse_args()
     common.setup(args)
     os.makedirs(args.out, exist_ok=True)
@@ -80,8 +83,9 @@ def main():
         log("target: resumed at step %d of %d" % (step, total))
     if not total and not args.time_budget:
         raise SystemExit("train_target: give --steps or --time-budget")
-    log("target: %s, %.2fM params, %d train tokens, batch %d x %d, device %s"
-        % (args.preset, n_params / 1e6, len(train), args.batch, seq, args.device))
+    log("target: %s, %.2fM params, %d train tokens, batch %d x %d, %d steps, device %s%s, %d threads"
+        % (args.preset, n_params / 1e6, len(train), args.batch, seq, total, args.device,
+           " (bf16 autocast)" if args.bf16 else "", torch.get_num_threads()))
 
     def save_ckpt():
         common.save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
@@ -111,7 +115,8 @@ def main():
         for gr in opt.param_groups:
             gr["lr"] = lr
         x = common.train_windows(train, step, args.seed, args.batch, seq).to(dev)
-        logits = model(x[:, :-1])
+        with common.amp(dev, args.bf16):
+            logits = model(x[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, cfg.n_vocab).float(), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -125,7 +130,7 @@ def main():
         if step % 50 == 0:
             history.append({"step": step, "loss": round(ema, 4), "lr": lr, "time": round(time.time() - t_start, 1)})
         if args.eval_every and step % args.eval_every == 0:
-            ev = evaluate(model, test, seq, args.batch, dev, args.eval_windows)
+            ev = evaluate(model, test, seq, args.batch, dev, args.eval_windows, args.bf16)
             history.append({"step": step, "test_loss": round(ev, 4), "test_ppl": round(math.exp(ev), 2)})
             log("\ntarget: step %d held-out loss %.4f ppl %.2f" % (step, ev, math.exp(ev)))
         elapsed = time.time() - t_start

@@ -935,16 +935,17 @@ INLINE void rowdot_q8_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
             const uint8_t *xb = x + 34 * b;
             const __m256i av = _mm256_loadu_si256((const __m256i *)(xb + 2));
             __m256i sv[RW];
-            __m128i dh = _mm_setzero_si128();   /* the rows' F16 scales (inserted: no store-to-load stall) */
+            uint16_t h[RW];
 #pragma GCC unroll 8
             for (int i = 0; i < RW; i++) {
                 const uint8_t *blk = rows[i] + 34 * b;
                 const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
                 sv[i] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv));
-                uint16_t h;
-                memcpy(&h, blk, 2);
-                dh = _mm_insert_epi16(dh, h, i);
+                memcpy(&h[i], blk, 2);
             }
+            /* the rows' F16 scales, built in registers (a store + vector load of h would stall) */
+            const __m128i dh = _mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], (short)h[4],
+                                              (short)h[5], (short)h[6], (short)h[7]);
             /* lane i of the sum = the 8 partials of row i */
             __m512i z[4];
 #pragma GCC unroll 4

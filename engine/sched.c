@@ -533,6 +533,11 @@ static void resume(ar_sched *s, sreq *r)
         }
     }
     r->res.n_cached = n_cached;
+    if (r->p.max_prefill > 0 && r->p.n_prompt - n_cached > r->p.max_prefill) {   /* not worth it: nothing done */
+        r->res.stop = AR_STOP_NONE;
+        finish(s, r, NULL, 0, NULL);
+        return;
+    }
     while (r->next_bound < r->n_bounds && r->bounds[r->next_bound] <= n_cached) r->next_bound++;
     pthread_mutex_lock(&s->mu);
     s->st.n_cached += (uint64_t)n_cached;

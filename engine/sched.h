@@ -167,6 +167,9 @@ typedef struct ar_sched_request {
     bool           fill;        /* a history fill (n_predict 0): prefilled only to be resumed from, so a
                                    request sharing any of its prompt beyond the cache waits for it instead
                                    of evaluating the same tokens itself (see server/gen.c) */
+    int            max_prefill; /* > 0: when more than this many prompt tokens are left to evaluate after
+                                   the prefix cache, the request ends at once, unevaluated (a fill whose
+                                   base snapshot was evicted is not worth a whole prefill) */
     ar_sched_on_token on_token; /* may be NULL */
     void (*on_done)(void *user, const ar_sched_result *res);   /* exactly once; may be NULL */
     void          *user;

@@ -447,11 +447,17 @@ static bool sched_on_token(void *user, int32_t token, const char *piece, size_t 
  * the end of this answer as the next turn renders it, is prefilled now as a prefill-only request
  * (ar_sched_request.fill) with a prefix-cache snapshot at its end: by the time the user (or agent)
  * sends the next message, only that message is left to evaluate; a next turn that comes before the fill
- * is done waits for it rather than evaluating the same tokens. Best effort: nothing is reported. */
-static void history_fill(gen_state *g)
+ * is done waits for it rather than evaluating the same tokens. Only when the scheduler has nothing else
+ * to do, and only from a cached base (max_prefill). Best effort: nothing is reported. */
+static void history_fill(gen_state *g, int n_gen)
 {
     const srv_request *r = g->r;
     if (g->ans_content.oom || g->ans_reasoning.oom) return;
+    /* idle time only: with other requests running or queued, the fill would take their slots and their
+     * prefill budget (on a busy server the next turn evaluates the answer itself, as without a fill) */
+    ar_sched_stats st;
+    ar_sched_get_stats(g->sched, &st);
+    if (st.n_queued > 0 || st.n_active > 1) return;
     req_msg *msgs = calloc((size_t)r->n_msgs + 2, sizeof *msgs);
     if (!msgs) return;
     memcpy(msgs, r->msgs, (size_t)r->n_msgs * sizeof *msgs);
@@ -469,9 +475,10 @@ static void history_fill(gen_state *g)
     ar_error err = { 0 };
     if (!ar_model_tokenize(g->m, text, strlen(text), true, &ids, &n, &err) && n > 0 && (int)n < g->p->n_ctx) {
         const int bound = (int)n;
+        /* the answer re-rendered plus its frame; more means the base snapshot is gone: skip */
         const ar_sched_request q = { .prompt = ids, .n_prompt = (int)n, .n_predict = 0,
                                      .sampling = ar_sampler_defaults(), .boundaries = &bound, .n_boundaries = 1,
-                                     .fill = true };
+                                     .fill = true, .max_prefill = n_gen + 64 };
         if (ar_sched_submit(g->sched, &q, NULL, &err))
             ar_log(AR_LOG_DEBUG, "history fill not queued: %s", err.msg);
     }
@@ -505,7 +512,7 @@ static void sched_on_done(void *user, const ar_sched_result *sr)
             res.stop_word = g->stop_word;
         }
     }
-    if (!rc && g->fill && (res.finish == GEN_FINISH_STOP || res.finish == GEN_FINISH_LENGTH)) history_fill(g);
+    if (!rc && g->fill && (res.finish == GEN_FINISH_STOP || res.finish == GEN_FINISH_LENGTH)) history_fill(g, res.n_gen);
     g->done(g->done_user, rc, &res, &err);
     state_free(g);
 }

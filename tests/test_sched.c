@@ -698,6 +698,22 @@ static void test_fill(void)
           "the next turn waited for the fill: cached %d prefilled %d (want %d, %d)", o1.res.n_cached,
           o1.res.n_prefilled, PRE + ANS, NEW);
     CHECK(same_ids(o1.ids, o1.n, ref.ids, ref.n), "the next turn after a fill differs from the same request alone");
+    /* a fill whose base is not cached, with max_prefill: it ends at once, nothing evaluated */
+    int32_t u[PRE];
+    random_ids(u, PRE);
+    out ou;
+    out_init(&ou);
+    ar_sched_stats st0, st1;
+    ar_sched_get_stats(s, &st0);
+    ar_sched_request ru = req(u, PRE, 0, &ou);
+    ru.fill = true;
+    ru.max_prefill = ANS + 8;
+    CHECK(ar_sched_submit(s, &ru, NULL, &err) == 0, "submit: %s", err.msg);
+    drain(s, 10000);
+    ar_sched_get_stats(s, &st1);
+    CHECK(ou.done && ou.res.status == 0 && ou.res.n_prefilled == 0 && st1.n_prefilled == st0.n_prefilled,
+          "an uncached fill over max_prefill: done %d, prefilled %d (%llu tokens evaluated)", ou.done,
+          ou.res.n_prefilled, (unsigned long long)(st1.n_prefilled - st0.n_prefilled));
     ar_sched_free(s);
 }
 

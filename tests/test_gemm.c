@@ -65,9 +65,12 @@ static void test_act_conversion(void)
     const int64_t n = 3 * AR_QK_K;
     float x[3 * AR_QK_K];
     uint8_t a[4096], b[4096];
-    for (int trial = 0; trial < 20; trial++) {
+    for (int trial = 0; trial < 200; trial++) {
         fill_floats(x, n, trial % 5 == 0 ? 1e-3f : 3.0f);
         if (trial == 3) memset(x + AR_QK_K, 0, AR_QK_K * sizeof(float)); /* an all-zero block */
+        if (trial == 7) { x[10] = -9.0f; x[200] = 9.0f; x[AR_QK_K + 5] = 9.0f; x[AR_QK_K + 6] = -9.0f; }   /* the first max decides */
+        if (trial == 8)   /* quants on exact halves: ties to even */
+            for (int64_t j = 0; j < n; j++) x[j] = (j % AR_QK_K == 0) ? -127.0f : (float)((j * 7) % 254 - 127) + 0.5f;
         /* Q8_K: bit-identical to the reference quantizer */
         ar_gemm_quantize_act(AR_Q4_K, x, a, n);
         ar_quantize_row(AR_Q8_K, x, b, n);

@@ -89,12 +89,18 @@ static void act_q8_1(const float *x, ar_block_q8_1 *y, int64_t nb)
     }
 }
 
+enum { ISA_UNSET = 0, ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON };
+static int isa_now(void);
+
 void ar_gemm_quantize_act(int wtype, const float *x, void *xq, int64_t n_in)
 {
     switch (ar_gemm_act_type(wtype)) {
     case AR_Q8_0: act_q8_0(x, xq, n_in / 32); break;
     case AR_Q8_1: act_q8_1(x, xq, n_in / 32); break;
-    case AR_Q8_K: ar_quantize_row(AR_Q8_K, x, xq, n_in); break;
+    case AR_Q8_K:
+        if (isa_now() == ISA_AVX512 && ar_gemm_avx512_q8_K(x, xq, n_in / AR_QK_K)) break;
+        ar_quantize_row(AR_Q8_K, x, xq, n_in);
+        break;
     case AR_F32:  memcpy(xq, x, (size_t)n_in * sizeof(float)); break;
     case AR_F16: {
         uint16_t *h = xq;
@@ -482,7 +488,6 @@ ar_gemm_kernel ar_gemm_scalar_kernel(int wtype)
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
-enum { ISA_UNSET = 0, ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON };
 static const char *const isa_names[] = {"unset", "scalar", "avx2", "avx512", "neon"};
 
 /* The implementation in use; chosen on first use, changed only by ar_gemm_force. */

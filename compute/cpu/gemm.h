@@ -65,6 +65,8 @@ typedef void (*ar_gemm_kernel)(const void *w, size_t w_row_bytes, int64_t n_in, 
 /* Fast kernel for wtype, or NULL (the scalar reference is used then). Each is defined on the
  * architectures its file targets and returns NULL when the file was built without its ISA. */
 ar_gemm_kernel ar_gemm_avx512_kernel(int wtype);
+/* Q8_K activation rows (nb blocks of 256), bit-identical to ar_quantize_row; 0 when not built. */
+int            ar_gemm_avx512_q8_K(const float *x, void *y, int64_t nb);
 ar_gemm_kernel ar_gemm_avx2_kernel(int wtype);
 ar_gemm_kernel ar_gemm_neon_kernel(int wtype);
 /* The scalar reference for wtype (NULL when unsupported). */

@@ -1140,6 +1140,43 @@ static void gemm_bf16(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int
     gemm_float(FK_BF16, w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy);
 }
 
+/* Q8_K activation rows (ggml's quantize_row_q8_K, bit for bit: the first element of largest magnitude
+ * sets the scale, iscale = -127 / max, q = min(127, round-half-even(iscale * x)), 16-element sums,
+ * d = 1 / iscale; an all-zero block is all zeros). */
+int ar_gemm_avx512_q8_K(const float *x, void *y, int64_t nb)
+{
+    uint8_t *out = y;
+    for (int64_t i = 0; i < nb; i++, x += AR_QK_K, out += Q8K_BYTES) {
+        __m512 m = _mm512_setzero_ps();
+        for (int c = 0; c < AR_QK_K / 16; c++) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * c)));
+        const float amax = _mm512_reduce_max_ps(m);
+        if (!(amax > 0.0f)) {   /* zero (or NaN) block: as the reference does for zero */
+            memset(out, 0, Q8K_BYTES);
+            continue;
+        }
+        float max = 0.0f;
+        for (int c = 0; c < AR_QK_K / 16; c++) {
+            const __mmask16 k = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * c)), _mm512_set1_ps(amax),
+                                                   _CMP_EQ_OQ);
+            if (k) { max = x[16 * c + __builtin_ctz(k)]; break; }
+        }
+        const float iscale = -127.f / max;
+        const __m512 is = _mm512_set1_ps(iscale);
+        int16_t bsums[AR_QK_K / 16];
+        for (int c = 0; c < AR_QK_K / 16; c++) {
+            const __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(is, _mm512_loadu_ps(x + 16 * c)),
+                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            const __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(127));
+            _mm_storeu_si128((__m128i *)(out + Q8K_QS + 16 * c), _mm512_cvtsepi32_epi8(q));
+            bsums[c] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        memcpy(out + Q8K_BSUMS, bsums, sizeof bsums);
+        const float d = 1 / iscale;
+        memcpy(out, &d, sizeof d);
+    }
+    return 1;
+}
+
 ar_gemm_kernel ar_gemm_avx512_kernel(int wtype)
 {
     switch (wtype) {
@@ -1163,6 +1200,14 @@ ar_gemm_kernel ar_gemm_avx512_kernel(int wtype)
 {
     (void)wtype;
     return NULL;
+}
+
+int ar_gemm_avx512_q8_K(const float *x, void *y, int64_t nb)
+{
+    (void)x;
+    (void)y;
+    (void)nb;
+    return 0;
 }
 
 #else

@@ -61,6 +61,10 @@ void ar_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 /* x = x / sqrt(sum(x^2) + eps), computed as ggml does: rmsnorm(x, eps/n) * 1/sqrt(n). */
 void ar_l2norm(float *x, int n, float eps);
 
+/* y[i] = silu(g[i]) * u[i] (u NULL: silu(g[i])), n elements; y may alias g or u. The fast path's exp
+ * differs from libm's by a few ulp (tests/test_act.c bounds it). */
+void ar_silu_mul(float *y, const float *g, const float *u, int64_t n);
+
 static inline float ar_sigmoid(float x);
 static inline float ar_silu(float x);
 static inline float ar_softplus(float x);

@@ -209,7 +209,7 @@ static void swiglu_rows(dflash_ctx *c, const void *arg, int lo, int hi, int ith)
 {
     (void)arg; (void)ith;
     const size_t F = (size_t)c->d->hp.n_ff;
-    for (size_t j = (size_t)lo * F; j < (size_t)hi * F; j++) c->gate[j] = ar_silu(c->gate[j]) * c->up[j];
+    ar_silu_mul(c->gate + (size_t)lo * F, c->gate + (size_t)lo * F, c->up + (size_t)lo * F, (int64_t)(hi - lo) * (int64_t)F);
 }
 
 static void embed_rows(dflash_ctx *c, const void *arg, int lo, int hi, int ith)

@@ -346,7 +346,7 @@ static void swiglu_rows(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
     for (int i = lo; i < hi; i++) {
         float *g = c->proj + (size_t)i * c->ld_proj;
         const float *u = c->proj2 + (size_t)i * c->ld_proj2;
-        for (int j = 0; j < F; j++) g[j] = ar_silu(g[j]) * u[j];
+        ar_silu_mul(g, g, u, F);
     }
 }
 
@@ -535,7 +535,7 @@ static const float *committed_conv_row(const qwen35_seq *s, int gi, int row)
 static void conv_finish(const qwen35_hparams *hp, float *u)
 {
     const int C = hp->ssm_conv_channels, dk = hp->ssm_head_dim, Hk = hp->ssm_n_k_heads;
-    for (int ch = 0; ch < C; ch++) u[ch] = ar_silu(u[ch]);
+    ar_silu_mul(u, u, NULL, C);
     for (int h = 0; h < 2 * Hk; h++) ar_l2norm(u + (size_t)h * dk, dk, hp->rms_eps);
 }
 
@@ -601,7 +601,7 @@ static void gdn_gated_norm(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
         float *o = c->mix + (size_t)i * c->ld_mix;
         const float *z = c->proj2 + (size_t)i * c->ld_proj2;
         for (int j = 0; j < Hv; j++) ar_rmsnorm(o + j * d, o + j * d, a->L->ssm_norm, d, hp->rms_eps);
-        for (int k = 0; k < Hv * d; k++) o[k] *= ar_silu(z[k]);
+        ar_silu_mul(o, z, o, (int64_t)Hv * d);
     }
 }
 

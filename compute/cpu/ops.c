@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/half.h"
+#include "compute/cpu/act.h"
 #include "compute/cpu/attn.h"
 #include "compute/cpu/cpu_features.h"
 #include "compute/cpu/gdn.h"
@@ -470,6 +471,17 @@ void ar_conv_step(float *out, const float *const *rows, const float *w, int chan
         const float *r = rows[k];
         for (int ch = 0; ch < channels; ch++) out[ch] += r[ch] * w[(size_t)ch * (size_t)taps + k];
     }
+}
+
+void ar_silu_mul(float *y, const float *g, const float *u, int64_t n)
+{
+    if (ar_cpu_has_avx512_set() && ar_silu_mul_avx512(y, g, u, n)) return;
+    ar_silu_mul_ref(y, g, u, n);
+}
+
+void ar_silu_mul_ref(float *y, const float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = ar_silu(g[i]) * (u ? u[i] : 1.0f);
 }
 
 void ar_gdn_step(float *St, const float *q, const float *k, const float *v, float g, float beta,

@@ -98,7 +98,9 @@ void ar_gemm_quantize_act(int wtype, const float *x, void *xq, int64_t n_in)
     case AR_Q8_0: act_q8_0(x, xq, n_in / 32); break;
     case AR_Q8_1: act_q8_1(x, xq, n_in / 32); break;
     case AR_Q8_K:
+#if defined(__x86_64__)
         if (isa_now() == ISA_AVX512 && ar_gemm_avx512_q8_K(x, xq, n_in / AR_QK_K)) break;
+#endif
         ar_quantize_row(AR_Q8_K, x, xq, n_in);
         break;
     case AR_F32:  memcpy(xq, x, (size_t)n_in * sizeof(float)); break;

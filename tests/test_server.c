@@ -1800,19 +1800,26 @@ static void test_prefix_cache(void)
     resp_free(&r);
 }
 
+/* Post body to a server without a prefix cache: its answer must be want (the same request's answer with
+ * the cache, at T = 0). */
+static void expect_answer_without_cache(const char *label, const char *body, const char *want)
+{
+    resp r;
+    post("/v1/chat/completions", body, &r);
+    char *ans = content_of(&r);
+    CHECK(r.status == 200 && ans && want && !strcmp(ans, want), "%s: with the cache '%s', without '%s'", label,
+          want ? want : "(none)", ans ? ans : "(none)");
+    printf("%s (cache on = off): %.80s\n", label, ans ? ans : "");
+    free(ans);
+    resp_free(&r);
+}
+
 /* Turn 2 of test_prefix_cache on a server without a prefix cache (so without fills): the same answer. */
 static void test_prefix_cache_off(void)
 {
     char *text = turn2_body(g_turn1_answer ? g_turn1_answer : "");
-    resp r;
-    post("/v1/chat/completions", text, &r);
-    char *ans = content_of(&r);
-    CHECK(r.status == 200 && ans && g_turn2_answer && !strcmp(ans, g_turn2_answer),
-          "cache: turn 2 with the cache and the fill '%s', without '%s'", g_turn2_answer ? g_turn2_answer : "(none)",
-          ans ? ans : "(none)");
-    free(ans);
+    expect_answer_without_cache("cache: turn 2 after a fill", text, g_turn2_answer);
     free(text);
-    resp_free(&r);
     free(g_turn1_answer);
     free(g_turn2_answer);
     g_turn1_answer = g_turn2_answer = NULL;
@@ -1904,16 +1911,8 @@ static void test_prefix_cache_shared_system(void)
 static void test_prefix_cache_shared_system_off(void)
 {
     char *b = shared_system_body("fix the failing test");
-    resp r;
-    post("/v1/chat/completions", b, &r);
-    char *ans = content_of(&r);
-    CHECK(r.status == 200 && ans && g_shared_answer && !strcmp(ans, g_shared_answer),
-          "shared system: with the cache %s, without %s", g_shared_answer ? g_shared_answer : "(none)",
-          ans ? ans : "(none)");
-    printf("shared system answer (cache on = off): %.80s\n", ans ? ans : "");
-    free(ans);
+    expect_answer_without_cache("shared system answer", b, g_shared_answer);
     free(b);
-    resp_free(&r);
 }
 
 /* ---- a model whose chat template is of another family ------------------------------------------- */

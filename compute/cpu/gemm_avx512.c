@@ -338,6 +338,15 @@ INLINE __m512 off_finish(const ktile *t, const uint8_t *a, __m512i isum, __m512 
     return _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a)), acc);
 }
 
+/* A tile's quant vector for sub-block j: Q5_K's as stored; Q4_K's (packed nibble pairs, see
+ * build_q4_K) the low nibbles for even j, the high ones for odd j. */
+INLINE __m512i k4_quants(__m512i w, int j, int packed, __m512i m4)
+{
+    if (!packed) return w;
+    if (j & 1) w = _mm512_srli_epi32(w, 4);
+    return _mm512_and_si512(w, m4);
+}
+
 /* Q4_K/Q5_K tile x R activation rows: acc[r] += d8_r * (d * sum_j sc_j q.a - dmin * sum_j m_j bsums).
  * Two dpbusd chains per row (even/odd quads) keep 2R independent chains in flight; the mins are
  * folded in at the end (k4_finish). packed: the
@@ -356,15 +365,7 @@ INLINE void run_k4(const ktile *t, const uint8_t *const a[MR], int R, int packed
         const __m512i *q = packed ? t->q + 16 * (j / 2) : t->q + 8 * j;
 #pragma GCC unroll 8
         for (int tt = 0; tt < 8; tt += 2) {
-            __m512i w0 = q[tt], w1 = q[tt + 1];
-            if (packed) {
-                if (j & 1) {
-                    w0 = _mm512_srli_epi32(w0, 4);
-                    w1 = _mm512_srli_epi32(w1, 4);
-                }
-                w0 = _mm512_and_si512(w0, m4);
-                w1 = _mm512_and_si512(w1, m4);
-            }
+            const __m512i w0 = k4_quants(q[tt], j, packed, m4), w1 = k4_quants(q[tt + 1], j, packed, m4);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 const uint8_t *x = a[r] + Q8K_QS + 32 * j + 4 * tt;
@@ -433,15 +434,7 @@ INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR]
         const __m512i *q1 = packed ? t1->q + 16 * (j / 2) : t1->q + 8 * j;
 #pragma GCC unroll 8
         for (int tt = 0; tt < 8; tt++) {
-            __m512i w0 = q0[tt], w1 = q1[tt];
-            if (packed) {
-                if (j & 1) {
-                    w0 = _mm512_srli_epi32(w0, 4);
-                    w1 = _mm512_srli_epi32(w1, 4);
-                }
-                w0 = _mm512_and_si512(w0, m4);
-                w1 = _mm512_and_si512(w1, m4);
-            }
+            const __m512i w0 = k4_quants(q0[tt], j, packed, m4), w1 = k4_quants(q1[tt], j, packed, m4);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 const __m512i x = bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt);

@@ -9,10 +9,11 @@
  * closes it. The same block list is the non-streamed answer's content and the stream's events.
  *
  * Stream: "event: NAME\ndata: JSON\n\n" frames, as the Anthropic API sends them. message_start (with
- * usage.input_tokens, the prompt's tokens) and one ping are written when the request is queued, so
- * the client sees the response begin at once; then per block content_block_start, deltas
- * (thinking_delta, text_delta, input_json_delta) and content_block_stop; then message_delta
- * (stop_reason, stop_sequence, usage.output_tokens) and message_stop. An idle stream gets
+ * usage.input_tokens, the prompt's tokens, as the cache hit is not known yet) and one ping are
+ * written when the request is queued, so the client sees the response begin at once; then per block
+ * content_block_start, deltas (thinking_delta, text_delta, input_json_delta) and content_block_stop;
+ * then message_delta (stop_reason, stop_sequence and the final usage: input_tokens without the
+ * cache_read_input_tokens, output_tokens) and message_stop. An idle stream gets
  * "event: ping" frames (srv keep-alive). An engine failure mid-stream is an "event: error" frame.
  * Thinking blocks carry an empty signature: nothing here signs them, and a signature sent back in
  * the history is ignored. */
@@ -107,12 +108,15 @@ static void send_event(ant_job *o, const char *type, json_t *v)
     free(s);
 }
 
-static json_t *usage_json(int n_prompt, int n_gen)
+/* Anthropic's usage: input_tokens are the prompt tokens not read from the cache, so input_tokens +
+ * cache_read_input_tokens is the prompt (what count_tokens answers). The prefix cache is automatic:
+ * nothing is written on request, so cache_creation_input_tokens is 0. */
+static json_t *usage_json(int n_prompt, int n_cached, int n_gen)
 {
     json_t *u = json_object();
-    js_set(u, "input_tokens", json_integer(n_prompt));
+    js_set(u, "input_tokens", json_integer(n_prompt - n_cached));
     js_set(u, "cache_creation_input_tokens", json_integer(0));
-    js_set(u, "cache_read_input_tokens", json_integer(0));
+    js_set(u, "cache_read_input_tokens", json_integer(n_cached));
     js_set(u, "output_tokens", json_integer(n_gen));
     return u;
 }
@@ -294,7 +298,8 @@ static void job_done(srv_job *j, void *user, int rc, const gen_result *gres, con
     if (!o->req.stream) {
         json_t *content = json_array();
         for (int i = 0; i < o->n_blocks; i++) json_array_append_new(content, block_json(&o->blocks[i], true));
-        json_t *m = message_json(o, content, stop_reason(&res), stop_seq, usage_json(res.n_prompt, res.n_gen));
+        json_t *usage = usage_json(res.n_prompt, res.n_cached, res.n_gen);
+        json_t *m = message_json(o, content, stop_reason(&res), stop_seq, usage);
         char *body = js_dump(m);
         json_decref(m);
         srv_job_reply(j, body ? 200 : 500, body);
@@ -306,7 +311,7 @@ static void job_done(srv_job *j, void *user, int rc, const gen_result *gres, con
     js_set(d, "stop_sequence", stop_seq ? js_str(stop_seq) : json_null());
     json_t *v = json_object();
     js_set(v, "delta", d);
-    js_set(v, "usage", usage_json(res.n_prompt, res.n_gen));
+    js_set(v, "usage", usage_json(res.n_prompt, res.n_cached, res.n_gen));
     send_event(o, "message_delta", v);
     send_event(o, "message_stop", json_object());
 }
@@ -358,7 +363,7 @@ static void handle_messages(void *user, http_req *r)
         srv_job_set_keepalive(j, PING_FRAME);
         /* the response starts now, even if the job waits in the queue */
         json_t *v = json_object();
-        js_set(v, "message", message_json(o, json_array(), NULL, NULL, usage_json(o->prompt.n, 0)));
+        js_set(v, "message", message_json(o, json_array(), NULL, NULL, usage_json(o->prompt.n, 0, 0)));
         send_event(o, "message_start", v);
         srv_job_write(j, PING_FRAME, strlen(PING_FRAME));
     }

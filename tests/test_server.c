@@ -939,7 +939,7 @@ typedef struct ant_msg {
     json_t *start;       /* message_start's message */
     json_t *content;     /* blocks rebuilt from the deltas */
     char stop_reason[32], stop_sequence[64];
-    long long output_tokens;
+    long long output_tokens, input_tokens, cache_read;   /* message_delta's final usage */
     int pings, errors;
     bool ordered;        /* start, blocks (start, deltas, stop), message_delta, message_stop */
 } ant_msg;
@@ -994,7 +994,10 @@ static void ant_reassemble(const char *name, const char *body, ant_msg *m)
             json_t *delta = json_object_get(d, "delta");
             snprintf(m->stop_reason, sizeof m->stop_reason, "%s", jstr(delta, "stop_reason"));
             snprintf(m->stop_sequence, sizeof m->stop_sequence, "%s", jstr(delta, "stop_sequence"));
-            m->output_tokens = jint(json_object_get(d, "usage"), "output_tokens");
+            json_t *u = json_object_get(d, "usage");
+            m->output_tokens = jint(u, "output_tokens");
+            m->input_tokens = jint(u, "input_tokens");
+            m->cache_read = jint(u, "cache_read_input_tokens");
         } else if (!strcmp(t, "message_stop")) {
             if (phase != 2) m->ordered = false;
             phase = 3;
@@ -1087,7 +1090,9 @@ static void test_messages_model(void)
               !strcmp(jstr(m, "model"), "claude-x") && !strcmp(jstr(m, "stop_reason"), "max_tokens") &&
               json_is_null(json_object_get(m, "stop_sequence")) && jint(usage, "output_tokens") == 6,
           "messages: %.400s", r.body);
-    long long in = jint(usage, "input_tokens");
+    /* the prompt = input_tokens + cache_read_input_tokens (a request before may have cached part of it) */
+    long long in = jint(usage, "input_tokens") + jint(usage, "cache_read_input_tokens");
+    CHECK(jint(usage, "cache_creation_input_tokens") == 0 && in > 0, "messages usage: %.300s", r.body);
     json_decref(m);
     resp_free(&r);
 
@@ -1119,6 +1124,8 @@ static void test_messages_model(void)
           "messages stream: message_start usage");
     CHECK(!strcmp(am.stop_reason, "max_tokens") && am.output_tokens == 6, "messages stream: stop %s, output_tokens %lld",
           am.stop_reason, am.output_tokens);
+    CHECK(am.input_tokens + am.cache_read == in, "messages stream: final usage input %lld + cache read %lld, want %lld",
+          am.input_tokens, am.cache_read, in);
     ant_free(&am);
     resp_free(&r);
 }
@@ -1866,11 +1873,16 @@ static void test_disconnect_one(void)
 /* ---- prefix cache across conversations ---------------------------------------------------------- */
 
 /* A long system prompt shared by conversations (a coding agent's), and a body with it and user text u. */
+static void shared_system_text(sbuf *sys)
+{
+    sb_puts(sys, "You are a coding agent. Rules:");
+    for (int i = 0; i < 60; i++) sb_printf(sys, " rule %d: keep the build green and the diff small.", i);
+}
+
 static char *shared_system_body(const char *u)
 {
     sbuf sys = { 0 };
-    sb_puts(&sys, "You are a coding agent. Rules:");
-    for (int i = 0; i < 60; i++) sb_printf(&sys, " rule %d: keep the build green and the diff small.", i);
+    shared_system_text(&sys);
     json_t *body = json_pack("{s:[{s:s,s:s},{s:s,s:s}],s:i,s:i}", "messages", "role", "system", "content", sys.p,
                              "role", "user", "content", u, "max_tokens", 8, "temperature", 0);
     char *text = json_dumps(body, 0);
@@ -1905,6 +1917,33 @@ static void test_prefix_cache_shared_system(void)
     resp_free(&r);
     free(a);
     free(b);
+
+    /* a third conversation over the Anthropic API: its usage says what came from the cache, and
+     * input_tokens + cache_read_input_tokens is the prompt count_tokens gives */
+    sbuf sys = { 0 };
+    shared_system_text(&sys);
+    json_t *ab = json_pack("{s:s,s:[{s:s,s:s}]}", "system", sys.p, "messages", "role", "user", "content", "run the tests");
+    char *count_body = json_dumps(ab, 0);
+    json_object_set_new(ab, "max_tokens", json_integer(4));
+    json_object_set_new(ab, "temperature", json_integer(0));
+    char *msg_body = json_dumps(ab, 0);
+    post("/v1/messages/count_tokens", count_body, &r);
+    const long long want = r.status == 200 ? jint(root = json_loads(r.body, 0, NULL), "input_tokens") : -1;
+    if (r.status == 200) json_decref(root);
+    resp_free(&r);
+    post("/v1/messages", msg_body, &r);
+    root = json_loads(r.body ? r.body : "", 0, NULL);
+    usage = json_object_get(root, "usage");
+    const long long in = jint(usage, "input_tokens"), read = jint(usage, "cache_read_input_tokens");
+    printf("shared system prompt: Anthropic conversation: input_tokens %lld, cache_read_input_tokens %lld\n", in, read);
+    CHECK(r.status == 200 && read > 400 && in > 0 && in + read == want && jint(usage, "cache_creation_input_tokens") == 0,
+          "shared system, Anthropic usage: input %lld + cache read %lld, count_tokens %lld: %.300s", in, read, want, r.body);
+    json_decref(root);
+    json_decref(ab);
+    resp_free(&r);
+    free(count_body);
+    free(msg_body);
+    sb_free(&sys);
 }
 
 /* The same second conversation on a server without a prefix cache: the same answer (T = 0). */

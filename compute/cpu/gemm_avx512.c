@@ -249,15 +249,16 @@ INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
         }
         t->d = gather_f16(p, 208);
     }
-    for (int half = 0; half < 2; half++) {
-        __m512i ql[16], qh[16];
+    /* qh of both halves in one transpose: qh[8 * half + tt] lane i = qh bytes 32 half + 4tt.. of row i */
+    __m512i qh[16];
 #pragma GCC unroll 16
-        for (int i = 0; i < TW; i++) {
-            ql[i] = _mm512_loadu_si512(p[i] + 64 * half);
-            qh[i] = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(p[i] + 128 + 32 * half)));
-        }
+    for (int i = 0; i < TW; i++) qh[i] = _mm512_loadu_si512(p[i] + 128);
+    transpose16(qh);
+    for (int half = 0; half < 2; half++) {
+        __m512i ql[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < TW; i++) ql[i] = _mm512_loadu_si512(p[i] + 64 * half);
         transpose16(ql);
-        transpose16(qh);
         /* 128 elements of this half: for l in 0..31 (dword tt = l/4 of a 32-byte run):
          * e[l]    = ql[l] & 15        | (qh[l] >> 0 & 3) << 4
          * e[l+32] = ql[l+32] & 15     | (qh[l] >> 2 & 3) << 4
@@ -265,7 +266,7 @@ INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
          * e[l+96] = ql[l+32] >> 4     | (qh[l] >> 6 & 3) << 4 */
 #pragma GCC unroll 16
         for (int tt = 0; tt < 8; tt++) {
-            const __m512i a = ql[tt], b = ql[8 + tt], h = qh[tt];
+            const __m512i a = ql[tt], b = ql[8 + tt], h = qh[8 * half + tt];
             const int k0 = 32 * half + tt; /* quad index of element 128*half + 4tt */
             t->q[k0] = _mm512_or_si512(_mm512_and_si512(a, m4), _mm512_slli_epi32(_mm512_and_si512(h, m2), 4));
             t->q[k0 + 8] = _mm512_or_si512(_mm512_and_si512(b, m4),

@@ -89,31 +89,42 @@ static entry *find_exact(ar_pcache *c, const int32_t *tokens, int n)
     return NULL;
 }
 
+/* An entry for tokens[0, n) is there already: move it to the front, add logits if it had none. */
+static bool refresh(ar_pcache *c, const int32_t *tokens, int n, const float *logits)
+{
+    const size_t lbytes = (size_t)c->n_vocab * sizeof(float);
+    entry *e = find_exact(c, tokens, n);
+    if (!e) return false;
+    unlink_entry(c, e);
+    push_front(c, e);
+    c->st.n_refreshed++;
+    if (logits && !e->logits && (e->logits = malloc(lbytes))) {
+        memcpy(e->logits, logits, lbytes);
+        e->own_bytes += lbytes;
+        c->st.bytes += lbytes;
+    }
+    return true;
+}
+
 int ar_pcache_put(ar_pcache *c, const qwen35_seq *seq, const int32_t *tokens, const float *logits, ar_error *err)
 {
     const int n = qwen35_seq_n_past(seq);
     if (n < 1) return AR_OK;
-    const size_t lbytes = (size_t)c->n_vocab * sizeof(float);
     pthread_mutex_lock(&c->mu);
-    entry *e = find_exact(c, tokens, n);
-    if (e) {
-        unlink_entry(c, e);
-        push_front(c, e);
-        c->st.n_refreshed++;
-        if (logits && !e->logits && (e->logits = malloc(lbytes))) {
-            memcpy(e->logits, logits, lbytes);
-            e->own_bytes += lbytes;
-            c->st.bytes += lbytes;
-        }
-        pthread_mutex_unlock(&c->mu);
-        return AR_OK;
-    }
+    const bool had = refresh(c, tokens, n, logits);
     pthread_mutex_unlock(&c->mu);
-
+    if (had) return AR_OK;
     /* take the snapshot outside the lock (copies the recurrent state) */
     qwen35_snap *snap = NULL;
     int rc = qwen35_snap_take(&snap, seq, err);
     if (rc) return rc;
+    return ar_pcache_put_snap(c, snap, tokens, logits, err);
+}
+
+int ar_pcache_put_snap(ar_pcache *c, qwen35_snap *snap, const int32_t *tokens, const float *logits, ar_error *err)
+{
+    const int n = qwen35_snap_n_past(snap);
+    const size_t lbytes = (size_t)c->n_vocab * sizeof(float);
     size_t own = qwen35_snap_state_bytes(snap) + (size_t)n * sizeof *tokens + (logits ? lbytes : 0);
     if (own > c->st.cap) {
         qwen35_snap_free(snap);
@@ -122,7 +133,7 @@ int ar_pcache_put(ar_pcache *c, const qwen35_seq *seq, const int32_t *tokens, co
         pthread_mutex_unlock(&c->mu);
         return AR_OK;
     }
-    e = calloc(1, sizeof *e);
+    entry *e = calloc(1, sizeof *e);
     if (e) e->tokens = malloc((size_t)n * sizeof *tokens);
     if (e && logits) e->logits = malloc(lbytes);
     if (!e || !e->tokens || (logits && !e->logits)) {
@@ -137,7 +148,7 @@ int ar_pcache_put(ar_pcache *c, const qwen35_seq *seq, const int32_t *tokens, co
     e->own_bytes = own;
 
     pthread_mutex_lock(&c->mu);
-    if (find_exact(c, tokens, n)) {           /* another thread stored it meanwhile */
+    if (refresh(c, tokens, n, logits)) {      /* stored already (or by another thread meanwhile) */
         pthread_mutex_unlock(&c->mu);
         qwen35_snap_free(snap);
         free(e->tokens);

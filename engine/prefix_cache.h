@@ -50,6 +50,9 @@ void ar_pcache_free(ar_pcache *c);     /* lets go of every page it holds; NULL o
  * position (n_vocab floats; NULL: none). A stored entry with the same tokens is refreshed (moved to
  * the front; logits added if it had none) instead. Returns 0 also when the entry is not kept. */
 int  ar_pcache_put(ar_pcache *c, const qwen35_seq *seq, const int32_t *tokens, const float *logits, ar_error *err);
+/* The same with a snapshot already taken (e.g. qwen35_snap_take_captured), whose positions hold
+ * tokens[0 .. n_past(snap)); the cache owns snap from the call on, whether it keeps it or not. */
+int  ar_pcache_put_snap(ar_pcache *c, qwen35_snap *snap, const int32_t *tokens, const float *logits, ar_error *err);
 
 /* Restore into seq the longest entry whose tokens are a prefix of tokens[0 .. n) and that fits seq's
  * context. An entry of all n tokens qualifies only when it has logits and logits is not NULL; then

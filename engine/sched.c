@@ -53,6 +53,8 @@ typedef struct seg {            /* one request's nodes in this step's batch */
     int start, n;               /* nodes [start, start + n) */
     int row0;                   /* its first logits row (-1: none) */
     int end;                    /* prefill: the prompt position it reaches */
+    int cap;                    /* prefill: a boundary inside the chunk whose state the forward captures
+                                 * (ar_node.capture) for the prefix cache; 0: none */
     bool spec;
 } seg;
 
@@ -904,22 +906,34 @@ again:
     qsort(s->order, (size_t)n_pre, sizeof *s->order, cmp_admit);
     const int full = s->p.prefill_budget < s->max_nodes - n ? s->p.prefill_budget : s->max_nodes - n;
     int budget = full;
+    bool captured = false;   /* one ar_node.capture per forward */
     for (int j = 0; j < n_pre && budget > 0; j++) {
         sreq *r = s->order[j];
         qwen35_seq *seq = s->seqs[r->slot];
         const int pos = qwen35_seq_n_past(seq), np = r->p.n_prompt;
-        int end = pos + budget < np ? pos + budget : np;
-        const int bound = r->next_bound < r->n_bounds ? r->bounds[r->next_bound] : -1;
-        if (bound > pos && bound < end) end = bound;
-        const bool natural = end == np || end == bound;   /* any cut: a node's arithmetic does not depend on it */
+        int end = pos + budget < np ? pos + budget : np, cap = 0;
+        /* a chunk ends at a boundary, where the cache snapshot is taken, unless the forward can
+         * capture the state there (the first boundary inside the chunk, one per forward): then the
+         * chunk goes on, which saves a forward per turn (the generation prompt after the last
+         * message would otherwise be one) */
+        int kb = r->next_bound;
+        if (kb < r->n_bounds && r->bounds[kb] > pos && r->bounds[kb] < end) {
+            if (s->cache && !captured) {
+                cap = r->bounds[kb++];
+                captured = true;
+            }
+            if (kb < r->n_bounds && r->bounds[kb] > pos && r->bounds[kb] < end) end = r->bounds[kb];
+        }
+        const bool natural = end == np || (kb < r->n_bounds && end == r->bounds[kb]);   /* any cut: a node's
+                                                                              arithmetic does not depend on it */
         const int k = end - pos;
         seg *g = &s->segs[n_seg++];
         *g = (seg){ .r = r, .kind = PH_PREFILL, .start = n, .n = k, .row0 = natural ? n_rows : -1, .end = end,
-                    .spec = r->p.spec != NULL };
+                    .cap = cap, .spec = r->p.spec != NULL };
         for (int t = 0; t < k; t++)
             s->nodes[n + t] = (ar_node){ .seq = r->slot, .token = r->toks[pos + t], .pos = pos + t,
                                          .parent = t ? n + t - 1 : -1, .want_logits = natural && t == k - 1,
-                                         .commit = true };                       /* a prompt chunk: committed */
+                                         .commit = true, .capture = pos + t + 1 == cap };   /* a prompt chunk: committed */
         if (natural) n_rows++;
         if (r->p.spec && r->p.spec->n_taps > 0) want_taps = true;
         n += k;
@@ -967,6 +981,13 @@ again:
             if (rc) { fail(s, r, rc, &err); continue; }
             r->res.n_prefilled += g->n;
             n_prefilled += (uint64_t)g->n;
+            if (g->cap) {   /* the boundary inside the chunk */
+                r->next_bound++;
+                qwen35_snap *snap = NULL;
+                if ((rc = qwen35_snap_take_captured(&snap, s->ctx, s->seqs[r->slot], &err)) ||
+                    (rc = ar_pcache_put_snap(s->cache, snap, r->toks, NULL, &err)))
+                    ar_log(AR_LOG_WARN, "prefix cache: %s", err.msg);
+            }
             if (r->next_bound < r->n_bounds && r->bounds[r->next_bound] == g->end) {
                 r->next_bound++;
                 if (s->cache && (rc = ar_pcache_put(s->cache, s->seqs[r->slot], r->toks, rows, &err)))

@@ -75,6 +75,11 @@ struct qwen35_ctx {
     int kv_elt;                        /* 2 (F16) or 4 (F32): the model's KV element size */
     float *keep_mixed;                 /* [n_gdn][max_nodes][channels] raw conv input */
     float *keep_g, *keep_beta;         /* [n_gdn][max_nodes][n_v_heads] */
+    /* ar_node.capture: the recurrent state after that node, kept for qwen35_snap_take_captured */
+    int cap_node;                      /* node of the last forward, -1: none */
+    float *cap_state, *cap_conv;       /* [n_gdn][n_v_heads][d_v * d_k], [n_gdn][d_conv-1][channels]; on first use */
+    const qwen35_seq *cap_seq;         /* the sequence whose commit made the capture ready, */
+    int cap_n_past;                    /*   and its position count then (0: nothing ready) */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -121,6 +126,7 @@ int qwen35_ctx_create(qwen35_ctx **out, const qwen35_model *m, int max_nodes, in
     if (!c) return ar_fail(err, AR_ENOMEM, "out of memory creating a model context");
     c->m = m;
     c->max_nodes = max_nodes;
+    c->cap_node = -1;
 
     const size_t E = (size_t)hp->n_embd, M = (size_t)max_nodes, D = (size_t)hp->head_dim;
     const size_t qd2 = 2 * (size_t)hp->n_head * D, kvd = (size_t)hp->n_head_kv * D;
@@ -192,7 +198,7 @@ void qwen35_ctx_free(qwen35_ctx *c)
                      c->gdn_slot, c->gdn_from, c->free_slots, c->slots, c->x, c->h, c->proj, c->proj2, c->mix,
                      c->logit_nodes, c->attn_o, c->anc_stack, c->rope_cs, c->att_tiles, c->att_acc, c->att_gacc,
                      (void *)c->att_gq, c->scr_k, c->scr_v, c->keep_k, c->keep_v, c->keep_mixed,
-                     c->keep_g, c->keep_beta };
+                     c->keep_g, c->keep_beta, c->cap_state, c->cap_conv };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }
@@ -213,7 +219,7 @@ static int validate(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, a
     for (int t = 0; t < b->n_taps; t++)
         if (b->tap_layers[t] < 0 || b->tap_layers[t] > hp->n_layer)
             return ar_fail(err, AR_EINVAL, "tap layer %d out of range 0..%d", b->tap_layers[t], hp->n_layer);
-    int n_logits = 0;
+    int n_logits = 0, n_capture = 0;
     for (int i = 0; i < b->n_nodes; i++) {
         const ar_node *nd = &b->nodes[i];
         if (nd->seq < 0 || !seqs[nd->seq]) return ar_fail(err, AR_EINVAL, "node %d: sequence %d is missing", i, nd->seq);
@@ -249,6 +255,10 @@ static int validate(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, a
         if (nd->commit && nd->parent != prev)
             return ar_fail(err, AR_EINVAL, "node %d: nodes with ar_node.commit must form one chain (parent %d, expected %d)",
                            i, nd->parent, prev);
+        if (nd->capture && !nd->commit)
+            return ar_fail(err, AR_EINVAL, "node %d: ar_node.capture needs ar_node.commit (a chain advanced in place)", i);
+        if (nd->capture && n_capture++)
+            return ar_fail(err, AR_EINVAL, "node %d: a second ar_node.capture in one batch (at most one)", i);
     }
     if (n_logits && !b->logits) return ar_fail(err, AR_EINVAL, "%d nodes want logits but batch.logits is NULL", n_logits);
     return AR_OK;
@@ -586,6 +596,7 @@ static void gdn_recurrence(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
             ar_gdn_step(St, u + (size_t)kh * d, u + (size_t)(Hk + kh) * d, u + (size_t)(2 * Hk) * d + (size_t)j * d,
                         a->g[(size_t)i * Hv + j], a->beta[(size_t)i * Hv + j],
                         c->mix + (size_t)i * c->ld_mix + (size_t)j * d, d, d, scale);
+            if (i == c->cap_node) memcpy(c->cap_state + ((size_t)gi * Hv + j) * per, St, per * sizeof(float));
         }
     }
 }
@@ -654,6 +665,21 @@ int qwen35_forward(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, ar
     if (rc == AR_OK) rc = prepare(c, seqs, b, err);
     if (rc != AR_OK) return rc;
     const int M = c->n_nodes, E = hp->n_embd;
+    c->cap_node = -1;
+    c->cap_n_past = 0;
+    for (int i = 0; i < M; i++)
+        if (c->nodes[i].capture) c->cap_node = i;
+    if (c->cap_node >= 0 && hp->n_gdn_layers > 0 && !c->cap_state) {
+        const size_t ng = (size_t)hp->n_gdn_layers, d = (size_t)hp->ssm_head_dim;
+        c->cap_state = malloc(ng * (size_t)hp->ssm_n_v_heads * d * d * sizeof(float));
+        c->cap_conv = malloc(ng * (size_t)(hp->ssm_d_conv - 1) * (size_t)hp->ssm_conv_channels * sizeof(float));
+        if (!c->cap_state || !c->cap_conv) {
+            free(c->cap_state);
+            free(c->cap_conv);
+            c->cap_state = c->cap_conv = NULL;
+            return ar_fail(err, AR_ENOMEM, "out of memory for a captured recurrent state (ar_node.capture)");
+        }
+    }
     for (int i = 0; i < M; i++)
         if (c->nodes[i].commit) c->node_seq[i]->gdn_ahead++;
 
@@ -751,6 +777,11 @@ int qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_
             memcpy(ar_kv_v(&s->kv, li, n_past + t), c->keep_v + src, row);
         }
 
+    /* a capture on this path (in place, so the path is the whole chain): its position */
+    int t_cap = -1;
+    for (int t = 0; t < n_path && in_place && c->cap_node >= 0; t++)
+        if (path[t] == c->cap_node) t_cap = t;
+
     /* GDN: replay conv + delta rule along the path, then slide the conv window */
     const int C = hp->ssm_conv_channels, taps = hp->ssm_d_conv, taps1 = taps - 1;
     for (int il = 0; il < hp->n_layer; il++) {
@@ -774,6 +805,11 @@ int qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_
             conv_finish(hp, u);
         }
         if (!in_place) par_for(c, hp->ssm_n_v_heads, commit_recurrence, &a);   /* else the forward did it */
+        for (int r = 0; r < taps1 && t_cap >= 0; r++) {   /* the window after the captured node */
+            int w = t_cap + 1 + r;
+            const float *src = w < taps1 ? window + (size_t)w * C : a.mixed + (size_t)path[w - taps1] * C;
+            memcpy(c->cap_conv + ((size_t)gi * taps1 + r) * C, src, (size_t)C * sizeof(float));
+        }
         for (int r = 0; r < taps1; r++) {
             int w = n_path + r;
             const float *src = w < taps1 ? window + (size_t)w * C : a.mixed + (size_t)path[w - taps1] * C;
@@ -782,5 +818,21 @@ int qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_
     }
     s->n_past = n_past + n_path;
     s->gdn_ahead = 0;
+    if (t_cap >= 0) {
+        c->cap_seq = s;
+        c->cap_n_past = n_past + t_cap + 1;
+    }
     return AR_OK;
+}
+
+int qwen35_snap_take_captured(qwen35_snap **out, qwen35_ctx *c, const qwen35_seq *s, ar_error *err)
+{
+    *out = NULL;
+    if (c->cap_n_past <= 0 || c->cap_seq != s || s->n_past < c->cap_n_past)
+        return ar_fail(err, AR_EINVAL, "no captured state for this sequence (ar_node.capture in the last forward, then "
+                       "the commit of its chain)");
+    int rc = qwen35_snap_adopt(out, s, c->cap_n_past, c->cap_state, c->cap_conv, err);
+    if (rc == AR_OK) c->cap_state = c->cap_conv = NULL;   /* the snapshot owns them now */
+    c->cap_n_past = 0;
+    return rc;
 }

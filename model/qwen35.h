@@ -149,6 +149,9 @@ typedef struct ar_node {
                          * chain from the committed prefix in batch order. The forward then advances
                          * the sequence's recurrent state in place (no copy, and qwen35_commit of
                          * exactly that chain skips the GDN replay); any other commit is refused. */
+    bool    capture;    /* keep the sequence's recurrent state after this node (a commit node; at most one
+                         * per batch) so that, once the chain is committed, qwen35_snap_take_captured makes
+                         * the snapshot at this node's position without cutting the chain there */
 } ar_node;
 
 typedef struct ar_batch {
@@ -181,5 +184,10 @@ int  qwen35_forward(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, a
  * whose nodes of s set ar_node.commit, the path must be exactly those nodes (else AR_EINVAL, and s
  * cannot be used again until qwen35_seq_reset / _clear / _restore). */
 int  qwen35_commit(qwen35_ctx *c, qwen35_seq *s, const int *path, int n_path, ar_error *err);
+
+/* After a forward with an ar_node.capture node of s and the commit of its chain: the snapshot of s
+ * at that node's position (n_past = its position + 1), bit-identical to qwen35_snap_take on a
+ * sequence whose chain had been cut after that node. Once per capture; AR_EINVAL when none is ready. */
+int  qwen35_snap_take_captured(qwen35_snap **out, qwen35_ctx *c, const qwen35_seq *s, ar_error *err);
 
 #endif

@@ -182,6 +182,26 @@ int qwen35_snap_take(qwen35_snap **out, const qwen35_seq *s, ar_error *err)
     return AR_OK;
 }
 
+int qwen35_snap_adopt(qwen35_snap **out, const qwen35_seq *s, int n_past, float *gdn_state, float *conv, ar_error *err)
+{
+    *out = NULL;
+    if (n_past < 1 || n_past > s->n_past)
+        return ar_fail(err, AR_EINVAL, "snapshot at %d of a sequence of %d positions", n_past, s->n_past);
+    qwen35_snap *p = calloc(1, sizeof *p);
+    if (!p) return ar_fail(err, AR_ENOMEM, "out of memory for a state snapshot");
+    p->m = s->m;
+    p->n_past = n_past;
+    p->state_floats = s->state_floats;
+    p->conv_floats = s->conv_floats;
+    int rc = ar_kv_init(&p->kv, s->kv.n_layers, s->kv.kv_dim, s->kv.elt, s->kv.page_tokens, n_past, err);
+    if (rc == AR_OK) rc = ar_kv_share(&p->kv, &s->kv, n_past, err);
+    if (rc != AR_OK) { qwen35_snap_free(p); return rc; }
+    p->gdn_state = gdn_state;
+    p->conv = conv;
+    *out = p;
+    return AR_OK;
+}
+
 int qwen35_seq_restore(qwen35_seq *s, const qwen35_snap *p, ar_error *err)
 {
     if (p->m != s->m) return ar_fail(err, AR_EINVAL, "restoring a snapshot of another model");

@@ -341,6 +341,90 @@ static void test_inplace_commit(const char *model_path)
     close_harness(&h);
 }
 
+/* ---- captured snapshots (ar_node.capture) ------------------------------------------------------ */
+
+/* One flagged chain of ids[0..k) on s, capturing after node cap (-1: none), committed. */
+static int capture_chain(harness *h, qwen35_seq *s, const int32_t *ids, int k, int cap, float *lg, ar_error *err)
+{
+    ar_node nodes[32];
+    const int base = qwen35_seq_n_past(s);
+    int path[32];
+    for (int i = 0; i < k; i++) {
+        nodes[i] = (ar_node){ .seq = 0, .token = ids[i], .pos = base + i, .parent = i - 1, .want_logits = true,
+                              .commit = true, .capture = i == cap };
+        path[i] = i;
+    }
+    ar_batch b = { .n_nodes = k, .nodes = nodes, .logits = lg };
+    int rc = qwen35_forward(h->c, &s, &b, err);
+    if (rc == AR_OK) rc = qwen35_commit(h->c, s, path, k, err);
+    return rc;
+}
+
+/* A snapshot captured inside a chain == the snapshot of a chain cut there: restored, the next
+ * forward gives bit-identical logits. Captures near the chain's start take conv rows from the
+ * committed window; KV pages of 8 tokens put the position mid-page. */
+static void test_capture(const char *model_path)
+{
+    harness h;
+    if (open_harness(&h, model_path, 32, 2)) { CHECK(0, "cannot open %s", model_path); return; }
+    ar_error err;
+    int32_t ids[64];
+    for (int i = 0; i < 64; i++) ids[i] = (int32_t)(rnd() % (uint32_t)h.V);
+    float *lg = malloc((size_t)32 * h.V * sizeof(float)), *lx = malloc((size_t)8 * h.V * sizeof(float)),
+          *ly = malloc((size_t)8 * h.V * sizeof(float));
+    const int prefix = 10, k = 17, caps[] = { 0, 1, 6, 16 };
+    int n_same = 0;
+    for (size_t ci = 0; ci < sizeof caps / sizeof *caps; ci++) {
+        const int cap = caps[ci];
+        qwen35_seq *a = NULL, *b = NULL, *x = NULL, *y = NULL;
+        CHECK(qwen35_seq_create_paged(&a, h.m, 128, 8, &err) == AR_OK && qwen35_seq_create_paged(&b, h.m, 128, 8, &err) == AR_OK &&
+              qwen35_seq_create_paged(&x, h.m, 128, 8, &err) == AR_OK && qwen35_seq_create_paged(&y, h.m, 128, 8, &err) == AR_OK,
+              "%s", err.msg);
+        qwen35_snap *sa = NULL, *sb = NULL;
+        /* a: prefix, then the whole chain with a capture; b: prefix, then the chain cut after cap */
+        int rc = capture_chain(&h, a, ids, prefix, -1, lg, &err);
+        if (!rc) rc = capture_chain(&h, a, ids + prefix, k, cap, lg, &err);
+        if (!rc) rc = qwen35_snap_take_captured(&sa, h.c, a, &err);
+        CHECK(rc == AR_OK, "capture at %d: %s", cap, err.msg);
+        qwen35_snap *again = NULL;
+        if (!rc) rc = qwen35_snap_take_captured(&again, h.c, a, &err) == AR_EINVAL && !again ? AR_OK : -1;
+        CHECK(rc == AR_OK, "a second qwen35_snap_take_captured of one capture accepted");
+        if (!rc) rc = capture_chain(&h, b, ids, prefix, -1, lg, &err);
+        if (!rc) rc = capture_chain(&h, b, ids + prefix, cap + 1, -1, lg, &err);
+        if (!rc) rc = qwen35_snap_take(&sb, b, &err);
+        CHECK(rc == AR_OK && qwen35_snap_n_past(sa) == prefix + cap + 1 && qwen35_snap_n_past(sb) == prefix + cap + 1,
+              "capture at %d: %s (n_past %d)", cap, rc ? err.msg : "", sa ? qwen35_snap_n_past(sa) : -1);
+        /* the same continuation from both snapshots */
+        if (!rc) rc = qwen35_seq_restore(x, sa, &err);
+        if (!rc) rc = qwen35_seq_restore(y, sb, &err);
+        if (!rc) rc = capture_chain(&h, x, ids + 40, 8, -1, lx, &err);
+        if (!rc) rc = capture_chain(&h, y, ids + 40, 8, -1, ly, &err);
+        CHECK(rc == AR_OK, "continuation after capture at %d: %s", cap, err.msg);
+        const bool same = !rc && memcmp(lx, ly, (size_t)8 * h.V * sizeof(float)) == 0;
+        CHECK(same, "capture at %d: the restored snapshot's next logits differ from the cut chain's", cap);
+        n_same += same;
+        qwen35_snap_free(sa);
+        qwen35_snap_free(sb);
+        qwen35_seq_free(a); qwen35_seq_free(b); qwen35_seq_free(x); qwen35_seq_free(y);
+    }
+    printf("captured snapshots: %d of 4 capture points give the cut chain's logits bit for bit\n", n_same);
+
+    /* refused: capture without commit, two captures, no capture ready */
+    qwen35_seq *s = NULL;
+    CHECK(qwen35_seq_create_paged(&s, h.m, 128, 8, &err) == AR_OK, "%s", err.msg);
+    ar_node nodes[2] = { { .seq = 0, .token = ids[0], .pos = 0, .parent = -1, .want_logits = true, .capture = true },
+                         { .seq = 0, .token = ids[1], .pos = 1, .parent = 0, .want_logits = true } };
+    ar_batch bt = { .n_nodes = 2, .nodes = nodes, .logits = lg };
+    CHECK(qwen35_forward(h.c, &s, &bt, &err) == AR_EINVAL && strstr(err.msg, "capture"), "capture without commit: %s", err.msg);
+    nodes[0].commit = nodes[1].commit = nodes[1].capture = true;
+    CHECK(qwen35_forward(h.c, &s, &bt, &err) == AR_EINVAL && strstr(err.msg, "capture"), "two captures: %s", err.msg);
+    qwen35_snap *none = NULL;
+    CHECK(qwen35_snap_take_captured(&none, h.c, s, &err) == AR_EINVAL && !none, "a capture from nothing");
+    qwen35_seq_free(s);
+    free(lg); free(lx); free(ly);
+    close_harness(&h);
+}
+
 /* forward a tree, commit one root-to-node path, continue decoding == prefill(prefix + path + rest) */
 static void test_commit_tree_path(const char *model_path)
 {
@@ -417,7 +501,8 @@ static void test_errors(const char *model_path)
     qwen35_seq *s = NULL;
     CHECK(qwen35_seq_create_paged(&s, h.m, 16, 4, &err) == AR_OK, "%s", err.msg);
     float *lg = malloc((size_t)8 * h.V * sizeof(float));
-    ar_node bad[2] = { { 0, 1, 0, -1, true, false }, { 0, 2, 1, 1, true, false } };   /* parent not earlier */
+    ar_node bad[2] = { { .seq = 0, .token = 1, .pos = 0, .parent = -1, .want_logits = true },
+                       { .seq = 0, .token = 2, .pos = 1, .parent = 1, .want_logits = true } };   /* parent not earlier */
     ar_batch b = { .n_nodes = 2, .nodes = bad, .logits = lg };
     CHECK(qwen35_forward(h.c, &s, &b, &err) == AR_EINVAL, "parent == self accepted");
     bad[1].parent = 0; bad[1].token = h.V;
@@ -437,7 +522,7 @@ static void test_errors(const char *model_path)
     int32_t ids[16];
     for (int i = 0; i < 16; i++) ids[i] = i;
     CHECK(prefill(&h, s, ids, 16, NULL) == 0, "prefill to the context end");
-    ar_node one = { 0, 3, 16, -1, true, false };
+    ar_node one = { .seq = 0, .token = 3, .pos = 16, .parent = -1, .want_logits = true };
     b = (ar_batch){ .n_nodes = 1, .nodes = &one, .logits = lg };
     CHECK(qwen35_forward(h.c, &s, &b, &err) == AR_ERANGE, "forward beyond the context accepted (%d)", err.code);
     qwen35_seq *huge = NULL;
@@ -573,6 +658,8 @@ int main(void)
         test_commit_tree_path(m2);
         test_inplace_commit(m1);
         test_inplace_commit(m2);
+        test_capture(m1);
+        test_capture(m2);
         test_errors(m1);
         test_load_validation(m1);
         test_kv_types(m2);

@@ -593,6 +593,44 @@ static void test_prefix_cache(void)
     ar_sched_free(s);
 }
 
+/* A boundary a few tokens before the prompt's end (the end of the last message, the generation prompt
+ * after it) does not cut the prompt chunk: the forward captures the state there (ar_node.capture), so
+ * the prompt takes one step, and the next turn resumes from that snapshot with the same output. */
+static void test_capture_boundary(void)
+{
+    ar_error err;
+    ar_sched *s = cached_sched(1);
+    if (!s) return;
+    enum { MSG = 50, GEN_PROMPT = 7, NEW = 20 };
+    int32_t t1[MSG + GEN_PROMPT], t2[MSG + NEW];
+    random_ids(t1, MSG + GEN_PROMPT);
+    memcpy(t2, t1, MSG * sizeof(int32_t));
+    random_ids(t2 + MSG, NEW);
+    out a, b;
+    out_init(&a);
+    out_init(&b);
+    int bound = MSG;
+    ar_sched_request r = req(t1, MSG + GEN_PROMPT, 4, &a);
+    r.boundaries = &bound;
+    r.n_boundaries = 1;
+    CHECK(ar_sched_submit(s, &r, NULL, &err) == 0, "submit: %s", err.msg);
+    const int steps = drain(s, 100);
+    ar_sched_stats st;
+    ar_sched_get_stats(s, &st);
+    CHECK(a.done && steps == 4 && st.cache.n_entries == 1, "a %d-token prompt with a boundary at %d took %d steps for 4 "
+          "tokens (want 4: one prompt step), %d cache entries", MSG + GEN_PROMPT, MSG, steps, st.cache.n_entries);
+    r = req(t2, MSG + NEW, 8, &b);
+    CHECK(ar_sched_submit(s, &r, NULL, &err) == 0, "submit: %s", err.msg);
+    drain(s, 100);
+    ref_collect ref;
+    run_ref(t2, MSG + NEW, 8, &ref);
+    CHECK(b.done && b.res.n_cached == MSG && b.res.n_prefilled == NEW, "next turn: cached %d (want %d) prefilled %d",
+          b.res.n_cached, MSG, b.res.n_prefilled);
+    CHECK(same_ids(b.ids, b.n, ref.ids, ref.n), "resumed from a captured snapshot: output differs from alone");
+    printf("captured boundary: prompt in one step; next turn resumed at %d, same output as alone\n", b.res.n_cached);
+    ar_sched_free(s);
+}
+
 /* Requests arriving together with a shared prefix: the first prefills it, the others wait for its
  * snapshot and prefill only their own part; outputs == each alone. The leader cancelled mid-prefix:
  * its waiters prefill the prefix themselves. */
@@ -964,6 +1002,7 @@ int main(void)
     test_batching();
     test_spec_hook();
     test_prefix_cache();
+    test_capture_boundary();
     test_shared_prefix();
     test_fill();
     test_lru_cap();

@@ -2,7 +2,14 @@
  *
  * Entries live in one doubly linked list, most recently used first; a lookup compares each entry's
  * token list with the prompt (a few entries of a few thousand tokens: a memcmp each, far below the
- * cost of one forward). Bytes are accounted when an entry is linked and unlinked, under the mutex. */
+ * cost of one forward). Bytes are accounted when an entry is linked and unlinked, under the mutex.
+ *
+ * Eviction: least recently used first, except that an entry a boundary entry extends (a
+ * conversation's earlier boundary once a later one is stored) and that fewer than two requests resumed
+ * from goes before any other. A conversation's next turn resumes from its latest boundary, so the earlier ones
+ * are worth little, while a prefix many requests share (a system prompt) has hits and is kept. Plain
+ * LRU let one round of ten agents' earlier boundaries push out the latest boundary of the agent that
+ * was slowest to come back (a 5,400-token re-prefill in bench/agents.sh). */
 #include "engine/prefix_cache.h"
 
 #include <pthread.h>
@@ -12,6 +19,9 @@
 typedef struct entry {
     struct entry *prev, *next;
     int n;                    /* tokens */
+    int n_longer;             /* boundary entries in the cache whose tokens extend this one's */
+    bool answer;              /* ends a generated answer as generated (ar_pcache_put's answer) */
+    int hits;                 /* resumes from it */
     int32_t *tokens;
     float *logits;            /* [n_vocab] or NULL */
     qwen35_snap *snap;
@@ -53,9 +63,24 @@ static void push_front(ar_pcache *c, entry *e)
     c->head = e;
 }
 
+static bool is_prefix(const entry *a, const entry *b)   /* a's tokens begin b's (a shorter) */
+{
+    return a->n < b->n && !memcmp(a->tokens, b->tokens, (size_t)a->n * sizeof *a->tokens);
+}
+
+/* e enters (+1) or leaves (-1) the cache: the entries a boundary entry extends count it in n_longer
+ * (an answer as generated does not make them redundant: the next turn may render it otherwise). */
+static void count_longer(ar_pcache *c, const entry *e, int delta)
+{
+    if (e->answer) return;
+    for (entry *x = c->head; x; x = x->next)
+        if (x != e && is_prefix(x, e)) x->n_longer += delta;
+}
+
 static void entry_drop(ar_pcache *c, entry *e)
 {
     unlink_entry(c, e);
+    count_longer(c, e, -1);
     size_t kv = qwen35_snap_pin(e->snap, -1);
     c->st.kv_bytes -= kv;
     c->st.bytes -= kv + e->own_bytes;
@@ -106,7 +131,8 @@ static bool refresh(ar_pcache *c, const int32_t *tokens, int n, const float *log
     return true;
 }
 
-int ar_pcache_put(ar_pcache *c, const qwen35_seq *seq, const int32_t *tokens, const float *logits, ar_error *err)
+int ar_pcache_put(ar_pcache *c, const qwen35_seq *seq, const int32_t *tokens, const float *logits, bool answer,
+                  ar_error *err)
 {
     const int n = qwen35_seq_n_past(seq);
     if (n < 1) return AR_OK;
@@ -118,10 +144,11 @@ int ar_pcache_put(ar_pcache *c, const qwen35_seq *seq, const int32_t *tokens, co
     qwen35_snap *snap = NULL;
     int rc = qwen35_snap_take(&snap, seq, err);
     if (rc) return rc;
-    return ar_pcache_put_snap(c, snap, tokens, logits, err);
+    return ar_pcache_put_snap(c, snap, tokens, logits, answer, err);
 }
 
-int ar_pcache_put_snap(ar_pcache *c, qwen35_snap *snap, const int32_t *tokens, const float *logits, ar_error *err)
+int ar_pcache_put_snap(ar_pcache *c, qwen35_snap *snap, const int32_t *tokens, const float *logits, bool answer,
+                       ar_error *err)
 {
     const int n = qwen35_snap_n_past(snap);
     const size_t lbytes = (size_t)c->n_vocab * sizeof(float);
@@ -146,6 +173,7 @@ int ar_pcache_put_snap(ar_pcache *c, qwen35_snap *snap, const int32_t *tokens, c
     if (logits) memcpy(e->logits, logits, lbytes);
     e->snap = snap;
     e->own_bytes = own;
+    e->answer = answer;
 
     pthread_mutex_lock(&c->mu);
     if (refresh(c, tokens, n, logits)) {      /* stored already (or by another thread meanwhile) */
@@ -161,9 +189,14 @@ int ar_pcache_put_snap(ar_pcache *c, qwen35_snap *snap, const int32_t *tokens, c
     c->st.bytes += kv + own;
     c->st.n_entries++;
     c->st.n_put++;
+    for (entry *x = c->head; x; x = x->next) e->n_longer += !x->answer && is_prefix(e, x);
+    count_longer(c, e, +1);
     push_front(c, e);
     while (c->st.bytes > c->st.cap && c->tail != e) {
-        entry_drop(c, c->tail);
+        entry *v = c->tail;
+        for (entry *x = c->tail; x && x != e; x = x->prev)
+            if (x->n_longer > 0 && x->hits < 2) { v = x; break; }
+        entry_drop(c, v);
         c->st.n_evicted++;
     }
     if (c->st.bytes > c->st.cap) {            /* its own KV pages do not fit either */
@@ -211,6 +244,7 @@ int ar_pcache_resume(ar_pcache *c, qwen35_seq *seq, const int32_t *tokens, int n
     if (e->n == n && logits) memcpy(logits, e->logits, (size_t)c->n_vocab * sizeof(float));
     unlink_entry(c, e);
     push_front(c, e);
+    e->hits++;
     c->st.n_hits++;
     c->st.tokens_reused += (uint64_t)e->n;
     int got = e->n;

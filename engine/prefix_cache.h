@@ -21,6 +21,7 @@
 #ifndef AR_ENGINE_PREFIX_CACHE_H
 #define AR_ENGINE_PREFIX_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,11 +49,17 @@ void ar_pcache_free(ar_pcache *c);     /* lets go of every page it holds; NULL o
 
 /* Snapshot seq, whose committed positions hold tokens[0 .. n_past(seq)), with the logits of its last
  * position (n_vocab floats; NULL: none). A stored entry with the same tokens is refreshed (moved to
- * the front; logits added if it had none) instead. Returns 0 also when the entry is not kept. */
-int  ar_pcache_put(ar_pcache *c, const qwen35_seq *seq, const int32_t *tokens, const float *logits, ar_error *err);
+ * the front; logits added if it had none) instead. Returns 0 also when the entry is not kept.
+ * answer: the snapshot ends a generated answer as generated, which the next turn's prompt may render
+ * otherwise (the Qwen3.5 template drops an earlier answer's reasoning block); false: a message
+ * boundary of a prompt. A boundary entry makes the entries it extends candidates for eviction before
+ * any other (see prefix_cache.c); an answer entry does not. */
+int  ar_pcache_put(ar_pcache *c, const qwen35_seq *seq, const int32_t *tokens, const float *logits, bool answer,
+                   ar_error *err);
 /* The same with a snapshot already taken (e.g. qwen35_snap_take_captured), whose positions hold
  * tokens[0 .. n_past(snap)); the cache owns snap from the call on, whether it keeps it or not. */
-int  ar_pcache_put_snap(ar_pcache *c, qwen35_snap *snap, const int32_t *tokens, const float *logits, ar_error *err);
+int  ar_pcache_put_snap(ar_pcache *c, qwen35_snap *snap, const int32_t *tokens, const float *logits, bool answer,
+                        ar_error *err);
 
 /* Restore into seq the longest entry whose tokens are a prefix of tokens[0 .. n) and that fits seq's
  * context. An entry of all n tokens qualifies only when it has logits and logits is not NULL; then

@@ -227,7 +227,7 @@ static void finish(ar_sched *s, sreq *r, const float *row, int status, const ar_
         qwen35_seq *seq = s->seqs[r->slot];
         if (s->cache && r->p.cache_final && !status && !res->cancelled && qwen35_seq_n_past(seq) > 0) {
             ar_error e2;
-            if (ar_pcache_put(s->cache, seq, r->toks, row, &e2))
+            if (ar_pcache_put(s->cache, seq, r->toks, row, true, &e2))
                 ar_log(AR_LOG_WARN, "prefix cache: %s", e2.msg);
         }
     }
@@ -985,12 +985,12 @@ again:
                 r->next_bound++;
                 qwen35_snap *snap = NULL;
                 if ((rc = qwen35_snap_take_captured(&snap, s->ctx, s->seqs[r->slot], &err)) ||
-                    (rc = ar_pcache_put_snap(s->cache, snap, r->toks, NULL, &err)))
+                    (rc = ar_pcache_put_snap(s->cache, snap, r->toks, NULL, false, &err)))
                     ar_log(AR_LOG_WARN, "prefix cache: %s", err.msg);
             }
             if (r->next_bound < r->n_bounds && r->bounds[r->next_bound] == g->end) {
                 r->next_bound++;
-                if (s->cache && (rc = ar_pcache_put(s->cache, s->seqs[r->slot], r->toks, rows, &err)))
+                if (s->cache && (rc = ar_pcache_put(s->cache, s->seqs[r->slot], r->toks, rows, false, &err)))
                     ar_log(AR_LOG_WARN, "prefix cache: %s", err.msg);
             }
             if (g->end == r->p.n_prompt) prompt_done(s, r, rows);

@@ -593,6 +593,90 @@ static void test_prefix_cache(void)
     ar_sched_free(s);
 }
 
+/* Prefill ids[n_past(seq) .. n) on seq (one committed chunk) and store its snapshot in cache. */
+static void put_at(qwen35_ctx *c, ar_pcache *cache, qwen35_seq *seq, const int32_t *ids, int n)
+{
+    ar_error err;
+    ar_node nodes[64];
+    int path[64];
+    const int p0 = qwen35_seq_n_past(seq);
+    for (int i = p0; i < n; i++) {
+        nodes[i - p0] = (ar_node){ .seq = 0, .token = ids[i], .pos = i, .parent = i - p0 - 1, .commit = true };
+        path[i - p0] = i - p0;
+    }
+    ar_batch b = { .n_nodes = n - p0, .nodes = nodes };
+    CHECK(qwen35_forward(c, &seq, &b, &err) == 0 && qwen35_commit(c, seq, path, n - p0, &err) == 0 &&
+          ar_pcache_put(cache, seq, ids, NULL, false, &err) == 0, "put at %d: %s", n, err.msg);
+}
+
+/* Eviction: a conversation's earlier boundary (extended by a later entry, fewer than two hits) goes
+ * before its latest boundary even when that one is older; a system prompt that others resumed from
+ * stays. */
+static void test_cache_eviction(void)
+{
+    const qwen35_model *qm = model->qm;
+    ar_error err;
+    qwen35_ctx *c = NULL;
+    qwen35_seq *x = NULL, *scratch = NULL;
+    ar_kv_pool *pool = NULL;
+    CHECK(ar_kv_pool_create(&pool, 0, &err) == 0 && qwen35_ctx_create(&c, qm, 64, 2, &err) == 0 &&
+          qwen35_seq_create_pooled(&x, qm, 256, 16, pool, true, &err) == 0 &&
+          qwen35_seq_create_pooled(&scratch, qm, 256, 16, pool, true, &err) == 0, "setup: %s", err.msg);
+    if (!c || !x || !scratch) return;
+    enum { SYS = 20, MID = 30, END = 40 };
+    enum { Q = END + 8 };   /* the lookups: a next turn, longer than any entry */
+    int32_t conv[4][Q];     /* conversations B, C, D, E: the same system prompt, then their own tokens */
+    random_ids(conv[0], Q);
+    for (int k = 1; k < 4; k++) {
+        memcpy(conv[k], conv[0], SYS * sizeof(int32_t));
+        random_ids(conv[k] + SYS, Q - SYS);
+    }
+    /* sizes, with room for everything */
+    size_t total = 0, one_state = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        ar_pcache *cache = NULL;
+        CHECK(ar_pcache_create(&cache, pass ? total - one_state * 3 / 2 : (size_t)1 << 32, ar_model_n_vocab(model), &err) == 0,
+              "cache: %s", err.msg);
+        if (!cache) break;
+        /* A = the system prompt, resumed from twice; then B1 < B2, C1 < C2, D1 < D2 (B the oldest) */
+        qwen35_seq_clear(x);
+        put_at(c, cache, x, conv[0], SYS);
+        for (int h = 0; h < 2; h++) {
+            qwen35_seq_clear(scratch);
+            CHECK(ar_pcache_resume(cache, scratch, conv[3], Q, NULL, &err) == SYS, "system prompt resume");
+        }
+        put_at(c, cache, x, conv[0], MID);
+        put_at(c, cache, x, conv[0], END);
+        for (int k = 1; k <= 2; k++) {
+            qwen35_seq_clear(x);
+            CHECK(ar_pcache_resume(cache, x, conv[k], Q, NULL, &err) == SYS, "conversation %d resume", k);
+            put_at(c, cache, x, conv[k], MID);
+            put_at(c, cache, x, conv[k], END);
+        }
+        ar_pcache_stats st;
+        ar_pcache_get_stats(cache, &st);
+        if (pass == 0) {
+            total = st.bytes;
+            one_state = st.bytes / (size_t)st.n_entries;
+        } else {
+            /* over the cap by about one and a half entries: B1 and C1 (extended by B2 and C2, no hits)
+             * go; plain LRU would take B1 and then B2, B's latest boundary. The system prompt stays. */
+            const int mb = ar_pcache_match(cache, conv[0], Q, 256, NULL), me = ar_pcache_match(cache, conv[3], Q, 256, NULL),
+                      md = ar_pcache_match(cache, conv[2], Q, 256, NULL);
+            CHECK(st.n_evicted >= 2 && mb == END && me == SYS && md == END,
+                  "eviction: %llu evicted; B resumes at %d (want %d), a new conversation at %d (want %d), "
+                  "D at %d (want %d)", (unsigned long long)st.n_evicted, mb, END, me, SYS, md, END);
+            printf("eviction: %d entries kept, %llu evicted; the latest boundaries and the shared system prompt "
+                   "stay\n", st.n_entries, (unsigned long long)st.n_evicted);
+        }
+        ar_pcache_free(cache);
+    }
+    qwen35_seq_free(x);
+    qwen35_seq_free(scratch);
+    qwen35_ctx_free(c);
+    ar_kv_pool_free(pool);
+}
+
 /* A boundary a few tokens before the prompt's end (the end of the last message, the generation prompt
  * after it) does not cut the prompt chunk: the forward captures the state there (ar_node.capture), so
  * the prompt takes one step, and the next turn resumes from that snapshot with the same output. */
@@ -833,7 +917,7 @@ static void test_lru_cap(void)
     qwen35_forward(cx, &q, &(ar_batch){ .n_nodes = 1, .nodes = &nd }, &err);
     qwen35_commit(cx, q, &p0, 1, &err);
     int32_t tk = 5;
-    CHECK(ar_pcache_put(c, q, &tk, NULL, &err) == 0, "put: %s", err.msg);
+    CHECK(ar_pcache_put(c, q, &tk, NULL, false, &err) == 0, "put: %s", err.msg);
     ar_pcache_stats ps;
     ar_pcache_get_stats(c, &ps);
     CHECK(ps.n_entries == 0 && ps.n_rejected == 1 && ps.bytes == 0, "oversized entry: %d entries, %llu rejected",
@@ -1003,6 +1087,7 @@ int main(void)
     test_spec_hook();
     test_prefix_cache();
     test_capture_boundary();
+    test_cache_eviction();
     test_shared_prefix();
     test_fill();
     test_lru_cap();

@@ -5,11 +5,13 @@
  * cost of one forward). Bytes are accounted when an entry is linked and unlinked, under the mutex.
  *
  * Eviction: least recently used first, except that an entry a boundary entry extends (a
- * conversation's earlier boundary once a later one is stored) and that fewer than two requests resumed
- * from goes before any other. A conversation's next turn resumes from its latest boundary, so the earlier ones
- * are worth little, while a prefix many requests share (a system prompt) has hits and is kept. Plain
- * LRU let one round of ten agents' earlier boundaries push out the latest boundary of the agent that
- * was slowest to come back (a 5,400-token re-prefill in bench/agents.sh). */
+ * conversation's earlier boundary once a later one is stored), that fewer than two requests resumed
+ * from and that no two entries extend in different directions goes before any other. A conversation's
+ * next turn resumes from its latest boundary, so the earlier ones are worth little, while a prefix
+ * several conversations share (a system prompt) branches or has hits and is kept. Plain LRU let one
+ * round of ten agents' earlier boundaries push out the latest boundary of the agent that was slowest
+ * to come back (a 5,400-token re-prefill in bench/agents.sh); without the branch rule a system prompt
+ * stored again after an eviction (no hits yet) went first, and new conversations prefilled it. */
 #include "engine/prefix_cache.h"
 
 #include <pthread.h>
@@ -20,6 +22,9 @@ typedef struct entry {
     struct entry *prev, *next;
     int n;                    /* tokens */
     int n_longer;             /* boundary entries in the cache whose tokens extend this one's */
+    int32_t next_tok;         /* the token after this entry's in the first of them */
+    bool branches;            /* two of them went on with different tokens: a prefix several
+                               * conversations share (a system prompt), never "earlier boundary" */
     bool answer;              /* ends a generated answer as generated (ar_pcache_put's answer) */
     int hits;                 /* resumes from it */
     int32_t *tokens;
@@ -73,8 +78,12 @@ static bool is_prefix(const entry *a, const entry *b)   /* a's tokens begin b's 
 static void count_longer(ar_pcache *c, const entry *e, int delta)
 {
     if (e->answer) return;
-    for (entry *x = c->head; x; x = x->next)
-        if (x != e && is_prefix(x, e)) x->n_longer += delta;
+    for (entry *x = c->head; x; x = x->next) {
+        if (x == e || !is_prefix(x, e)) continue;
+        if (delta > 0 && x->n_longer == 0 && !x->branches) x->next_tok = e->tokens[x->n];
+        else if (delta > 0 && e->tokens[x->n] != x->next_tok) x->branches = true;
+        x->n_longer += delta;
+    }
 }
 
 static void entry_drop(ar_pcache *c, entry *e)
@@ -189,13 +198,17 @@ int ar_pcache_put_snap(ar_pcache *c, qwen35_snap *snap, const int32_t *tokens, c
     c->st.bytes += kv + own;
     c->st.n_entries++;
     c->st.n_put++;
-    for (entry *x = c->head; x; x = x->next) e->n_longer += !x->answer && is_prefix(e, x);
+    for (entry *x = c->head; x; x = x->next) {
+        if (x->answer || !is_prefix(e, x)) continue;
+        if (e->n_longer++ == 0) e->next_tok = x->tokens[e->n];
+        else if (x->tokens[e->n] != e->next_tok) e->branches = true;
+    }
     count_longer(c, e, +1);
     push_front(c, e);
     while (c->st.bytes > c->st.cap && c->tail != e) {
         entry *v = c->tail;
         for (entry *x = c->tail; x && x != e; x = x->prev)
-            if (x->n_longer > 0 && x->hits < 2) { v = x; break; }
+            if (x->n_longer > 0 && !x->branches && x->hits < 2) { v = x; break; }
         entry_drop(c, v);
         c->st.n_evicted++;
     }

@@ -6,7 +6,8 @@
  *   /tmp/vnni_peak
  * Prints, for K independent accumulator chains, vpdpbusd per ns from registers (K = 1 gives the
  * latency, large K the throughput), then with a broadcast 4-byte activation load per instruction and a
- * 64-byte weight load per 8 (the shape of a GEMM inner loop). One thread. */
+ * 64-byte weight load per 8 (the shape of a GEMM inner loop). One thread. The chains start from
+ * different values so that the compiler cannot merge them. */
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,7 +36,8 @@ static double reg_1(__m512i w, __m512i x, long n, int *sink)
 
 static double reg_4(__m512i w, __m512i x, long n, int *sink)
 {
-    __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0;
+    __m512i a0 = _mm512_set1_epi32(1), a1 = _mm512_set1_epi32(2), a2 = _mm512_set1_epi32(3),
+            a3 = _mm512_set1_epi32(4);
     const double t0 = now();
     for (long it = 0; it < n; it++) { D(a0); D(a1); D(a2); D(a3); }
     const double t = now() - t0;
@@ -45,7 +47,8 @@ static double reg_4(__m512i w, __m512i x, long n, int *sink)
 
 static double reg_8(__m512i w, __m512i x, long n, int *sink)
 {
-    __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    __m512i a0 = _mm512_set1_epi32(1), a1 = _mm512_set1_epi32(2), a2 = _mm512_set1_epi32(3), a3 = _mm512_set1_epi32(4),
+            a4 = _mm512_set1_epi32(5), a5 = _mm512_set1_epi32(6), a6 = _mm512_set1_epi32(7), a7 = _mm512_set1_epi32(8);
     const double t0 = now();
     for (long it = 0; it < n; it++) { D(a0); D(a1); D(a2); D(a3); D(a4); D(a5); D(a6); D(a7); }
     const double t = now() - t0;
@@ -55,8 +58,10 @@ static double reg_8(__m512i w, __m512i x, long n, int *sink)
 
 static double reg_12(__m512i w, __m512i x, long n, int *sink)
 {
-    __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0,
-            a9 = a0, a10 = a0, a11 = a0;
+    __m512i a0 = _mm512_set1_epi32(1), a1 = _mm512_set1_epi32(2), a2 = _mm512_set1_epi32(3), a3 = _mm512_set1_epi32(4),
+            a4 = _mm512_set1_epi32(5), a5 = _mm512_set1_epi32(6), a6 = _mm512_set1_epi32(7), a7 = _mm512_set1_epi32(8),
+            a8 = _mm512_set1_epi32(9), a9 = _mm512_set1_epi32(10), a10 = _mm512_set1_epi32(11),
+            a11 = _mm512_set1_epi32(12);
     const double t0 = now();
     for (long it = 0; it < n; it++) {
         D(a0); D(a1); D(a2); D(a3); D(a4); D(a5); D(a6); D(a7); D(a8); D(a9); D(a10); D(a11);
@@ -73,13 +78,15 @@ static __m512i wts[64];
 #define L(a, r) a = _mm512_dpbusd_epi32(a, wk, _mm512_set1_epi32(act[r][base + k]))
 static double loads_8(long n, int *sink)
 {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    __m512i a0 = _mm512_set1_epi32(1), a1 = _mm512_set1_epi32(2), a2 = _mm512_set1_epi32(3), a3 = _mm512_set1_epi32(4),
+            a4 = _mm512_set1_epi32(5), a5 = _mm512_set1_epi32(6), a6 = _mm512_set1_epi32(7), a7 = _mm512_set1_epi32(8);
     const double t0 = now();
     for (long it = 0; it < n; it++) {
         const int base = (int)(it & 63) * 16;
         for (int k = 0; k < 16; k++) {
             const __m512i wk = wts[k + ((it & 3) << 4)];
-            L(a0, 0); L(a1, 1); L(a2, 2); L(a3, 3); L(a4, 4); L(a5, 5); L(a6, 6); L(a7, 7);
+            L(a0, 0); L(a1, 1); L(a2, 2); L(a3, 3);
+            L(a4, 4); L(a5, 5); L(a6, 6); L(a7, 7);
         }
     }
     const double t = now() - t0;
@@ -97,7 +104,8 @@ int main(void)
     for (int i = 0; i < 64; i++) wts[i] = _mm512_set1_epi32(i + seed);
     const long n = 100000000;
     printf("vpdpbusd zmm from registers, per ns: 1 chain %.2f (the latency), 4 chains %.2f, 8 %.2f, 12 %.2f\n",
-           reg_1(w, x, n / 4, &sink), reg_4(w, x, n / 4, &sink), reg_8(w, x, n / 8, &sink), reg_12(w, x, n / 12, &sink));
+           reg_1(w, x, n / 4, &sink), reg_4(w, x, n / 4, &sink), reg_8(w, x, n / 8, &sink),
+           reg_12(w, x, n / 12, &sink));
     printf("with a broadcast activation load each and a weight load per 8 (8 chains): %.2f per ns\n",
            loads_8(n / 128, &sink));
     printf("(checksum %d)\n", sink);

@@ -11,7 +11,10 @@
  * several conversations share (a system prompt) branches or has hits and is kept. Plain LRU let one
  * round of ten agents' earlier boundaries push out the latest boundary of the agent that was slowest
  * to come back (a 5,400-token re-prefill in bench/agents.sh); without the branch rule a system prompt
- * stored again after an eviction (no hits yet) went first, and new conversations prefilled it. */
+ * stored again after an eviction (no hits yet) went first, and new conversations prefilled it. An
+ * answer's snapshot nobody resumed from goes in the same first pass: the next turn resumes from it
+ * only when the template keeps the answer as generated (after tool calls); kept otherwise, such
+ * snapshots crowded a 30-minute soak's shared system prompt out of the cache. */
 #include "engine/prefix_cache.h"
 
 #include <pthread.h>
@@ -208,7 +211,7 @@ int ar_pcache_put_snap(ar_pcache *c, qwen35_snap *snap, const int32_t *tokens, c
     while (c->st.bytes > c->st.cap && c->tail != e) {
         entry *v = c->tail;
         for (entry *x = c->tail; x && x != e; x = x->prev)
-            if (x->n_longer > 0 && !x->branches && x->hits < 2) { v = x; break; }
+            if ((x->n_longer > 0 && !x->branches && x->hits < 2) || (x->answer && x->hits == 0)) { v = x; break; }
         entry_drop(c, v);
         c->st.n_evicted++;
     }

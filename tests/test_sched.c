@@ -593,8 +593,9 @@ static void test_prefix_cache(void)
     ar_sched_free(s);
 }
 
-/* Prefill ids[n_past(seq) .. n) on seq (one committed chunk) and store its snapshot in cache. */
-static void put_at(qwen35_ctx *c, ar_pcache *cache, qwen35_seq *seq, const int32_t *ids, int n)
+/* Prefill ids[n_past(seq) .. n) on seq (one committed chunk) and store its snapshot in cache (as an
+ * answer's own snapshot when answer). */
+static void put_as(qwen35_ctx *c, ar_pcache *cache, qwen35_seq *seq, const int32_t *ids, int n, bool answer)
 {
     ar_error err;
     ar_node nodes[64];
@@ -606,7 +607,12 @@ static void put_at(qwen35_ctx *c, ar_pcache *cache, qwen35_seq *seq, const int32
     }
     ar_batch b = { .n_nodes = n - p0, .nodes = nodes };
     CHECK(qwen35_forward(c, &seq, &b, &err) == 0 && qwen35_commit(c, seq, path, n - p0, &err) == 0 &&
-          ar_pcache_put(cache, seq, ids, NULL, false, &err) == 0, "put at %d: %s", n, err.msg);
+          ar_pcache_put(cache, seq, ids, NULL, answer, &err) == 0, "put at %d: %s", n, err.msg);
+}
+
+static void put_at(qwen35_ctx *c, ar_pcache *cache, qwen35_seq *seq, const int32_t *ids, int n)
+{
+    put_as(c, cache, seq, ids, n, false);
 }
 
 /* Eviction: a conversation's earlier boundary (extended by a later entry, fewer than two hits) goes
@@ -663,6 +669,31 @@ static void test_cache_eviction(void)
                   "D at %d (want %d)", (unsigned long long)st.n_evicted, mb, END, me, SYS, md, END);
             printf("eviction: %d entries kept, %llu evicted; the latest boundaries and the shared system prompt "
                    "stay\n", st.n_entries, (unsigned long long)st.n_evicted);
+        }
+        ar_pcache_free(cache);
+    }
+
+    /* an answer's own snapshot nobody resumed from goes before an older conversation's latest boundary */
+    size_t three = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        ar_pcache *cache = NULL;
+        CHECK(ar_pcache_create(&cache, pass ? three - 1 : (size_t)1 << 32, ar_model_n_vocab(model), &err) == 0, "cache: %s",
+              err.msg);
+        if (!cache) break;
+        qwen35_seq_clear(x);
+        put_at(c, cache, x, conv[1], MID);          /* C's latest boundary (the oldest entry) */
+        qwen35_seq_clear(x);
+        put_as(c, cache, x, conv[2], END, true);    /* D's answer, as generated */
+        qwen35_seq_clear(x);
+        put_at(c, cache, x, conv[3], MID);          /* E's boundary: over the cap */
+        ar_pcache_stats st;
+        ar_pcache_get_stats(cache, &st);
+        if (pass == 0) {
+            three = st.bytes;
+        } else {
+            const int mc = ar_pcache_match(cache, conv[1], Q, 256, NULL), md = ar_pcache_match(cache, conv[2], Q, 256, NULL);
+            CHECK(st.n_evicted == 1 && mc == MID && md == 0, "answer eviction: %llu evicted, C at %d (want %d), D at %d "
+                  "(want 0)", (unsigned long long)st.n_evicted, mc, MID, md);
         }
         ar_pcache_free(cache);
     }

@@ -924,8 +924,8 @@ again:
             }
             if (kb < r->n_bounds && r->bounds[kb] > pos && r->bounds[kb] < end) end = r->bounds[kb];
         }
-        const bool natural = end == np || (kb < r->n_bounds && end == r->bounds[kb]);   /* any cut: a node's
-                                                                              arithmetic does not depend on it */
+        /* logits only where the chunk ends naturally (any cut: a node's arithmetic does not depend on it) */
+        const bool natural = end == np || (kb < r->n_bounds && end == r->bounds[kb]);
         const int k = end - pos;
         seg *g = &s->segs[n_seg++];
         *g = (seg){ .r = r, .kind = PH_PREFILL, .start = n, .n = k, .row0 = natural ? n_rows : -1, .end = end,

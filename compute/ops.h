@@ -23,13 +23,17 @@
 #include "base/error.h"
 #include "base/pool.h"
 
-/* A weight matrix W[n_out][n_in] in any type ar_dequantize_row handles; rows are row_bytes apart. */
+/* A weight matrix W[n_out][n_in] in any type ar_dequantize_row handles; rows are row_bytes apart
+ * (layout AR_LAYOUT_ROWS, as in a GGUF file) or rearranged for the backend's kernels by
+ * ar_weight_pack (same bytes, same size). */
+enum { AR_LAYOUT_ROWS = 0, AR_LAYOUT_TILES = 1 /* compute/cpu/gemm.h's 16-row tiles */ };
 typedef struct ar_weight {
     int type;                 /* ar_dtype */
     int64_t n_in, n_out;
     size_t row_bytes;
     const void *data;
     float scale;              /* result multiplier (GGUF "<name>.scale" tensors); 1 when absent */
+    int layout;               /* AR_LAYOUT_*; 0 (rows) for a zeroed struct */
 } ar_weight;
 
 typedef struct ar_compute ar_compute;
@@ -51,6 +55,13 @@ void ar_matmul(ar_compute *c, const ar_weight *w, const float *x, int64_t ldx, f
  * Results are bit-identical to n ar_matmul calls. y[i] must not alias x. */
 void ar_matmul_n(ar_compute *c, int n, const ar_weight *const *w, const float *x, int64_t ldx, float *const *y,
                  const int64_t *ldy, int M);
+
+/* Whether the backend reads w faster in another layout (then ar_weight_pack it once, at load). */
+int  ar_weight_wants_pack(const ar_weight *w);
+/* Rearrange w in place into the backend's layout: data is a writable alias of w->data. Sets
+ * w->layout; 0, or -1 (w unchanged) when w does not take it or memory runs out. Every op reads a
+ * packed weight with the same results, bit for bit. */
+int  ar_weight_pack(ar_weight *w, void *data);
 
 /* Embedding lookup: y = W[row] dequantized (n_in floats). */
 void ar_get_row(const ar_weight *w, int64_t row, float *y);

@@ -620,6 +620,29 @@ static int map_file(part *p, const char *path, ar_error *err)
     return AR_OK;
 }
 
+void *gguf_writable(gguf_file *f, const void *data, uint64_t nbytes, ar_error *err)
+{
+    const uint8_t *d = data;
+    for (int i = 0; i < f->n_parts; i++) {
+        const part *p = &f->parts[i];
+        if (d < p->base || d >= p->base + p->size || nbytes > (uint64_t)(p->base + p->size - d)) continue;
+        if (!p->mapped) {
+            ar_fail(err, AR_EINVAL, "%s: tensor data in a caller's buffer cannot be rearranged", p->path ? p->path : "gguf");
+            return NULL;
+        }
+        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        const uintptr_t lo = (uintptr_t)d & ~(page - 1), hi = (uintptr_t)d + nbytes;
+        if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) != 0) {
+            ar_fail(err, AR_EIO, "%s: cannot make %" PRIu64 " bytes of tensor data writable: %s", p->path, nbytes,
+                    strerror(errno));
+            return NULL;
+        }
+        return (void *)(uintptr_t)d;
+    }
+    ar_fail(err, AR_EINVAL, "gguf_writable: the range is not tensor data of this file");
+    return NULL;
+}
+
 static int open_part(part *p, const char *path, int part_no, ar_error *err)
 {
     int rc = map_file(p, path, err);

@@ -86,6 +86,11 @@ int gguf_get_f32_or(const gguf_file *f, const char *key, float def, float *out, 
 int64_t gguf_n_tensors(const gguf_file *f);
 const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);  /* NULL if absent */
+/* A writable alias of [data, data + nbytes), a range of f's tensor data, for rearranging it in
+ * place. The mapping is private: written pages become this process's own copy and the file is
+ * never written. NULL (and err) for gguf_open_memory files, a range outside the mapping, or when
+ * the pages cannot be made writable. */
+void *gguf_writable(gguf_file *f, const void *data, uint64_t nbytes, ar_error *err);
 
 const char *gguf_type_name(enum gguf_type t);
 

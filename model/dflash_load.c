@@ -579,6 +579,20 @@ int dflash_load(dflash_model **out, const char *path, const qwen35_model *target
         return ar_fail(err, code, "%s: %d problem%s: %s", path, p.n, p.n == 1 ? "" : "s", p.text);
     }
 
+    /* the drafter's own matrices into the backend's layout (the target's views are already) */
+    uint64_t packed = 0;
+    qwen35_pack_weight(d->gguf, &d->fc, &packed);
+    if (own_embd) {
+        qwen35_pack_weight(d->gguf, &d->tok_embd, &packed);
+        if (!own_out) d->lm_head = d->tok_embd;
+    }
+    if (own_out) qwen35_pack_weight(d->gguf, &d->lm_head, &packed);
+    for (int il = 0; il < hp->n_layer; il++) {
+        dflash_layer *L = &d->layers[il];
+        ar_weight *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down };
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) qwen35_pack_weight(d->gguf, ws[i], &packed);
+    }
+
     d->rope = (ar_rope){ .n_rot = hp->n_rot, .theta_base = hp->rope_theta, .imrope = 0 };
     memcpy(d->rope.sections, hp->rope_sections, sizeof d->rope.sections);
 

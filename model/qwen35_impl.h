@@ -47,6 +47,11 @@ struct qwen35_seq {
     int gdn_ahead;                /* nodes a forward advanced gdn_state over in place (ar_node.commit), */
 };                                /*   not yet committed; 0 otherwise */
 
+/* Rearrange *w in place in f's private mapping if the compute backend reads it faster in another
+ * layout (ar_weight_pack); adds its bytes to *bytes when it did. A matrix that cannot be rearranged
+ * stays as it is, with a warning: every op reads either layout. Shared with dflash_load.c. */
+void qwen35_pack_weight(gguf_file *f, ar_weight *w, uint64_t *bytes);
+
 /* A snapshot of s at n_past (<= s->n_past): shares the KV pages of [0, n_past) and takes ownership of
  * gdn_state and conv (malloc'd, laid out as in qwen35_seq) on success; on failure they stay the caller's. */
 int qwen35_snap_adopt(qwen35_snap **out, const qwen35_seq *s, int n_past, float *gdn_state, float *conv, ar_error *err);

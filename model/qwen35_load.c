@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/timer.h"
 #include "format/quant.h"
 
 #define ARCH "qwen35"
@@ -287,6 +288,39 @@ static bool bind_matrix(problems *p, ar_weight *w, const char *name, int64_t ne0
     return true;
 }
 
+void qwen35_pack_weight(gguf_file *f, ar_weight *w, uint64_t *bytes)
+{
+    if (!w->data || w->type < 0 || !ar_weight_wants_pack(w)) return;
+    const uint64_t n = (uint64_t)w->row_bytes * (uint64_t)w->n_out;
+    ar_error e = { 0 };
+    void *d = gguf_writable(f, w->data, n, &e);
+    if (d && ar_weight_pack(w, d) == 0) {
+        *bytes += n;
+        return;
+    }
+    ar_log(AR_LOG_WARN, "a %lld x %lld %s matrix stays in the file's row layout (slower kernels): %s",
+           (long long)w->n_out, (long long)w->n_in, ar_dtype_name(w->type), d ? "out of memory" : e.msg);
+}
+
+/* Every matrix of the model through qwen35_pack_weight (the tied output shares token_embd's). */
+static void pack_weights(qwen35_model *m, const char *path)
+{
+    const double t0 = ar_now();
+    uint64_t bytes = 0;
+    qwen35_pack_weight(m->gguf, &m->token_embd, &bytes);
+    if (m->hp.tied_output) m->output = m->token_embd;
+    else qwen35_pack_weight(m->gguf, &m->output, &bytes);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        qwen35_layer *L = &m->layers[il];
+        ar_weight *ws[] = { &L->ffn_gate, &L->ffn_up, &L->ffn_down, &L->wq, &L->wk, &L->wv, &L->wqkv_attn, &L->wo,
+                            &L->ssm_qkv, &L->ssm_gate, &L->ssm_beta, &L->ssm_alpha, &L->ssm_out };
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) qwen35_pack_weight(m->gguf, ws[i], &bytes);
+    }
+    if (bytes)
+        ar_log(AR_LOG_INFO, "%s: %.2f GB of weights rearranged into the compute kernels' tile layout in %.2f s", path,
+               (double)bytes / 1e9, ar_now() - t0);
+}
+
 /* F32 tensor of exactly [ne0, ne1] (ne1 = 1 for vectors). */
 static const float *bind_f32(problems *p, const char *name, int64_t ne0, int64_t ne1)
 {
@@ -399,6 +433,7 @@ int qwen35_load(qwen35_model **out, const char *path, ar_error *err)
         return ar_fail(err, code, "%s: %d problem%s: %s", path, p.n, p.n == 1 ? "" : "s", p.text);
     }
 
+    pack_weights(m, path);
     m->rope = (ar_rope){ .n_rot = hp->n_rot, .theta_base = hp->rope_theta, .imrope = 1 };
     memcpy(m->rope.sections, hp->rope_sections, sizeof m->rope.sections);
 

@@ -10,9 +10,14 @@
  *    Weights are ar_quantize_row output (realistic) and random valid blocks (extreme quants and
  *    scales).
  *    A row's result is bit-identical whatever M, its place in the batch and the output range.
+ * 4. The 16-row tile layout: packing keeps every byte (each row comes back out exactly), is refused
+ *    where it does not fit, and ar_gemm_tiled gives the row layout's results bit for bit under every
+ *    implementation (its own kernel on AVX-512, the row kernels elsewhere), for any output range;
+ *    ar_weight_pack'd weights give the same ar_get_row and ar_matmul results.
  * Errors are relative to sum |w_i a_i| (the dot's natural scale); the worst is printed. */
 #include "base/half.h"
 #include "compute/cpu/gemm.h"
+#include "compute/ops.h"
 #include "format/quant.h"
 #include "tests/test.h"
 
@@ -375,10 +380,123 @@ static void test_force(void)
     CHECK(ar_gemm_force(NULL) == 0, "force NULL");
 }
 
+/* ---- the 16-row tile layout -------------------------------------------------------------- */
+
+static void test_tiles(void)
+{
+    static const int ttypes[] = { AR_Q4_K, AR_Q5_K, AR_Q6_K, AR_IQ4_XS };
+    static const char *const isas[] = { "avx512", "avx2", "scalar", "neon" };
+    enum { NO = 48, TM = 17 };
+    const int have512 = ar_gemm_force("avx512") == 0;
+    ar_gemm_force(NULL);
+    for (size_t ti = 0; ti < sizeof ttypes / sizeof ttypes[0]; ti++)
+        for (int nbk = 1; nbk <= 3; nbk += 2)
+            for (int mode = 0; mode < 2; mode++) {
+                const int t = ttypes[ti];
+                const int64_t n_in = 256 * nbk;
+                const size_t wrb = ar_row_bytes(t, n_in), xrb = ar_gemm_act_row_bytes(t, n_in);
+                uint8_t *rows = malloc(wrb * NO), *tiles = malloc(wrb * NO), *back = malloc(wrb);
+                make_weights(t, mode, n_in, NO, rows, wrb);
+                memcpy(tiles, rows, wrb * NO);
+                const char *tn = ar_dtype_name(t);
+                CHECK(ar_gemm_pack_tiles(t, tiles, wrb, 37) == -1 && !memcmp(tiles, rows, wrb * NO),
+                      "%s: 37 rows (not whole tiles) packed", tn);
+                CHECK(ar_gemm_pack_tiles(t, tiles, wrb, NO) == 0, "%s: pack refused", tn);
+                CHECK(memcmp(tiles, rows, wrb * NO) != 0, "%s: packing changed nothing", tn);
+                int lost = 0;
+                for (int r = 0; r < NO; r++) {
+                    ar_gemm_tile_row(t, tiles, wrb, r, back);
+                    lost += memcmp(back, rows + (size_t)r * wrb, wrb) != 0;
+                }
+                CHECK(lost == 0, "%s n_in=%lld: %d rows do not come back out of the tiles", tn, (long long)n_in, lost);
+
+                /* activations */
+                uint8_t *xq = malloc(xrb * TM);
+                float *x = malloc(sizeof(float) * (size_t)n_in * TM);
+                for (int m = 0; m < TM; m++) {
+                    fill_floats(x + (size_t)m * n_in, n_in, m % 3 ? 1.0f : 30.0f);
+                    ar_gemm_quantize_act(t, x + (size_t)m * n_in, xq + (size_t)m * xrb, n_in);
+                }
+                float *yr = malloc(sizeof(float) * TM * NO), *yt = malloc(sizeof(float) * TM * NO);
+                for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
+                    if (ar_gemm_force(isas[ii]) != 0) continue;
+                    CHECK(ar_gemm_tiles_wanted(t, n_in, NO) == !strcmp(isas[ii], "avx512"),
+                          "%s %s: tiles wanted %d", tn, isas[ii], ar_gemm_tiles_wanted(t, n_in, NO));
+                    CHECK(!ar_gemm_tiles_wanted(t, n_in, 37), "%s %s: tiles wanted for 37 rows", tn, isas[ii]);
+                    static const int ms[] = { 1, 2, 4, 5, 16, 17 };
+                    static const int64_t ranges[][2] = { { 0, NO }, { 5, NO }, { 3, 29 }, { 16, 32 }, { 47, 48 } };
+                    int differ = 0, clobber = 0;
+                    for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+                        for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++) {
+                            const int M = ms[mi];
+                            const int64_t lo = ranges[ri][0], hi = ranges[ri][1];
+                            for (int i = 0; i < TM * NO; i++) yr[i] = yt[i] = -777.0f;
+                            ar_gemm(t, rows, wrb, n_in, lo, hi, xq, xrb, M, yr, NO);
+                            ar_gemm_tiled(t, tiles, wrb, n_in, lo, hi, xq, xrb, M, yt, NO);
+                            differ += memcmp(yr, yt, sizeof(float) * TM * NO) != 0;
+                            for (int m = 0; m < TM; m++)
+                                for (int o = 0; o < NO; o++)
+                                    if ((m >= M || o < lo || o >= hi) && yt[m * NO + o] != -777.0f) clobber++;
+                        }
+                    CHECK(differ == 0, "%s n_in=%lld %s: %d tiled products differ from the row layout's", tn,
+                          (long long)n_in, isas[ii], differ);
+                    CHECK(clobber == 0, "%s %s: %d values written outside the output range", tn, isas[ii], clobber);
+                }
+                ar_gemm_force(NULL);
+
+                /* through compute/ops.h: a packed ar_weight reads the same */
+                ar_weight wr = { .type = t, .n_in = n_in, .n_out = NO, .row_bytes = wrb, .data = rows, .scale = 1.0f };
+                uint8_t *own = malloc(wrb * NO);
+                memcpy(own, rows, wrb * NO);
+                ar_weight wp = wr;
+                wp.data = own;
+                CHECK(ar_weight_wants_pack(&wp) == have512, "%s: wants_pack %d", tn, ar_weight_wants_pack(&wp));
+                if (ar_weight_wants_pack(&wp)) {
+                    CHECK(ar_weight_pack(&wp, own) == 0 && wp.layout == AR_LAYOUT_TILES, "%s: ar_weight_pack", tn);
+                    CHECK(!ar_weight_wants_pack(&wp) && ar_weight_pack(&wp, own) == -1, "%s: packed twice", tn);
+                    float *g0 = malloc(sizeof(float) * (size_t)n_in), *g1 = malloc(sizeof(float) * (size_t)n_in);
+                    int rows_differ = 0;
+                    for (int r = 0; r < NO; r += 7) {
+                        ar_get_row(&wr, r, g0);
+                        ar_get_row(&wp, r, g1);
+                        rows_differ += memcmp(g0, g1, sizeof(float) * (size_t)n_in) != 0;
+                    }
+                    CHECK(rows_differ == 0, "%s: ar_get_row of a packed weight differs on %d rows", tn, rows_differ);
+                    ar_compute *c = NULL;
+                    ar_error err;
+                    if (ar_compute_create(&c, 2, n_in, TM, &err) == 0) {
+                        for (int M = 1; M <= TM; M += 8) {
+                            ar_matmul(c, &wr, x, n_in, yr, NO, M);
+                            ar_matmul(c, &wp, x, n_in, yt, NO, M);
+                            CHECK(!memcmp(yr, yt, sizeof(float) * (size_t)M * NO), "%s M=%d: ar_matmul of a packed weight differs", tn, M);
+                        }
+                        ar_compute_free(c);
+                    }
+                    free(g0);
+                    free(g1);
+                }
+                free(own);
+                free(yr);
+                free(yt);
+                free(xq);
+                free(x);
+                free(rows);
+                free(tiles);
+                free(back);
+            }
+    /* types without a tile layout are refused */
+    uint8_t buf[34 * 16];
+    memset(buf, 0, sizeof buf);
+    CHECK(ar_gemm_pack_tiles(AR_Q8_0, buf, 34, 16) == -1, "Q8_0 packed");
+    CHECK(!ar_gemm_tiles_wanted(AR_Q8_0, 32, 16), "Q8_0 tiles wanted");
+    printf("gemm: 16-row tile layout checked (%s)\n", have512 ? "avx512 tile kernels + fallbacks" : "fallbacks only");
+}
+
 int main(void)
 {
     test_act_conversion();
     test_force();
     test_kernels();
+    test_tiles();
     TEST_END();
 }

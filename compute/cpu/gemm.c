@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/half.h"
@@ -571,4 +572,100 @@ void ar_gemm(int wtype, const void *w, size_t w_row_bytes, int64_t n_in, int64_t
     if (o_hi <= o_lo || M <= 0) return;
     ar_gemm_kernel k = kernel_for(isa_now(), wtype);
     if (k) k(w, w_row_bytes, n_in, o_lo, o_hi, xq, xq_row_bytes, M, y, ldy);
+}
+
+/* ---- the 16-row tile layout (gemm.h) ---------------------------------------------------- */
+
+enum { TILE_ROWS = 16 };
+
+static ar_gemm_kernel tile_kernel_for(int isa, int wtype)
+{
+#if defined(__x86_64__)
+    if (isa == ISA_AVX512) return ar_gemm_avx512_tile_kernel(wtype);
+#endif
+    (void)isa;
+    (void)wtype;
+    return NULL;
+}
+
+static int tile_type(int wtype)
+{
+    return wtype == AR_Q4_K || wtype == AR_Q5_K || wtype == AR_Q6_K || wtype == AR_IQ4_XS;
+}
+
+int ar_gemm_tiles_wanted(int wtype, int64_t n_in, int64_t n_out)
+{
+    const ar_dtype_info *info = ar_dtype_get(wtype);
+    return tile_type(wtype) && n_in % info->block_elems == 0 &&
+           (size_t)(n_in / info->block_elems) * info->block_bytes <= AR_GEMM_TILE_ROW_MAX && n_out > 0 && n_out % TILE_ROWS == 0 && tile_kernel_for(isa_now(), wtype) != NULL;
+}
+
+/* Offset in a tile of byte j of row i's block (block_bytes bb). */
+static size_t tile_offset(size_t bb, int i, size_t j)
+{
+    const size_t body = bb / 4 * 4;
+    if (j < body) return (j / 4) * 64 + 4 * (size_t)i + j % 4;
+    return body * TILE_ROWS + (size_t)i * (bb - body) + (j - body);
+}
+
+int ar_gemm_pack_tiles(int wtype, void *data, size_t row_bytes, int64_t n_out)
+{
+    if (!tile_type(wtype) || n_out <= 0 || n_out % TILE_ROWS) return -1;
+    const size_t bb = ar_dtype_get(wtype)->block_bytes, nb = row_bytes / bb, tb = TILE_ROWS * bb;
+    uint8_t *tmp = malloc(TILE_ROWS * row_bytes);
+    if (!tmp) return -1;
+    for (int64_t g = 0; g < n_out / TILE_ROWS; g++) {
+        uint8_t *grp = (uint8_t *)data + (size_t)g * TILE_ROWS * row_bytes;
+        memcpy(tmp, grp, TILE_ROWS * row_bytes);
+        for (size_t b = 0; b < nb; b++)
+            for (int i = 0; i < TILE_ROWS; i++) {
+                const uint8_t *src = tmp + (size_t)i * row_bytes + b * bb;
+                uint8_t *tile = grp + b * tb;
+                size_t j = 0;
+                for (; j + 4 <= bb; j += 4) memcpy(tile + tile_offset(bb, i, j), src + j, 4);
+                if (j < bb) memcpy(tile + tile_offset(bb, i, j), src + j, bb - j);
+            }
+    }
+    free(tmp);
+    return 0;
+}
+
+void ar_gemm_tile_row(int wtype, const void *data, size_t row_bytes, int64_t row, void *out)
+{
+    const size_t bb = ar_dtype_get(wtype)->block_bytes, nb = row_bytes / bb, tb = TILE_ROWS * bb;
+    const uint8_t *grp = (const uint8_t *)data + (size_t)(row / TILE_ROWS) * TILE_ROWS * row_bytes;
+    const int i = (int)(row % TILE_ROWS);
+    uint8_t *dst = out;
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *tile = grp + b * tb;
+        size_t j = 0;
+        for (; j + 4 <= bb; j += 4) memcpy(dst + b * bb + j, tile + tile_offset(bb, i, j), 4);
+        if (j < bb) memcpy(dst + b * bb + j, tile + tile_offset(bb, i, j), bb - j);
+    }
+}
+
+void ar_gemm_tiled(int wtype, const void *w, size_t w_row_bytes, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                   const void *xq, size_t xq_row_bytes, int M, float *y, int64_t ldy)
+{
+    if (o_hi <= o_lo || M <= 0) return;
+    const int isa = isa_now();
+    ar_gemm_kernel k = tile_kernel_for(isa, wtype);
+    if (k) {
+        k(w, w_row_bytes, n_in, o_lo, o_hi, xq, xq_row_bytes, M, y, ldy);
+        return;
+    }
+    /* no tile kernel here (another ISA was forced after the weights were packed): row by row */
+    k = kernel_for(isa, wtype);
+    if (!k) return;
+    uint8_t stack[AR_GEMM_TILE_ROW_MAX], *row = w_row_bytes <= sizeof stack ? stack : malloc(w_row_bytes);
+    if (!row) {   /* never leave garbage */
+        for (int m = 0; m < M; m++)
+            for (int64_t o = o_lo; o < o_hi; o++) y[(size_t)m * (size_t)ldy + (size_t)o] = NAN;
+        return;
+    }
+    for (int64_t o = o_lo; o < o_hi; o++) {
+        ar_gemm_tile_row(wtype, w, w_row_bytes, o, row);
+        k(row, w_row_bytes, n_in, 0, 1, xq, xq_row_bytes, M, y + o, ldy);
+    }
+    if (row != stack) free(row);
 }

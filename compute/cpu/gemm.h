@@ -49,6 +49,33 @@ void   ar_gemm_quantize_act(int wtype, const float *x, void *xq, int64_t n_in);
 void   ar_gemm(int wtype, const void *w, size_t w_row_bytes, int64_t n_in, int64_t o_lo,
                int64_t o_hi, const void *xq, size_t xq_row_bytes, int M, float *y, int64_t ldy);
 
+/* ---- the 16-row tile layout -------------------------------------------------------------
+ * The AVX-512 K-quant kernels work on tiles of 16 weight rows x one block, transposed so that a
+ * 32-bit lane holds one row. From the row layout they transpose every tile on every call (16
+ * row streams, 2-3 16x16 transposes per tile); in the tile layout the weights are stored that way
+ * once, at load. Same bytes, same size, rearranged:
+ *   tile (g, b) = rows 16g..16g+15 of block column b, at data + 16g * row_bytes + b * 16 * block_bytes;
+ *   byte j of row i's block is at (j / 4) * 64 + 4i + j % 4 in the tile for j < 4 * (block_bytes / 4),
+ *   and the bytes after those (Q6_K's 2-byte d) follow as 16 rows x (block_bytes % 4) bytes.
+ * So dword column k of a tile is one 64-byte vector: lane i = dword k of row i. A layer's weights
+ * are then one sequential stream per thread, also for decode. Only matrices of a whole number of
+ * tiles (n_out % 16 == 0) take the layout. */
+
+/* Rows longer than this stay in the row layout (callers take one row out on the stack). */
+#define AR_GEMM_TILE_ROW_MAX 24576
+/* Whether the implementation in use has a tile-layout kernel for wtype and the matrix fits it. */
+int    ar_gemm_tiles_wanted(int wtype, int64_t n_in, int64_t n_out);
+/* Rearrange n_out rows (a multiple of 16) of a wtype matrix from the row layout to the tile
+ * layout, in place. 0, or -1 when the type has no tile layout, n_out does not fit it, or memory
+ * for one row group cannot be had (the data is then unchanged). */
+int    ar_gemm_pack_tiles(int wtype, void *data, size_t row_bytes, int64_t n_out);
+/* Row `row` of a tile-layout matrix back in the row layout (row_bytes bytes to out). */
+void   ar_gemm_tile_row(int wtype, const void *data, size_t row_bytes, int64_t row, void *out);
+/* ar_gemm for a matrix in the tile layout (any [o_lo, o_hi)). Implementations without a tile
+ * kernel for wtype run the row kernel on rows taken back out of the tiles (slow, but exact). */
+void   ar_gemm_tiled(int wtype, const void *w, size_t w_row_bytes, int64_t n_in, int64_t o_lo,
+                     int64_t o_hi, const void *xq, size_t xq_row_bytes, int M, float *y, int64_t ldy);
+
 /* Force an implementation: "scalar", "avx2", "avx512", "neon"; NULL = best available.
  * Returns 0, or -1 when that implementation is not available on this CPU/build. */
 int    ar_gemm_force(const char *isa);
@@ -67,6 +94,8 @@ typedef void (*ar_gemm_kernel)(const void *w, size_t w_row_bytes, int64_t n_in, 
 ar_gemm_kernel ar_gemm_avx512_kernel(int wtype);
 /* Q8_K activation rows (nb blocks of 256), bit-identical to ar_quantize_row; 0 when not built. */
 int            ar_gemm_avx512_q8_K(const float *x, void *y, int64_t nb);
+/* Its tile-layout kernel for wtype, or NULL. */
+ar_gemm_kernel ar_gemm_avx512_tile_kernel(int wtype);
 ar_gemm_kernel ar_gemm_avx2_kernel(int wtype);
 ar_gemm_kernel ar_gemm_neon_kernel(int wtype);
 /* The scalar reference for wtype (NULL when unsupported). */

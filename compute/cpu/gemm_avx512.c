@@ -137,6 +137,56 @@ INLINE void store_rows(float *y, __m512 acc, int nv)
     else _mm512_mask_storeu_ps(y, (__mmask16)((1u << nv) - 1), acc);
 }
 
+/* Store lanes [lo, hi) of acc to y[lo..hi) (y = lane 0; the other lanes are not touched). */
+INLINE void store_lanes(float *y, __m512 acc, int lo, int hi)
+{
+    if (lo == 0) store_rows(y, acc, hi);
+    else _mm512_mask_storeu_ps(y, (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)), acc);
+}
+
+/* Prefetch into L1 the bytes [p + lo, p + hi). */
+INLINE void prefetch_span(const uint8_t *p, size_t lo, size_t hi)
+{
+    for (size_t q = lo & ~(size_t)63; q < hi; q += 64) _mm_prefetch((const char *)(p + q), _MM_HINT_T0);
+}
+
+/* Where a tile's bytes come from: 16 row pointers (row layout: transposed here, on every call) or
+ * one pointer to a tile of the 16-row tile layout (gemm.h: stored transposed at load). */
+typedef struct {
+    const uint8_t *const *p;   /* row layout: p[i] = block of row i */
+    const uint8_t *t;          /* tile layout: the tile; NULL for row layout */
+} tsrc;
+
+/* out[c] lane i = dword off/4 + c of row i's block, c < n (n = 4, 8 or 16; off a multiple of 4). */
+INLINE void src_cols(tsrc s, size_t off, int n, __m512i *out)
+{
+    if (s.t) {
+#pragma GCC unroll 16
+        for (int c = 0; c < n; c++) out[c] = _mm512_loadu_si512(s.t + (off / 4 + (size_t)c) * 64);
+        return;
+    }
+    if (n == 4) {
+        load_headers16(s.p, off, out);
+        return;
+    }
+    __m512i r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < TW; i++)
+        r[i] = n == 16 ? _mm512_loadu_si512(s.p[i] + off)
+                       : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(s.p[i] + off)));
+    transpose16(r);
+#pragma GCC unroll 16
+    for (int c = 0; c < n; c++) out[c] = r[c];
+}
+
+/* The F16 at byte off of each row's block, as floats. In the tile layout off is the block's
+ * 2-byte tail (Q6_K's d), stored after the dword columns as 16 consecutive halves. */
+INLINE __m512 src_f16_tail(tsrc s, size_t off)
+{
+    if (s.t) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s.t + off / 4 * 64)));
+    return gather_f16(s.p, off);
+}
+
 /* ---- K-quant tiles (Q4_K, Q5_K, Q6_K) -------------------------------------------------------- */
 
 /* One 256-column block of 16 weight rows. q[k] lane i = quants 4k..4k+3 of row i (unsigned).
@@ -172,18 +222,16 @@ INLINE void k4_scales16(ktile *t, __m512i s0, __m512i s1, __m512i s2)
 }
 
 /* Q4_K: 144-byte blocks: d, dmin (4 bytes), scales (12), qs (128). */
-INLINE void build_q4_K(ktile *t, const uint8_t *const p[TW])
+INLINE void build_q4_K(ktile *t, tsrc src)
 {
     __m512i h[4];
-    load_headers16(p, 0, h);
+    src_cols(src, 0, 4, h);
     t->d = half_lanes_to_f32(h[0], 0);
     t->dmin = half_lanes_to_f32(h[0], 1);
     k4_scales16(t, h[1], h[2], h[3]);
     for (int half = 0; half < 2; half++) {
         __m512i r[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < TW; i++) r[i] = _mm512_loadu_si512(p[i] + 16 + 64 * half);
-        transpose16(r);
+        src_cols(src, 16 + 64 * (size_t)half, 16, r);
         /* packed dword 16*half + u: chunk c = 2*half + u/8, t = u%8; its low nibbles are elements
          * 64c + 4t.. (quad 16c + t), its high nibbles 64c + 32 + 4t.. (quad 16c + 8 + t). Stored
          * packed at q[16c + t]; run_k4 splits the nibbles (cheaper than storing twice the tile). */
@@ -194,29 +242,19 @@ INLINE void build_q4_K(ktile *t, const uint8_t *const p[TW])
 
 /* Q5_K: 176-byte blocks: d, dmin, scales (12), qh (32), qs (128). Bit 2c (2c+1) of qh[l] is the
  * fifth bit of element l of the low (high) nibble half of chunk c. */
-INLINE void build_q5_K(ktile *t, const uint8_t *const p[TW])
+INLINE void build_q5_K(ktile *t, tsrc src)
 {
     __m512i h[4];
-    load_headers16(p, 0, h);
+    src_cols(src, 0, 4, h);
     t->d = half_lanes_to_f32(h[0], 0);
     t->dmin = half_lanes_to_f32(h[0], 1);
     k4_scales16(t, h[1], h[2], h[3]);
     const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
-    __m512i qh[16]; /* qh[u] lane i = qh bytes 4u..4u+3 of row i (u < 8) */
-    {
-        __m512i r[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < TW; i++)
-            r[i] = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(p[i] + 16)));
-        transpose16(r);
-#pragma GCC unroll 16
-        for (int u = 0; u < 8; u++) qh[u] = r[u];
-    }
+    __m512i qh[8]; /* qh[u] lane i = qh bytes 4u..4u+3 of row i */
+    src_cols(src, 16, 8, qh);
     for (int half = 0; half < 2; half++) {
         __m512i r[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < TW; i++) r[i] = _mm512_loadu_si512(p[i] + 48 + 64 * half);
-        transpose16(r);
+        src_cols(src, 48 + 64 * (size_t)half, 16, r);
 #pragma GCC unroll 16
         for (int u = 0; u < 16; u++) {
             const int c = 2 * half + u / 8, tt = u % 8;
@@ -231,12 +269,12 @@ INLINE void build_q5_K(ktile *t, const uint8_t *const p[TW])
 }
 
 /* Q6_K: 210-byte blocks: ql (128), qh (64), scales (16 x int8), d. Quants stored +32 (0..63). */
-INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
+INLINE void build_q6_K(ktile *t, tsrc src)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
     {
         __m512i h[4];
-        load_headers16(p, 192, h); /* scales[0..15] */
+        src_cols(src, 192, 4, h); /* scales[0..15] */
 #pragma GCC unroll 16
         for (int c = 0; c < 4; c++)
 #pragma GCC unroll 16
@@ -247,18 +285,14 @@ INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
             const __m512i s0 = _mm512_slli_epi32(t->sc[2 * j], 5), s1 = _mm512_slli_epi32(t->sc[2 * j + 1], 5);
             t->mn[j] = _mm512_or_si512(_mm512_and_si512(s0, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(s1, 16));
         }
-        t->d = gather_f16(p, 208);
+        t->d = src_f16_tail(src, 208);
     }
     /* qh of both halves in one transpose: qh[8 * half + tt] lane i = qh bytes 32 half + 4tt.. of row i */
     __m512i qh[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < TW; i++) qh[i] = _mm512_loadu_si512(p[i] + 128);
-    transpose16(qh);
+    src_cols(src, 128, 16, qh);
     for (int half = 0; half < 2; half++) {
         __m512i ql[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < TW; i++) ql[i] = _mm512_loadu_si512(p[i] + 64 * half);
-        transpose16(ql);
+        src_cols(src, 64 * (size_t)half, 16, ql);
         /* 128 elements of this half: for l in 0..31 (dword tt = l/4 of a 32-byte run):
          * e[l]    = ql[l] & 15        | (qh[l] >> 0 & 3) << 4
          * e[l+32] = ql[l+32] & 15     | (qh[l] >> 2 & 3) << 4
@@ -282,10 +316,10 @@ INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
 /* IQ4_XS: 136-byte blocks: d, scales_h (2), scales_l (4), qs (128). Sub-block j (32) has the
  * 6-bit scale ls_j - 32 and its nibbles in qs[16j..16j+15] (low: elements 0..15, high: 16..31);
  * values are ar_iq4nl_values, stored +128 so they are unsigned. */
-INLINE void build_iq4_xs(ktile *t, const uint8_t *const p[TW])
+INLINE void build_iq4_xs(ktile *t, tsrc src)
 {
     __m512i h[4];
-    load_headers16(p, 0, h); /* h[0] = d | scales_h << 16, h[1] = scales_l */
+    src_cols(src, 0, 4, h); /* h[0] = d | scales_h << 16, h[1] = scales_l */
     t->d = half_lanes_to_f32(h[0], 0);
     const __m512i m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3), b32 = _mm512_set1_epi32(32);
 #pragma GCC unroll 8
@@ -303,9 +337,7 @@ INLINE void build_iq4_xs(ktile *t, const uint8_t *const p[TW])
 #pragma GCC unroll 1
     for (int half = 0; half < 2; half++) {
         __m512i r[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < TW; i++) r[i] = _mm512_loadu_si512(p[i] + 8 + 64 * half);
-        transpose16(r);
+        src_cols(src, 8 + 64 * (size_t)half, 16, r);
 #pragma GCC unroll 16
         for (int u = 0; u < 16; u++) { /* qs bytes 64 half + 4u..: sub-block 4 half + u/4 */
             const int k = 8 * (4 * half + u / 4) + u % 4;
@@ -670,42 +702,50 @@ INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int6
     }
 }
 
-INLINE void build_ktile(ktile *t, const uint8_t *const p[TW], int kind)
+INLINE void build_ktile(ktile *t, tsrc src, int kind)
 {
-    if (kind == KT_Q4_K) build_q4_K(t, p);
-    else if (kind == KT_Q5_K) build_q5_K(t, p);
-    else if (kind == KT_Q6_K) build_q6_K(t, p);
-    else build_iq4_xs(t, p);
+    if (kind == KT_Q4_K) build_q4_K(t, src);
+    else if (kind == KT_Q5_K) build_q5_K(t, src);
+    else if (kind == KT_Q6_K) build_q6_K(t, src);
+    else build_iq4_xs(t, src);
 }
 
 /* The driver shared by the K-quants: tiles of 16 weight rows, activation rows in chunks of MCHUNK
  * with float accumulators in L1, MR rows per register block. From PAIR_M activation rows on (prompt
  * chunks) two tiles at a time (32 rows, run_ktile2), which halves the activation loads; below it the
  * 32 concurrent weight-row streams cost more than that saves (gemm_bench q4_K 2048x6144 from DRAM,
- * 2 threads: M = 4 0.233 -> 0.299 ms, M = 16 0.420 -> 0.511, M = 64 1.473 -> 1.424). */
+ * 2 threads: M = 4 0.233 -> 0.299 ms, M = 16 0.420 -> 0.511, M = 64 1.473 -> 1.424).
+ * tiled: the weights are in the 16-row tile layout (gemm.h). Each tile is then one contiguous read
+ * that needs no transpose, so M = 1 takes the same path (one sequential stream per thread); tiles
+ * start at multiples of 16 rows, and lanes outside [o_lo, o_hi) are computed but not stored. */
 enum { PAIR_M = 64 };
 INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                        const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
+                        const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind, int tiled)
 {
     const int64_t nb = n_in / AR_QK_K;
-    if (M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K) && nb <= ROWDOT_MAX_BLOCKS) {
+    if (!tiled && M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K) && nb <= ROWDOT_MAX_BLOCKS) {
         rowdot_k(w, wrb, n_in, o_lo, o_hi, xq, y, kind);
         return;
     }
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : kind == KT_Q5_K ? sizeof(ar_block_q5_K)
                         : kind == KT_Q6_K ? sizeof(ar_block_q6_K) : sizeof(ar_block_iq4_xs);
+    const size_t tbytes = TW * bbytes;   /* one tile of the tile layout */
     const uint8_t *wb = w, *xb = xq;
+    const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* tile layout: end of the range's tiles */
     ktile t[2];
     __m512 acc[2][MCHUNK];
-    for (int64_t o0 = o_lo; o0 < o_hi;) {
+    for (int64_t o0 = tiled ? o_lo - o_lo % TW : o_lo; o0 < o_hi;) {
         const int nt = M >= PAIR_M && o_hi - o0 >= 2 * TW ? 2 : 1;   /* tiles in this pass */
-        int nv[2];
-        const uint8_t *rows[2][TW];
+        int nv[2], lo_lane[2];
+        const uint8_t *rows[2][TW], *tg[2];
         for (int k = 0; k < nt; k++) {
             const int64_t ok = o0 + k * TW;
             nv[k] = o_hi - ok < TW ? (int)(o_hi - ok) : TW;
+            lo_lane[k] = ok < o_lo ? (int)(o_lo - ok) : 0;
+            tg[k] = wb + (size_t)ok * wrb;
+            if (!tiled)
 #pragma GCC unroll 16
-            for (int i = 0; i < TW; i++) rows[k][i] = wb + (size_t)(ok + (i < nv[k] ? i : nv[k] - 1)) * wrb;
+                for (int i = 0; i < TW; i++) rows[k][i] = wb + (size_t)(ok + (i < nv[k] ? i : nv[k] - 1)) * wrb;
         }
         for (int m0 = 0; m0 < M; m0 += MCHUNK) {
             const int mc = M - m0 < MCHUNK ? M - m0 : MCHUNK;
@@ -714,20 +754,36 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                 for (int r = 0; r < mc; r++) acc[k][r] = _mm512_setzero_ps();
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *p[2][TW];
-                for (int k = 0; k < nt; k++)
+                tsrc src[2];
+                for (int k = 0; k < nt; k++) {
+                    if (tiled) {
+                        src[k] = (tsrc){ NULL, tg[k] + (size_t)b * tbytes };
+                    } else {
 #pragma GCC unroll 16
-                    for (int i = 0; i < TW; i++) p[k][i] = rows[k][i] + (size_t)b * bbytes;
+                        for (int i = 0; i < TW; i++) p[k][i] = rows[k][i] + (size_t)b * bbytes;
+                        src[k] = (tsrc){ p[k], NULL };
+                    }
+                }
                 /* prefetch a later tile of each row group in up to 4 slices: before the build, then
                  * after each of the first activation row groups, so the loads spread over the arithmetic */
-                const uint8_t *nx[2][TW];
+                const uint8_t *nx[2][TW], *nt_ptr[2];
                 int have_next[2] = { 0, 0 };
-                for (int k = 0; k < nt; k++)
-                    have_next[k] = tile_ahead(wb, wrb, o0 + k * TW, o_hi, b, nb, bbytes, PF_TILES, nx[k]);
+                for (int k = 0; k < nt; k++) {
+                    if (tiled) {   /* the tiles of a row group, then of the next, are contiguous */
+                        nt_ptr[k] = src[k].t + PF_TILES * tbytes;
+                        have_next[k] = nt_ptr[k] + tbytes <= tend;
+                    } else {
+                        have_next[k] = tile_ahead(wb, wrb, o0 + k * TW, o_hi, b, nb, bbytes, PF_TILES, nx[k]);
+                    }
+                }
                 const int ngroups = (mc + MR - 1) / MR, slices = ngroups < 4 ? ngroups : 4;
                 const int per_slice = TW / slices;
                 for (int k = 0; k < nt; k++)
-                    if (have_next[k]) prefetch_rows(nx[k], 0, per_slice, bbytes);
-                for (int k = 0; k < nt; k++) build_ktile(&t[k], p[k], kind);
+                    if (have_next[k]) {
+                        if (tiled) prefetch_span(nt_ptr[k], 0, tbytes / (size_t)slices);
+                        else prefetch_rows(nx[k], 0, per_slice, bbytes);
+                    }
+                for (int k = 0; k < nt; k++) build_ktile(&t[k], src[k], kind);
                 for (int r0 = 0, g = 0; r0 < mc; r0 += MR, g++) {
                     const int R = mc - r0 < MR ? mc - r0 : MR;
                     const uint8_t *a[MR];
@@ -745,12 +801,19 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                     else run_ktile(&t[0], a, 1, kind, acc[0] + r0);
                     if (g + 1 < slices)
                         for (int k = 0; k < nt; k++)
-                            if (have_next[k]) prefetch_rows(nx[k], (g + 1) * per_slice, (g + 2) * per_slice, bbytes);
+                            if (have_next[k]) {
+                                if (tiled)
+                                    prefetch_span(nt_ptr[k], tbytes * (size_t)(g + 1) / (size_t)slices,
+                                                  tbytes * (size_t)(g + 2) / (size_t)slices);
+                                else
+                                    prefetch_rows(nx[k], (g + 1) * per_slice, (g + 2) * per_slice, bbytes);
+                            }
                 }
             }
             for (int k = 0; k < nt; k++)
 #pragma GCC unroll 16
-                for (int r = 0; r < mc; r++) store_rows(y + (int64_t)(m0 + r) * ldy + o0 + k * TW, acc[k][r], nv[k]);
+                for (int r = 0; r < mc; r++)
+                    store_lanes(y + (int64_t)(m0 + r) * ldy + o0 + k * TW, acc[k][r], lo_lane[k], nv[k]);
         }
         o0 += nt * TW;
     }
@@ -759,25 +822,50 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
 static void gemm_q4_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                       const void *xq, size_t xrb, int M, float *y, int64_t ldy)
 {
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q4_K);
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q4_K, 0);
 }
 
 static void gemm_q5_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                       const void *xq, size_t xrb, int M, float *y, int64_t ldy)
 {
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q5_K);
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q5_K, 0);
 }
 
 static void gemm_q6_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                       const void *xq, size_t xrb, int M, float *y, int64_t ldy)
 {
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q6_K);
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q6_K, 0);
 }
 
 static void gemm_iq4_xs(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                         const void *xq, size_t xrb, int M, float *y, int64_t ldy)
 {
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_IQ4_XS);
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_IQ4_XS, 0);
+}
+
+/* The same four types with their weights in the 16-row tile layout (gemm.h). */
+static void gemm_q4_K_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q4_K, 1);
+}
+
+static void gemm_q5_K_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q5_K, 1);
+}
+
+static void gemm_q6_K_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q6_K, 1);
+}
+
+static void gemm_iq4_xs_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                              const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_IQ4_XS, 1);
 }
 
 /* ---- 32-element block types with signed weights (Q8_0, Q4_0, IQ4_NL) x Q8_0 ------------------ */
@@ -1188,9 +1276,26 @@ ar_gemm_kernel ar_gemm_avx512_kernel(int wtype)
     }
 }
 
+ar_gemm_kernel ar_gemm_avx512_tile_kernel(int wtype)
+{
+    switch (wtype) {
+    case AR_Q4_K:   return gemm_q4_K_tiles;
+    case AR_Q5_K:   return gemm_q5_K_tiles;
+    case AR_Q6_K:   return gemm_q6_K_tiles;
+    case AR_IQ4_XS: return gemm_iq4_xs_tiles;
+    default:        return NULL;
+    }
+}
+
 #elif defined(__x86_64__)
 
 ar_gemm_kernel ar_gemm_avx512_kernel(int wtype)
+{
+    (void)wtype;
+    return NULL;
+}
+
+ar_gemm_kernel ar_gemm_avx512_tile_kernel(int wtype)
 {
     (void)wtype;
     return NULL;

@@ -121,11 +121,25 @@ typedef struct {
     int M;
 } mm_task;
 
+/* Row o of w dequantized into y (n_in floats). */
+static void dequant_weight_row(const ar_weight *w, int64_t o, float *y)
+{
+    if (w->layout == AR_LAYOUT_TILES) {
+        uint8_t row[AR_GEMM_TILE_ROW_MAX];   /* ar_weight_pack takes no longer rows */
+        ar_gemm_tile_row(w->type, w->data, w->row_bytes, o, row);
+        ar_dequantize_row(w->type, row, y, w->n_in);
+        return;
+    }
+    const uint8_t *src = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
+    if (w->type == AR_F32) memcpy(y, src, (size_t)w->n_in * sizeof(float));
+    else ar_dequantize_row(w->type, src, y, w->n_in);   /* type validated when the model was loaded */
+}
+
 static const float *weight_row(const ar_weight *w, int64_t o, float *buf)
 {
-    const uint8_t *src = (const uint8_t *)w->data + (size_t)o * w->row_bytes;
-    if (w->type == AR_F32) return (const float *)src;
-    ar_dequantize_row(w->type, src, buf, w->n_in);   /* type validated when the model was loaded */
+    if (w->type == AR_F32 && w->layout == AR_LAYOUT_ROWS)
+        return (const float *)(const void *)((const uint8_t *)w->data + (size_t)o * w->row_bytes);
+    dequant_weight_row(w, o, buf);
     return buf;
 }
 
@@ -287,7 +301,10 @@ static int gemm_prepare(ar_compute *c, gemm_task *t, uint8_t *buf)
 static void gemm_rows(const gemm_task *t, long lo, long hi)
 {
     const ar_weight *w = t->w;
-    ar_gemm(w->type, w->data, w->row_bytes, w->n_in, lo, hi, t->xq, t->xrb, t->M, t->y, t->ldy);
+    if (w->layout == AR_LAYOUT_TILES)
+        ar_gemm_tiled(w->type, w->data, w->row_bytes, w->n_in, lo, hi, t->xq, t->xrb, t->M, t->y, t->ldy);
+    else
+        ar_gemm(w->type, w->data, w->row_bytes, w->n_in, lo, hi, t->xq, t->xrb, t->M, t->y, t->ldy);
     if (w->scale != 1.0f)
         for (int m = 0; m < t->M; m++)
             for (long o = lo; o < hi; o++) t->y[(size_t)m * (size_t)t->ldy + (size_t)o] *= w->scale;
@@ -396,11 +413,20 @@ void ar_matmul_n(ar_compute *c, int n, const ar_weight *const *w, const float *x
     for (int k = 0; k < n_later; k++) ar_matmul(c, w[later[k]], x, ldx, y[later[k]], ldy[later[k]], M);
 }
 
-void ar_get_row(const ar_weight *w, int64_t row, float *y)
+void ar_get_row(const ar_weight *w, int64_t row, float *y) { dequant_weight_row(w, row, y); }
+
+int ar_weight_wants_pack(const ar_weight *w)
 {
-    const uint8_t *src = (const uint8_t *)w->data + (size_t)row * w->row_bytes;
-    if (w->type == AR_F32) memcpy(y, src, (size_t)w->n_in * sizeof(float));
-    else ar_dequantize_row(w->type, src, y, w->n_in);
+    return w->layout == AR_LAYOUT_ROWS && ar_gemm_tiles_wanted(w->type, w->n_in, w->n_out) &&
+           w->row_bytes == ar_row_bytes(w->type, w->n_in);
+}
+
+int ar_weight_pack(ar_weight *w, void *data)
+{
+    if (!ar_weight_wants_pack(w) || data != w->data) return -1;
+    if (ar_gemm_pack_tiles(w->type, data, w->row_bytes, w->n_out) != 0) return -1;
+    w->layout = AR_LAYOUT_TILES;
+    return 0;
 }
 
 /* ---- row kernels ----------------------------------------------------------------------- */

@@ -4,8 +4,9 @@
  *   make BUILD=build-kern build-kern/libarbor.a
  *   cc -O2 -std=c11 -D_GNU_SOURCE -I. bench/gemm_bench.c build-kern/libarbor.a -lm -pthread \
  *      -o build-kern/gemm_bench
- *   build-kern/gemm_bench [type=q4_K] [n_in=2048] [n_out=6144] [isa=best] [reps=7] [hot]
- * ("hot": one copy, to time the arithmetic alone).
+ *   build-kern/gemm_bench [type=q4_K] [n_in=2048] [n_out=6144] [isa=best] [reps=7] [hot|cold] [tiles]
+ * ("hot": one copy, to time the arithmetic alone; "tiles": weights in gemm.h's 16-row tile layout,
+ * as the model loader packs them for the AVX-512 K-quant kernels).
  * Several copies of the matrix (more bytes than the L3 cache) are used in turn, as the layers of
  * a model are, so M = 1 reads weights from DRAM. Reports ms per matrix, GB/s of weight bytes and
  * the time relative to M = 1, on 1 and 2 threads (output rows split over the base/pool.h pool in
@@ -32,6 +33,7 @@ typedef struct {
     const uint8_t *xq;
     float *y;
     int M;
+    int tiles;
     double cpu[2];   /* thread CPU seconds of the last run, per thread */
 } job;
 
@@ -48,7 +50,8 @@ static void run_part(void *ctx, int ith, int nth)
     const double c0 = thread_cpu();
     long lo, hi;
     ar_split_range((long)j->n_out, AR_GEMM_ROW_ALIGN, ith, nth, &lo, &hi);
-    if (hi > lo) ar_gemm(j->type, j->w, j->wrb, j->n_in, lo, hi, j->xq, j->xrb, j->M, j->y, j->n_out);
+    if (hi > lo && j->tiles) ar_gemm_tiled(j->type, j->w, j->wrb, j->n_in, lo, hi, j->xq, j->xrb, j->M, j->y, j->n_out);
+    else if (hi > lo) ar_gemm(j->type, j->w, j->wrb, j->n_in, lo, hi, j->xq, j->xrb, j->M, j->y, j->n_out);
     if (ith < 2) j->cpu[ith] = thread_cpu() - c0;
 }
 
@@ -71,6 +74,7 @@ int main(int argc, char **argv)
     const char *isa = argc > 4 && strcmp(argv[4], "best") ? argv[4] : NULL;
     const int reps = argc > 5 ? atoi(argv[5]) : 7;
     const int hot = argc > 6 && !strcmp(argv[6], "hot"); /* one copy: weights stay in cache */
+    const int tiles = argc > 7 && !strcmp(argv[7], "tiles");
     if (type < 0 || ar_gemm_act_type(type) < 0) { fprintf(stderr, "unsupported type %s\n", tname); return 1; }
     if (ar_gemm_force(isa) != 0) { fprintf(stderr, "isa %s not available\n", isa); return 1; }
 
@@ -85,6 +89,7 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < n_in; i++) row[i] = gauss();
         ar_quantize_row(type, row, w + (size_t)o * wrb, n_in);
     }
+    if (tiles && ar_gemm_pack_tiles(type, w, wrb, n_out) != 0) { fprintf(stderr, "%s has no tile layout\n", tname); return 1; }
     for (int c = 1; c < copies; c++) memcpy(w + (size_t)c * wbytes, w, wbytes);
     uint8_t *xq = malloc(xrb * MAX_M);
     for (int m = 0; m < MAX_M; m++) {
@@ -93,8 +98,8 @@ int main(int argc, char **argv)
     }
     float *y = malloc(sizeof(float) * (size_t)n_out * MAX_M);
 
-    printf("ar_gemm %s %lldx%lld (n_in x n_out), %.2f MB per matrix, %d copies, isa %s\n", tname,
-           (long long)n_in, (long long)n_out, wbytes / 1e6, copies, ar_gemm_isa());
+    printf("ar_gemm %s %lldx%lld (n_in x n_out), %.2f MB per matrix, %d copies, isa %s, %s layout\n", tname,
+           (long long)n_in, (long long)n_out, wbytes / 1e6, copies, ar_gemm_isa(), tiles ? "tile" : "row");
     static const int ms[] = { 1, 2, 4, 8, 16, 32, 64 };
     for (int nth = 1; nth <= 2; nth++) {
         ar_pool *pool = ar_pool_create(nth);
@@ -102,7 +107,7 @@ int main(int argc, char **argv)
         printf("threads %d    (wall: best of %d; cpu: busiest thread's CPU time, robust to a shared machine)\n"
                "   M   wall ms   GB/s   x M=1    cpu ms   GB/s   x M=1\n", nth, reps);
         for (size_t k = 0; k < sizeof ms / sizeof ms[0]; k++) {
-            job j = { type, n_in, n_out, wrb, xrb, w, xq, y, ms[k], { 0, 0 } };
+            job j = { type, n_in, n_out, wrb, xrb, w, xq, y, ms[k], tiles, { 0, 0 } };
             double best = 1e30, best_cpu = 1e30;
             for (int r = 0; r < reps; r++) {
                 const double t0 = ar_now();

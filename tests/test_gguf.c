@@ -394,6 +394,37 @@ static void test_round_trip(void)
     CHECK(a && b && na == nb && !memcmp(a, b, na), "copy is byte-identical (%zu vs %zu bytes)", na, nb);
     free(a);
     free(b);
+
+    /* gguf_writable: a private, writable alias of a tensor's bytes (and its neighbours' pages) with
+     * the same contents; writes through it reach neither the file nor another tensor */
+    {
+        const gguf_tensor *t0 = gguf_tensor_at(f, 0), *t1 = gguf_tensor_at(f, 1);
+        uint8_t *before1 = malloc(t1->nbytes);
+        memcpy(before1, t1->data, t1->nbytes);
+        uint8_t *wd = gguf_writable(f, t0->data, t0->nbytes, &err);
+        CHECK(wd == t0->data, "writable alias of %s: %s", t0->name, wd ? "moved" : err.msg);
+        bool same = wd != NULL;
+        for (uint64_t k = 0; wd && k < t0->nbytes; k++) same = same && wd[k] == (uint8_t)(k * 31);
+        CHECK(same, "writable %s kept its bytes", t0->name);
+        if (wd) memset(wd, 0xAB, t0->nbytes);
+        CHECK(!memcmp(before1, t1->data, t1->nbytes), "a write through %s's alias changed %s", t0->name, t1->name);
+        CHECK(wd && ((const uint8_t *)t0->data)[0] == 0xAB, "the alias is the tensor's memory");
+        uint8_t *again = read_all(path, &na);
+        const uint64_t at = gguf_data_offset(f, 0) + t0->offset;
+        CHECK(again && na > at + 1 && again[at] == 0 && again[at + 1] == 31, "the file changed under a writable alias");
+        gguf_file *fm = NULL;
+        if (again && gguf_open_memory(&fm, again, na, &err) == AR_OK) {
+            const gguf_tensor *tm = gguf_tensor_at(fm, 0);
+            CHECK(gguf_writable(fm, tm->data, tm->nbytes, &err) == NULL && strstr(err.msg, "caller's buffer"),
+                  "a caller's buffer made writable: %s", err.msg);
+            gguf_close(fm);
+        }
+        free(again);
+        static const uint8_t outside[16];
+        CHECK(gguf_writable(f, outside, sizeof outside, &err) == NULL && strstr(err.msg, "not tensor data"),
+              "range outside the file accepted: %s", err.msg);
+        free(before1);
+    }
     gguf_close(f);
     for (int i = 0; i < N_ROUND; i++) free(datas[i]);
 

@@ -302,23 +302,43 @@ void qwen35_pack_weight(gguf_file *f, ar_weight *w, uint64_t *bytes)
            (long long)w->n_out, (long long)w->n_in, ar_dtype_name(w->type), d ? "out of memory" : e.msg);
 }
 
-/* Every matrix of the model through qwen35_pack_weight (the tied output shares token_embd's). */
+/* Every matrix of the model through qwen35_pack_weight (the tied output shares token_embd's), with
+ * progress: it reads the whole file (a 27B model: ~15 GB, tens of seconds from disk). */
 static void pack_weights(qwen35_model *m, const char *path)
 {
     const double t0 = ar_now();
-    uint64_t bytes = 0;
-    qwen35_pack_weight(m->gguf, &m->token_embd, &bytes);
-    if (m->hp.tied_output) m->output = m->token_embd;
-    else qwen35_pack_weight(m->gguf, &m->output, &bytes);
+    enum { PER_LAYER = 13 };
+    const int n = 2 + PER_LAYER * m->hp.n_layer;
+    ar_weight **ws = malloc((size_t)n * sizeof *ws);
+    if (!ws) return;   /* the row layout serves */
+    int k = 0;
+    ws[k++] = &m->token_embd;
+    ws[k++] = m->hp.tied_output ? NULL : &m->output;
     for (int il = 0; il < m->hp.n_layer; il++) {
         qwen35_layer *L = &m->layers[il];
-        ar_weight *ws[] = { &L->ffn_gate, &L->ffn_up, &L->ffn_down, &L->wq, &L->wk, &L->wv, &L->wqkv_attn, &L->wo,
-                            &L->ssm_qkv, &L->ssm_gate, &L->ssm_beta, &L->ssm_alpha, &L->ssm_out };
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) qwen35_pack_weight(m->gguf, ws[i], &bytes);
+        ar_weight *lw[PER_LAYER] = { &L->ffn_gate, &L->ffn_up, &L->ffn_down, &L->wq, &L->wk, &L->wv, &L->wqkv_attn,
+                                     &L->wo, &L->ssm_qkv, &L->ssm_gate, &L->ssm_beta, &L->ssm_alpha, &L->ssm_out };
+        for (int i = 0; i < PER_LAYER; i++) ws[k++] = lw[i];
     }
+    uint64_t total = 0, bytes = 0;
+    for (int i = 0; i < n; i++)
+        if (ws[i] && ws[i]->data && ws[i]->type >= 0 && ar_weight_wants_pack(ws[i]))
+            total += (uint64_t)ws[i]->row_bytes * (uint64_t)ws[i]->n_out;
+    uint64_t next_report = 0;
+    for (int i = 0; i < n && total; i++) {
+        if (!ws[i]) continue;
+        qwen35_pack_weight(m->gguf, ws[i], &bytes);
+        if (bytes >= next_report && bytes < total) {
+            ar_progress("rearranging weights", bytes, total);
+            next_report = bytes + total / 50;
+        }
+    }
+    if (total) ar_progress("rearranging weights", total, total);   /* ends the line (some may have stayed) */
+    if (m->hp.tied_output) m->output = m->token_embd;
+    free(ws);
     if (bytes)
-        ar_log(AR_LOG_INFO, "%s: %.2f GB of weights rearranged into the compute kernels' tile layout in %.2f s", path,
-               (double)bytes / 1e9, ar_now() - t0);
+        ar_log(AR_LOG_INFO, "%s: %.1f MB of weights rearranged into the compute kernels' tile layout in %.2f s", path,
+               (double)bytes / 1e6, ar_now() - t0);
 }
 
 /* F32 tensor of exactly [ne0, ne1] (ne1 = 1 for vectors). */

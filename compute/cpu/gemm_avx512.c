@@ -541,6 +541,98 @@ INLINE void run_ktile2(const ktile *t0, const ktile *t1, const uint8_t *const a[
     else run2_k4(t0, t1, a, R, kind == KT_Q4_K, acc0, acc1);
 }
 
+/* ---- one activation row on the tile layout (decode) --------------------------------------------
+ * At M = 1 a tile is used once, so staging it in a ktile (64 vector stores, reloaded by the run) only
+ * costs issue slots, and at M = 1 the kernel has few to spare: one thread streams ~35 GB/s, less than
+ * its share of DRAM. These take the quants straight from the tile's dword columns into vpdpbusd. The
+ * integer sums are exact and the float steps (k4_finish, off_finish) the same, so the results are the
+ * general tile path's bits (tests/test_gemm.c). */
+
+/* Q4_K tile (layout of build_q4_K) x one Q8_K block a. */
+INLINE __m512 m1_q4_K(const uint8_t *tile, const uint8_t *a, __m512 acc)
+{
+    ktile t;   /* only the scales, mins, d and dmin are filled */
+    __m512i h[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) h[c] = _mm512_loadu_si512(tile + 64 * c);   /* dword columns 0..3 */
+    t.d = half_lanes_to_f32(h[0], 0);
+    t.dmin = half_lanes_to_f32(h[0], 1);
+    k4_scales16(&t, h[1], h[2], h[3]);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const uint8_t *x = a + Q8K_QS;
+    __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 1
+    for (int c = 0; c < 4; c++) {   /* chunk c: elements 64c.. (sub-block 2c low nibbles, 2c+1 high) */
+        const uint8_t *col = tile + (size_t)(4 + 16 * (c / 2) + 8 * (c % 2)) * 64;
+        __m512i lo0 = _mm512_setzero_si512(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
+#pragma GCC unroll 8
+        for (int tt = 0; tt < 8; tt += 2) {
+            const __m512i v0 = _mm512_loadu_si512(col + 64 * tt), v1 = _mm512_loadu_si512(col + 64 * (tt + 1));
+            lo0 = _mm512_dpbusd_epi32(lo0, _mm512_and_si512(v0, m4), bcast4(x + 64 * c + 4 * tt));
+            lo1 = _mm512_dpbusd_epi32(lo1, _mm512_and_si512(v1, m4), bcast4(x + 64 * c + 4 * tt + 4));
+            hi0 = _mm512_dpbusd_epi32(hi0, _mm512_and_si512(_mm512_srli_epi32(v0, 4), m4), bcast4(x + 64 * c + 32 + 4 * tt));
+            hi1 = _mm512_dpbusd_epi32(hi1, _mm512_and_si512(_mm512_srli_epi32(v1, 4), m4), bcast4(x + 64 * c + 36 + 4 * tt));
+        }
+        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(lo0, lo1), t.sc[2 * c]));
+        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(hi0, hi1), t.sc[2 * c + 1]));
+    }
+    return k4_finish(&t, a, isum, acc);
+}
+
+/* Q6_K tile (layout of build_q6_K) x one Q8_K block a. Quad k (elements 4k..4k+3) is in sub-block
+ * k / 4; the quads of column tt of half h are 32h + tt + {0, 8, 16, 24}. */
+INLINE __m512 m1_q6_K(const uint8_t *tile, const uint8_t *a, __m512 acc)
+{
+    ktile t;   /* only the scales (sc), the offset terms (mn) and d are filled */
+    {
+        __m512i h[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) h[c] = _mm512_loadu_si512(tile + 64 * (48 + c));   /* scales: columns 48..51 */
+#pragma GCC unroll 16
+        for (int c = 0; c < 4; c++)
+#pragma GCC unroll 16
+            for (int k = 0; k < 4; k++) t.sc[4 * c + k] = _mm512_srai_epi32(_mm512_slli_epi32(h[c], 24 - 8 * k), 24);
+#pragma GCC unroll 16
+        for (int j = 0; j < 8; j++) {
+            const __m512i s0 = _mm512_slli_epi32(t.sc[2 * j], 5), s1 = _mm512_slli_epi32(t.sc[2 * j + 1], 5);
+            t.mn[j] = _mm512_or_si512(_mm512_and_si512(s0, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(s1, 16));
+        }
+        t.d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tile + 52 * 64)));   /* the d tail */
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    const uint8_t *x = a + Q8K_QS;
+    __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 1
+    for (int half = 0; half < 2; half++)
+#pragma GCC unroll 1
+        for (int g = 0; g < 2; g++) {   /* columns tt = 4g..4g+3: sub-blocks 8 half + g + {0, 2, 4, 6} */
+            __m512i s[4] = { _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                             _mm512_setzero_si512() };
+#pragma GCC unroll 4
+            for (int tt = 4 * g; tt < 4 * g + 4; tt++) {
+                const __m512i av = _mm512_loadu_si512(tile + (size_t)(16 * half + tt) * 64);
+                const __m512i bv = _mm512_loadu_si512(tile + (size_t)(16 * half + 8 + tt) * 64);
+                const __m512i hv = _mm512_loadu_si512(tile + (size_t)(32 + 8 * half + tt) * 64);
+                const int k0 = 32 * half + tt;
+                const __m512i q0 = _mm512_or_si512(_mm512_and_si512(av, m4), _mm512_slli_epi32(_mm512_and_si512(hv, m2), 4));
+                const __m512i q1 = _mm512_or_si512(_mm512_and_si512(bv, m4),
+                                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hv, 2), m2), 4));
+                const __m512i q2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(av, 4), m4),
+                                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hv, 4), m2), 4));
+                const __m512i q3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(bv, 4), m4),
+                                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hv, 6), m2), 4));
+                s[0] = _mm512_dpbusd_epi32(s[0], q0, bcast4(x + 4 * k0));
+                s[1] = _mm512_dpbusd_epi32(s[1], q1, bcast4(x + 4 * (k0 + 8)));
+                s[2] = _mm512_dpbusd_epi32(s[2], q2, bcast4(x + 4 * (k0 + 16)));
+                s[3] = _mm512_dpbusd_epi32(s[3], q3, bcast4(x + 4 * (k0 + 24)));
+            }
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++)
+                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s[q], t.sc[8 * half + g + 2 * q]));
+        }
+    return off_finish(&t, a, isum, acc);
+}
+
 /* ---- row-dot path for M <= 2 (decode) ---------------------------------------------------------
  * At M = 1 the tile path's transposition (16 row streams, a transpose per block) costs more than
  * it saves: the arithmetic per weight byte is tiny and the kernel must simply stream the weights at
@@ -732,6 +824,20 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
     const size_t tbytes = TW * bbytes;   /* one tile of the tile layout */
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* tile layout: end of the range's tiles */
+    if (tiled && M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K)) {   /* decode: tiles straight from memory */
+        for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
+            const uint8_t *tg = wb + (size_t)o0 * wrb;
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *tile = tg + (size_t)b * tbytes, *next = tile + PF_TILES * tbytes;
+                if (next + tbytes <= tend) prefetch_span(next, 0, tbytes);
+                acc = kind == KT_Q4_K ? m1_q4_K(tile, xb + (size_t)b * Q8K_BYTES, acc)
+                                      : m1_q6_K(tile, xb + (size_t)b * Q8K_BYTES, acc);
+            }
+            store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
+        }
+        return;
+    }
     ktile t[2];
     __m512 acc[2][MCHUNK];
     for (int64_t o0 = tiled ? o_lo - o_lo % TW : o_lo; o0 < o_hi;) {

@@ -597,7 +597,8 @@ int ar_gemm_tiles_wanted(int wtype, int64_t n_in, int64_t n_out)
 {
     const ar_dtype_info *info = ar_dtype_get(wtype);
     return tile_type(wtype) && n_in % info->block_elems == 0 &&
-           (size_t)(n_in / info->block_elems) * info->block_bytes <= AR_GEMM_TILE_ROW_MAX && n_out > 0 && n_out % TILE_ROWS == 0 && tile_kernel_for(isa_now(), wtype) != NULL;
+           (size_t)(n_in / info->block_elems) * info->block_bytes <= AR_GEMM_TILE_ROW_MAX &&
+           n_out > 0 && n_out % TILE_ROWS == 0 && tile_kernel_for(isa_now(), wtype) != NULL;
 }
 
 /* Offset in a tile of byte j of row i's block (block_bytes bb). */

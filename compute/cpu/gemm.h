@@ -26,7 +26,8 @@
  * costs far less than 16 calls with M = 1 (numbers: bench/gemm_bench.c).
  *
  * Threading: one call is one thread's share; callers split [0, n_out) into ranges (aligned to
- * AR_GEMM_ROW_ALIGN for best speed) and call ar_gemm per range. Nothing is allocated. */
+ * AR_GEMM_ROW_ALIGN for best speed) and call ar_gemm per range. Nothing is allocated (but by
+ * ar_gemm_pack_tiles, at load). */
 #ifndef AR_COMPUTE_CPU_GEMM_H
 #define AR_COMPUTE_CPU_GEMM_H
 

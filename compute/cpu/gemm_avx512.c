@@ -10,6 +10,11 @@
  * Later tiles are prefetched a few tiles ahead, in slices spread over the row groups, so the
  * weight stream from DRAM overlaps the arithmetic.
  *
+ * K-quant weights in gemm.h's 16-row tile layout (packed at load) are already transposed: a tile's
+ * dword columns are loaded as they lie (tsrc), one sequential stream per thread, and M = 1 dots them
+ * straight from memory (m1_q4_K, m1_q6_K). The row layout keeps the transposing path and, at M = 1,
+ * the row-dot path; all give the same bits.
+ *
  * Unsigned x signed: vpdpbusd multiplies unsigned bytes (first operand) by signed bytes. Q4_K and
  * Q5_K quants are unsigned already (their mins use the Q8_K bsums); Q6_K and IQ4_XS store their
  * quants offset to unsigned and subtract offset * scale * bsums exactly in integers; the 32-element

@@ -290,7 +290,7 @@ static bool bind_matrix(problems *p, ar_weight *w, const char *name, int64_t ne0
 
 void qwen35_pack_weight(gguf_file *f, ar_weight *w, uint64_t *bytes)
 {
-    if (!w->data || w->type < 0 || !ar_weight_wants_pack(w)) return;
+    if (!ar_weight_wants_pack(w)) return;   /* absent weights (type -1, or zeroed) are not wanted */
     const uint64_t n = (uint64_t)w->row_bytes * (uint64_t)w->n_out;
     ar_error e = { 0 };
     void *d = gguf_writable(f, w->data, n, &e);
@@ -322,7 +322,7 @@ static void pack_weights(qwen35_model *m, const char *path)
     }
     uint64_t total = 0, bytes = 0;
     for (int i = 0; i < n; i++)
-        if (ws[i] && ws[i]->data && ws[i]->type >= 0 && ar_weight_wants_pack(ws[i]))
+        if (ws[i] && ar_weight_wants_pack(ws[i]))
             total += (uint64_t)ws[i]->row_bytes * (uint64_t)ws[i]->n_out;
     uint64_t next_report = 0;
     for (int i = 0; i < n && total; i++) {

@@ -226,14 +226,20 @@ INLINE void k4_scales16(ktile *t, __m512i s0, __m512i s1, __m512i s2)
     }
 }
 
+/* Q4_K/Q5_K d, dmin, scales and mins from the block's first 4 dword columns. */
+INLINE void k4_header(ktile *t, const __m512i h[4])
+{
+    t->d = half_lanes_to_f32(h[0], 0);
+    t->dmin = half_lanes_to_f32(h[0], 1);
+    k4_scales16(t, h[1], h[2], h[3]);
+}
+
 /* Q4_K: 144-byte blocks: d, dmin (4 bytes), scales (12), qs (128). */
 INLINE void build_q4_K(ktile *t, tsrc src)
 {
     __m512i h[4];
     src_cols(src, 0, 4, h);
-    t->d = half_lanes_to_f32(h[0], 0);
-    t->dmin = half_lanes_to_f32(h[0], 1);
-    k4_scales16(t, h[1], h[2], h[3]);
+    k4_header(t, h);
     for (int half = 0; half < 2; half++) {
         __m512i r[16];
         src_cols(src, 16 + 64 * (size_t)half, 16, r);
@@ -251,9 +257,7 @@ INLINE void build_q5_K(ktile *t, tsrc src)
 {
     __m512i h[4];
     src_cols(src, 0, 4, h);
-    t->d = half_lanes_to_f32(h[0], 0);
-    t->dmin = half_lanes_to_f32(h[0], 1);
-    k4_scales16(t, h[1], h[2], h[3]);
+    k4_header(t, h);
     const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
     __m512i qh[8]; /* qh[u] lane i = qh bytes 4u..4u+3 of row i */
     src_cols(src, 16, 8, qh);
@@ -273,23 +277,45 @@ INLINE void build_q5_K(ktile *t, tsrc src)
     }
 }
 
+/* Q6_K scales from the 4 dword columns of scales[0..15] (h), and the offset terms for the bsums. */
+INLINE void q6_scales(ktile *t, const __m512i h[4])
+{
+#pragma GCC unroll 16
+    for (int c = 0; c < 4; c++)
+#pragma GCC unroll 16
+        for (int k = 0; k < 4; k++) /* int8 -> int32, sign-extended */
+            t->sc[4 * c + k] = _mm512_srai_epi32(_mm512_slli_epi32(h[c], 24 - 8 * k), 24);
+#pragma GCC unroll 16
+    for (int j = 0; j < 8; j++) {
+        const __m512i s0 = _mm512_slli_epi32(t->sc[2 * j], 5), s1 = _mm512_slli_epi32(t->sc[2 * j + 1], 5);
+        t->mn[j] = _mm512_or_si512(_mm512_and_si512(s0, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(s1, 16));
+    }
+}
+
+/* The 6-bit quants of quads k0, k0 + 8, k0 + 16, k0 + 24 (k0 = 32 half + tt) from ql columns a = tt,
+ * b = 8 + tt of the half and qh column h; for l in 0..31 (dword tt = l/4 of a 32-byte run):
+ * e[l]    = ql[l] & 15        | (qh[l] >> 0 & 3) << 4
+ * e[l+32] = ql[l+32] & 15     | (qh[l] >> 2 & 3) << 4
+ * e[l+64] = ql[l] >> 4        | (qh[l] >> 4 & 3) << 4
+ * e[l+96] = ql[l+32] >> 4     | (qh[l] >> 6 & 3) << 4 */
+INLINE void q6_quads(__m512i a, __m512i b, __m512i h, __m512i q[4])
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    q[0] = _mm512_or_si512(_mm512_and_si512(a, m4), _mm512_slli_epi32(_mm512_and_si512(h, m2), 4));
+    q[1] = _mm512_or_si512(_mm512_and_si512(b, m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2), m2), 4));
+    q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a, 4), m4),
+                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 4), m2), 4));
+    q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b, 4), m4),
+                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 6), m2), 4));
+}
+
 /* Q6_K: 210-byte blocks: ql (128), qh (64), scales (16 x int8), d. Quants stored +32 (0..63). */
 INLINE void build_q6_K(ktile *t, tsrc src)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
     {
         __m512i h[4];
         src_cols(src, 192, 4, h); /* scales[0..15] */
-#pragma GCC unroll 16
-        for (int c = 0; c < 4; c++)
-#pragma GCC unroll 16
-            for (int k = 0; k < 4; k++) /* int8 -> int32, sign-extended */
-                t->sc[4 * c + k] = _mm512_srai_epi32(_mm512_slli_epi32(h[c], 24 - 8 * k), 24);
-#pragma GCC unroll 16
-        for (int j = 0; j < 8; j++) {
-            const __m512i s0 = _mm512_slli_epi32(t->sc[2 * j], 5), s1 = _mm512_slli_epi32(t->sc[2 * j + 1], 5);
-            t->mn[j] = _mm512_or_si512(_mm512_and_si512(s0, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(s1, 16));
-        }
+        q6_scales(t, h);
         t->d = src_f16_tail(src, 208);
     }
     /* qh of both halves in one transpose: qh[8 * half + tt] lane i = qh bytes 32 half + 4tt.. of row i */
@@ -298,22 +324,15 @@ INLINE void build_q6_K(ktile *t, tsrc src)
     for (int half = 0; half < 2; half++) {
         __m512i ql[16];
         src_cols(src, 64 * (size_t)half, 16, ql);
-        /* 128 elements of this half: for l in 0..31 (dword tt = l/4 of a 32-byte run):
-         * e[l]    = ql[l] & 15        | (qh[l] >> 0 & 3) << 4
-         * e[l+32] = ql[l+32] & 15     | (qh[l] >> 2 & 3) << 4
-         * e[l+64] = ql[l] >> 4        | (qh[l] >> 4 & 3) << 4
-         * e[l+96] = ql[l+32] >> 4     | (qh[l] >> 6 & 3) << 4 */
 #pragma GCC unroll 16
         for (int tt = 0; tt < 8; tt++) {
-            const __m512i a = ql[tt], b = ql[8 + tt], h = qh[8 * half + tt];
             const int k0 = 32 * half + tt; /* quad index of element 128*half + 4tt */
-            t->q[k0] = _mm512_or_si512(_mm512_and_si512(a, m4), _mm512_slli_epi32(_mm512_and_si512(h, m2), 4));
-            t->q[k0 + 8] = _mm512_or_si512(_mm512_and_si512(b, m4),
-                                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2), m2), 4));
-            t->q[k0 + 16] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a, 4), m4),
-                                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 4), m2), 4));
-            t->q[k0 + 24] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b, 4), m4),
-                                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 6), m2), 4));
+            __m512i q[4];
+            q6_quads(ql[tt], ql[8 + tt], qh[8 * half + tt], q);
+            t->q[k0] = q[0];
+            t->q[k0 + 8] = q[1];
+            t->q[k0 + 16] = q[2];
+            t->q[k0 + 24] = q[3];
         }
     }
 }
@@ -560,9 +579,7 @@ INLINE __m512 m1_q4_K(const uint8_t *tile, const uint8_t *a, __m512 acc)
     __m512i h[4];
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) h[c] = _mm512_loadu_si512(tile + 64 * c);   /* dword columns 0..3 */
-    t.d = half_lanes_to_f32(h[0], 0);
-    t.dmin = half_lanes_to_f32(h[0], 1);
-    k4_scales16(&t, h[1], h[2], h[3]);
+    k4_header(&t, h);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const uint8_t *x = a + Q8K_QS;
     __m512i isum = _mm512_setzero_si512();
@@ -593,18 +610,9 @@ INLINE __m512 m1_q6_K(const uint8_t *tile, const uint8_t *a, __m512 acc)
         __m512i h[4];
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) h[c] = _mm512_loadu_si512(tile + 64 * (48 + c));   /* scales: columns 48..51 */
-#pragma GCC unroll 16
-        for (int c = 0; c < 4; c++)
-#pragma GCC unroll 16
-            for (int k = 0; k < 4; k++) t.sc[4 * c + k] = _mm512_srai_epi32(_mm512_slli_epi32(h[c], 24 - 8 * k), 24);
-#pragma GCC unroll 16
-        for (int j = 0; j < 8; j++) {
-            const __m512i s0 = _mm512_slli_epi32(t.sc[2 * j], 5), s1 = _mm512_slli_epi32(t.sc[2 * j + 1], 5);
-            t.mn[j] = _mm512_or_si512(_mm512_and_si512(s0, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(s1, 16));
-        }
+        q6_scales(&t, h);
         t.d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tile + 52 * 64)));   /* the d tail */
     }
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
     const uint8_t *x = a + Q8K_QS;
     __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 1
@@ -619,17 +627,12 @@ INLINE __m512 m1_q6_K(const uint8_t *tile, const uint8_t *a, __m512 acc)
                 const __m512i bv = _mm512_loadu_si512(tile + (size_t)(16 * half + 8 + tt) * 64);
                 const __m512i hv = _mm512_loadu_si512(tile + (size_t)(32 + 8 * half + tt) * 64);
                 const int k0 = 32 * half + tt;
-                const __m512i q0 = _mm512_or_si512(_mm512_and_si512(av, m4), _mm512_slli_epi32(_mm512_and_si512(hv, m2), 4));
-                const __m512i q1 = _mm512_or_si512(_mm512_and_si512(bv, m4),
-                                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hv, 2), m2), 4));
-                const __m512i q2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(av, 4), m4),
-                                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hv, 4), m2), 4));
-                const __m512i q3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(bv, 4), m4),
-                                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hv, 6), m2), 4));
-                s[0] = _mm512_dpbusd_epi32(s[0], q0, bcast4(x + 4 * k0));
-                s[1] = _mm512_dpbusd_epi32(s[1], q1, bcast4(x + 4 * (k0 + 8)));
-                s[2] = _mm512_dpbusd_epi32(s[2], q2, bcast4(x + 4 * (k0 + 16)));
-                s[3] = _mm512_dpbusd_epi32(s[3], q3, bcast4(x + 4 * (k0 + 24)));
+                __m512i q[4];
+                q6_quads(av, bv, hv, q);
+                s[0] = _mm512_dpbusd_epi32(s[0], q[0], bcast4(x + 4 * k0));
+                s[1] = _mm512_dpbusd_epi32(s[1], q[1], bcast4(x + 4 * (k0 + 8)));
+                s[2] = _mm512_dpbusd_epi32(s[2], q[2], bcast4(x + 4 * (k0 + 16)));
+                s[3] = _mm512_dpbusd_epi32(s[3], q[3], bcast4(x + 4 * (k0 + 24)));
             }
 #pragma GCC unroll 4
             for (int q = 0; q < 4; q++)
@@ -930,54 +933,23 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
     }
 }
 
-static void gemm_q4_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q4_K, 0);
-}
-
-static void gemm_q5_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q5_K, 0);
-}
-
-static void gemm_q6_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q6_K, 0);
-}
-
-static void gemm_iq4_xs(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                        const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_IQ4_XS, 0);
-}
-
-/* The same four types with their weights in the 16-row tile layout (gemm.h). */
-static void gemm_q4_K_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q4_K, 1);
-}
-
-static void gemm_q5_K_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q5_K, 1);
-}
-
-static void gemm_q6_K_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q6_K, 1);
-}
-
-static void gemm_iq4_xs_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                              const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_IQ4_XS, 1);
-}
+/* The entry points of one K-quant type: weights in the row layout, and in the 16-row tile layout (gemm.h). */
+#define KQUANT_KERNELS(name, kind)                                                                        \
+    static void gemm_##name(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,           \
+                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)                      \
+    {                                                                                                      \
+        gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind, 0);                                \
+    }                                                                                                      \
+    static void gemm_##name##_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,   \
+                                    const void *xq, size_t xrb, int M, float *y, int64_t ldy)              \
+    {                                                                                                      \
+        gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind, 1);                                \
+    }
+KQUANT_KERNELS(q4_K, KT_Q4_K)
+KQUANT_KERNELS(q5_K, KT_Q5_K)
+KQUANT_KERNELS(q6_K, KT_Q6_K)
+KQUANT_KERNELS(iq4_xs, KT_IQ4_XS)
+#undef KQUANT_KERNELS
 
 /* ---- 32-element block types with signed weights (Q8_0, Q4_0, IQ4_NL) x Q8_0 ------------------ */
 

@@ -50,6 +50,7 @@ typedef struct part {
     const uint8_t *base;
     uint64_t size;
     bool mapped;
+    int fd;                 /* the file, open while mapped (gguf_writable drops its cached pages) */
     uint32_t version, alignment;
     uint64_t data_offset;
     int64_t n_kv;
@@ -613,10 +614,13 @@ static int map_file(part *p, const char *path, ar_error *err)
         return ar_fail(err, AR_EFORMAT, "%s: empty file (0 bytes)", path);
     }
     void *m = mmap(NULL, (size_t)p->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) return ar_fail(err, AR_EIO, "%s: cannot mmap %" PRIu64 " bytes: %s", path, p->size, strerror(errno));
+    if (m == MAP_FAILED) {
+        close(fd);
+        return ar_fail(err, AR_EIO, "%s: cannot mmap %" PRIu64 " bytes: %s", path, p->size, strerror(errno));
+    }
     p->base = m;
     p->mapped = true;
+    p->fd = fd;
     return AR_OK;
 }
 
@@ -632,10 +636,18 @@ void *gguf_writable(gguf_file *f, const void *data, uint64_t nbytes, ar_error *e
         }
         /* The range's pages are replaced by anonymous memory holding the same bytes, 2 MiB at a time
          * (copied out, mapped over, copied back), so that the kernel can back them with huge pages:
-         * one fault and one TLB entry per 2 MiB instead of a copy-on-write fault per 4 KiB page.
-         * The pages at either end may hold a neighbour's bytes; they are copied back too. */
+         * one fault and one TLB entry per 2 MiB instead of a copy-on-write fault per 4 KiB page. The
+         * range is widened to whole 2 MiB chunks of the address space (within the file's mapping), so
+         * that a tensor's first and last chunks can be huge pages too; the neighbours' bytes there are
+         * copied back unchanged. Each chunk's file pages are then dropped from the page cache (pages
+         * another process maps stay): the process holds its own copy, and a second copy of a model
+         * as large as memory leaves no free 2 MiB blocks for the first (measured on the 27B shape:
+         * 9-13.8 of 14.9 GB in huge pages without it, 13.9 with it). */
         const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), huge = (uintptr_t)2 << 20;
-        const uintptr_t lo = (uintptr_t)d & ~(page - 1), hi = ((uintptr_t)d + nbytes + page - 1) & ~(page - 1);
+        const uintptr_t map_lo = (uintptr_t)p->base, map_hi = ((uintptr_t)p->base + p->size + page - 1) & ~(page - 1);
+        uintptr_t lo = (uintptr_t)d & ~(huge - 1), hi = ((uintptr_t)d + nbytes + huge - 1) & ~(huge - 1);
+        if (lo < map_lo) lo = map_lo;
+        if (hi > map_hi) hi = map_hi;
         uint8_t *tmp = malloc(huge);
         if (!tmp) {
             ar_fail(err, AR_ENOMEM, "out of memory");
@@ -653,6 +665,7 @@ void *gguf_writable(gguf_file *f, const void *data, uint64_t nbytes, ar_error *e
             }
             madvise(m, end - a, MADV_HUGEPAGE);   /* advice only: THP may be off */
             memcpy(m, tmp, end - a);
+            posix_fadvise(p->fd, (off_t)(a - map_lo), (off_t)(end - a), POSIX_FADV_DONTNEED);   /* advice only */
             a = end;
         }
         free(tmp);
@@ -677,7 +690,10 @@ static void free_part(part *p)
     for (int64_t i = 0; i < p->n_tensors && p->tensors; i++) free(p->tensors[i].name);
     free(p->tensors);
     free(p->keys.slot);
-    if (p->mapped) munmap((void *)p->base, (size_t)p->size);
+    if (p->mapped) {
+        munmap((void *)p->base, (size_t)p->size);
+        close(p->fd);
+    }
     free(p->path);
 }
 

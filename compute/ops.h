@@ -105,6 +105,11 @@ void ar_conv_step(float *out, const float *const *rows, const float *w, int chan
  * q and o may be NULL (state update only, as commit needs). */
 void ar_gdn_step(float *St, const float *q, const float *k, const float *v, float g, float beta,
                  float *o, int d_k, int d_v, float scale);
+/* T steps of one head on one state, token t's q, k, v at + t * ld_u, its g and beta at + t * ld_gb,
+ * its output at o + t * ld_o (q and o may be NULL as above): the same bits as T calls of ar_gdn_step,
+ * faster (the state stays in registers row by row instead of streaming through the cache per token). */
+void ar_gdn_steps(float *St, int T, const float *q, const float *k, const float *v, size_t ld_u, const float *g,
+                  const float *beta, size_t ld_gb, float *o, size_t ld_o, int d_k, int d_v, float scale);
 
 /* Online-softmax attention for one query row: ar_attn_begin, then blocks of keys/values, then
  * ar_attn_finish writes o = sum softmax(s) v, s_j = scale * q·k_j. The accumulator is rescaled once

@@ -585,18 +585,26 @@ static void gdn_recurrence(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
     float *slots = c->slots + (size_t)ith * (size_t)c->cap_slots * per;
     for (int j = lo; j < hi; j++) {
         const int kh = j % Hk;                          /* tiled V-head order (§2.4) */
-        for (int i = 0; i < c->n_nodes; i++) {
+        for (int i = 0; i < c->n_nodes;) {
             float *St = c->gdn_slot[i] < 0 ? c->node_seq[i]->gdn_state + ((size_t)gi * Hv + j) * per
                                            : slots + (size_t)c->gdn_slot[i] * per;
             if (c->gdn_from[i] == -1)
                 memcpy(St, c->node_seq[i]->gdn_state + ((size_t)gi * Hv + j) * per, per * sizeof(float));
             else if (c->gdn_from[i] >= 0)
                 memcpy(St, slots + (size_t)c->gdn_from[i] * per, per * sizeof(float));
+            /* a run: the following nodes that are each the previous one's child on the same state, in
+             * place, up to the captured node (a prompt chunk, a chain) go through ar_gdn_steps at once */
+            int e = i + 1;
+            while (e < c->n_nodes && e - 1 != c->cap_node && c->nodes[e].parent == e - 1 && c->gdn_from[e] == -2 &&
+                   c->gdn_slot[e] == c->gdn_slot[e - 1])
+                e++;
             const float *u = a->u + (size_t)i * C;
-            ar_gdn_step(St, u + (size_t)kh * d, u + (size_t)(Hk + kh) * d, u + (size_t)(2 * Hk) * d + (size_t)j * d,
-                        a->g[(size_t)i * Hv + j], a->beta[(size_t)i * Hv + j],
-                        c->mix + (size_t)i * c->ld_mix + (size_t)j * d, d, d, scale);
-            if (i == c->cap_node) memcpy(c->cap_state + ((size_t)gi * Hv + j) * per, St, per * sizeof(float));
+            ar_gdn_steps(St, e - i, u + (size_t)kh * d, u + (size_t)(Hk + kh) * d,
+                         u + (size_t)(2 * Hk) * d + (size_t)j * d, (size_t)C, a->g + (size_t)i * Hv + j,
+                         a->beta + (size_t)i * Hv + j, (size_t)Hv, c->mix + (size_t)i * c->ld_mix + (size_t)j * d,
+                         (size_t)c->ld_mix, d, d, scale);
+            if (e - 1 == c->cap_node) memcpy(c->cap_state + ((size_t)gi * Hv + j) * per, St, per * sizeof(float));
+            i = e;
         }
     }
 }
@@ -728,11 +736,16 @@ static void commit_recurrence(qwen35_ctx *c, void *arg, int lo, int hi, int ith)
     for (int j = lo; j < hi; j++) {
         const int kh = j % Hk;
         float *St = a->seq->gdn_state + ((size_t)gi * Hv + j) * per;
-        for (int t = 0; t < n_path; t++) {
-            const float *u = a->u + (size_t)t * C;
-            const int i = path[t];
-            ar_gdn_step(St, NULL, u + (size_t)(Hk + kh) * d, u + (size_t)(2 * Hk) * d + (size_t)j * d,
-                        a->g[(size_t)i * Hv + j], a->beta[(size_t)i * Hv + j], NULL, d, d, 1.0f);
+        for (int t0 = 0; t0 < n_path; t0 += 64) {   /* the path's g and beta gathered, 64 at a time */
+            const int n = n_path - t0 < 64 ? n_path - t0 : 64;
+            float g[64], beta[64];
+            for (int t = 0; t < n; t++) {
+                g[t] = a->g[(size_t)path[t0 + t] * Hv + j];
+                beta[t] = a->beta[(size_t)path[t0 + t] * Hv + j];
+            }
+            const float *u = a->u + (size_t)t0 * C;
+            ar_gdn_steps(St, n, NULL, u + (size_t)(Hk + kh) * d, u + (size_t)(2 * Hk) * d + (size_t)j * d, (size_t)C,
+                         g, beta, 1, NULL, 0, d, d, 1.0f);
         }
     }
 }

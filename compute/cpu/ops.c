@@ -517,6 +517,17 @@ void ar_gdn_step(float *St, const float *q, const float *k, const float *v, floa
     ar_gdn_step_ref(St, q, k, v, g, beta, o, d_k, d_v, scale);
 }
 
+void ar_gdn_steps(float *St, int T, const float *q, const float *k, const float *v, size_t ld_u, const float *g,
+                  const float *beta, size_t ld_gb, float *o, size_t ld_o, int d_k, int d_v, float scale)
+{
+    if (T < 1) return;
+    if (ar_cpu_has_avx512_set() && ar_gdn_steps_avx512(St, T, q, k, v, ld_u, g, beta, ld_gb, o, ld_o, d_k, d_v, scale))
+        return;
+    for (int t = 0; t < T; t++)
+        ar_gdn_step(St, q ? q + (size_t)t * ld_u : NULL, k + (size_t)t * ld_u, v + (size_t)t * ld_u,
+                    g[(size_t)t * ld_gb], beta[(size_t)t * ld_gb], o ? o + (size_t)t * ld_o : NULL, d_k, d_v, scale);
+}
+
 void ar_gdn_step_ref(float *St, const float *q, const float *k, const float *v, float g, float beta,
                      float *o, int d_k, int d_v, float scale)
 {

@@ -642,7 +642,7 @@ void *gguf_writable(gguf_file *f, const void *data, uint64_t nbytes, ar_error *e
          * copied back unchanged. Each chunk's file pages are then dropped from the page cache (pages
          * another process maps stay): the process holds its own copy, and a second copy of a model
          * as large as memory leaves no free 2 MiB blocks for the first (measured on the 27B shape:
-         * 9-13.8 of 14.9 GB in huge pages without it, 13.9 with it). */
+         * 9.3-13.8 of 14.9 GB in huge pages without it, 14.8 with it). */
         const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), huge = (uintptr_t)2 << 20;
         const uintptr_t map_lo = (uintptr_t)p->base, map_hi = ((uintptr_t)p->base + p->size + page - 1) & ~(page - 1);
         uintptr_t lo = (uintptr_t)d & ~(huge - 1), hi = ((uintptr_t)d + nbytes + huge - 1) & ~(huge - 1);

@@ -437,6 +437,7 @@ async function run(o) {
                     prompt_tokens: u.prompt_tokens ?? null, completion_tokens: u.completion_tokens ?? null,
                     cached_tokens: u.prompt_tokens_details?.cached_tokens ?? null,
                     cache_n: r.timings?.cache_n ?? null, prompt_n: r.timings?.prompt_n ?? null,
+                    prompt_ms: r.timings?.prompt_ms ?? null,
                     n_tool_calls: r.tool_calls.filter(Boolean).length, itl_ms: itl,
                 };
                 records.push(rec);

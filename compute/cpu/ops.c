@@ -17,6 +17,7 @@
 #include "compute/cpu/cpu_features.h"
 #include "compute/cpu/gdn.h"
 #include "compute/cpu/gemm.h"
+#include "compute/cpu/norm.h"
 #include "format/quant.h"
 
 enum { MM_ROWS = 4, LANES = 8 };
@@ -433,6 +434,12 @@ int ar_weight_pack(ar_weight *w, void *data)
 
 void ar_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
 {
+    if (ar_cpu_has_avx512_set() && ar_rmsnorm_avx512(y, x, w, n, eps)) return;
+    ar_rmsnorm_ref(y, x, w, n, eps);
+}
+
+void ar_rmsnorm_ref(float *y, const float *x, const float *w, int n, float eps)
+{
     double sum = 0.0;
     for (int i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
     const float mean = (float)(sum / n);
@@ -445,7 +452,13 @@ void ar_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
 
 void ar_l2norm(float *x, int n, float eps)
 {
-    ar_rmsnorm(x, x, NULL, n, eps / (float)n);
+    if (ar_cpu_has_avx512_set() && ar_l2norm_avx512(x, n, eps)) return;
+    ar_l2norm_ref(x, n, eps);
+}
+
+void ar_l2norm_ref(float *x, int n, float eps)
+{
+    ar_rmsnorm_ref(x, x, NULL, n, eps / (float)n);
     const float s = 1.0f / sqrtf((float)n);
     for (int i = 0; i < n; i++) x[i] *= s;
 }
@@ -491,6 +504,12 @@ void ar_rope_apply(float *x, int n_heads, int head_stride, int n_rot, const floa
 }
 
 void ar_conv_step(float *out, const float *const *rows, const float *w, int channels, int taps)
+{
+    if (ar_cpu_has_avx512_set() && ar_conv_step_avx512(out, rows, w, channels, taps)) return;
+    ar_conv_step_ref(out, rows, w, channels, taps);
+}
+
+void ar_conv_step_ref(float *out, const float *const *rows, const float *w, int channels, int taps)
 {
     for (int ch = 0; ch < channels; ch++) out[ch] = 0.0f;
     for (int k = 0; k < taps; k++) {

@@ -26,6 +26,16 @@ static double now(void)
 /* K independent chains, written out so that every accumulator stays in a register */
 #define D(a) a = _mm512_dpbusd_epi32(a, w, x)
 #define SUM(a) (*sink += _mm512_reduce_add_epi32(a))
+/* 12 accumulator chains a0..a11 from different values, and their checksum */
+#define CHAINS12                                                                                               \
+    __m512i a0 = _mm512_set1_epi32(1), a1 = _mm512_set1_epi32(2), a2 = _mm512_set1_epi32(3), a3 = _mm512_set1_epi32(4), \
+            a4 = _mm512_set1_epi32(5), a5 = _mm512_set1_epi32(6), a6 = _mm512_set1_epi32(7), a7 = _mm512_set1_epi32(8), \
+            a8 = _mm512_set1_epi32(9), a9 = _mm512_set1_epi32(10), a10 = _mm512_set1_epi32(11), a11 = _mm512_set1_epi32(12)
+#define SUM12                                                                                                  \
+    do {                                                                                                       \
+        SUM(a0); SUM(a1); SUM(a2); SUM(a3); SUM(a4); SUM(a5); SUM(a6); SUM(a7); SUM(a8); SUM(a9); SUM(a10);     \
+        SUM(a11);                                                                                              \
+    } while (0)
 
 static double reg_1(__m512i w, __m512i x, long n, int *sink)
 {
@@ -61,16 +71,13 @@ static double reg_8(__m512i w, __m512i x, long n, int *sink)
 
 static double reg_12(__m512i w, __m512i x, long n, int *sink)
 {
-    __m512i a0 = _mm512_set1_epi32(1), a1 = _mm512_set1_epi32(2), a2 = _mm512_set1_epi32(3), a3 = _mm512_set1_epi32(4),
-            a4 = _mm512_set1_epi32(5), a5 = _mm512_set1_epi32(6), a6 = _mm512_set1_epi32(7), a7 = _mm512_set1_epi32(8),
-            a8 = _mm512_set1_epi32(9), a9 = _mm512_set1_epi32(10), a10 = _mm512_set1_epi32(11),
-            a11 = _mm512_set1_epi32(12);
+    CHAINS12;
     const double t0 = now();
     for (long it = 0; it < n; it++) {
         D(a0); D(a1); D(a2); D(a3); D(a4); D(a5); D(a6); D(a7); D(a8); D(a9); D(a10); D(a11);
     }
     const double t = now() - t0;
-    SUM(a0); SUM(a1); SUM(a2); SUM(a3); SUM(a4); SUM(a5); SUM(a6); SUM(a7); SUM(a8); SUM(a9); SUM(a10); SUM(a11);
+    SUM12;
     return (double)n * 12 / t * 1e-9;
 }
 
@@ -101,10 +108,7 @@ static double loads_8(long n, int *sink)
 #define MIX(name, OP)                                                                                     \
     static double mix_##name(__m512i w, __m512i x, long n, int *sink)                                    \
     {                                                                                                     \
-        __m512i a0 = _mm512_set1_epi32(1), a1 = _mm512_set1_epi32(2), a2 = _mm512_set1_epi32(3),          \
-                a3 = _mm512_set1_epi32(4), a4 = _mm512_set1_epi32(5), a5 = _mm512_set1_epi32(6),          \
-                a6 = _mm512_set1_epi32(7), a7 = _mm512_set1_epi32(8), a8 = _mm512_set1_epi32(9),          \
-                a9 = _mm512_set1_epi32(10), a10 = _mm512_set1_epi32(11), a11 = _mm512_set1_epi32(12);     \
+        CHAINS12;                                                                                         \
         __m512i b0 = _mm512_set1_epi32(21), b1 = _mm512_set1_epi32(22), b2 = _mm512_set1_epi32(23);       \
         const double t0 = now();                                                                          \
         for (long it = 0; it < n; it++) {                                                                 \
@@ -113,8 +117,8 @@ static double loads_8(long n, int *sink)
             D(a8); D(a9); D(a10); D(a11); b2 = OP(b2);                                                    \
         }                                                                                                 \
         const double t = now() - t0;                                                                      \
-        SUM(a0); SUM(a1); SUM(a2); SUM(a3); SUM(a4); SUM(a5); SUM(a6); SUM(a7); SUM(a8); SUM(a9);         \
-        SUM(a10); SUM(a11); SUM(b0); SUM(b1); SUM(b2);                                                    \
+        SUM12;                                                                                            \
+        SUM(b0); SUM(b1); SUM(b2);                                                                        \
         return (double)n * 12 / t * 1e-9;                                                                 \
     }
 #define OP_ADD(b) _mm512_add_epi32(b, x)
@@ -134,10 +138,7 @@ MIX(pshufd, OP_SHUF)
 #define LW(a, k, r) a = _mm512_dpbusd_epi32(a, w##k, _mm512_set1_epi32(act[r][base + 4 * k]))
 static double loads_w3_b12(long n, int *sink)
 {
-    __m512i a0 = _mm512_set1_epi32(1), a1 = _mm512_set1_epi32(2), a2 = _mm512_set1_epi32(3), a3 = _mm512_set1_epi32(4),
-            a4 = _mm512_set1_epi32(5), a5 = _mm512_set1_epi32(6), a6 = _mm512_set1_epi32(7), a7 = _mm512_set1_epi32(8),
-            a8 = _mm512_set1_epi32(9), a9 = _mm512_set1_epi32(10), a10 = _mm512_set1_epi32(11),
-            a11 = _mm512_set1_epi32(12);
+    CHAINS12;
     const double t0 = now();
     for (long it = 0; it < n; it++) {
         const int base = (int)(it & 63) * 16;
@@ -147,7 +148,7 @@ static double loads_w3_b12(long n, int *sink)
         LW(a8, 2, 0); LW(a9, 2, 1); LW(a10, 2, 2); LW(a11, 2, 3);
     }
     const double t = now() - t0;
-    SUM(a0); SUM(a1); SUM(a2); SUM(a3); SUM(a4); SUM(a5); SUM(a6); SUM(a7); SUM(a8); SUM(a9); SUM(a10); SUM(a11);
+    SUM12;
     return (double)n * 12 / t * 1e-9;
 }
 

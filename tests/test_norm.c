@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compute/cpu/cpu_features.h"
 #include "compute/cpu/norm.h"
 #include "compute/ops.h"
 
@@ -35,6 +36,19 @@ static int64_t ulps(float a, float b)
     memcpy(&ia, &a, 4);
     memcpy(&ib, &b, 4);
     return ia > ib ? (int64_t)ia - ib : (int64_t)ib - ia;
+}
+
+/* the largest ulp distance of fast[i] from ref[i]; counts the outputs compared and those that differ */
+static int64_t row_ulps(const float *fast, const float *ref, int n, long *n_diff, long *n_all)
+{
+    int64_t worst = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t u = ulps(fast[i], ref[i]);
+        if (u > worst) worst = u;
+        *n_diff += u != 0;
+    }
+    *n_all += n;
+    return worst;
 }
 
 static void test_rmsnorm(void)
@@ -60,13 +74,7 @@ static void test_rmsnorm(void)
             } else {
                 ar_rmsnorm(yf, x, with_w ? w : NULL, n, 1e-6f);
             }
-            int64_t row_worst = 0;
-            for (int i = 0; i < n; i++) {
-                const int64_t u = ulps(yf[i], yr[i]);
-                if (u > row_worst) row_worst = u;
-                n_diff += u != 0;
-            }
-            n_all += n;
+            const int64_t row_worst = row_ulps(yf, yr, n, &n_diff, &n_all);
             if (row_worst > worst) worst = row_worst;
             CHECK(row_worst <= 1, "rmsnorm n %d trial %d (w %d, alias %d): %lld ulps from the reference", n, t,
                   with_w, alias, (long long)row_worst);
@@ -77,13 +85,7 @@ static void test_rmsnorm(void)
             for (int i = 0; i < n; i++) yr[i] = yf[i] = (2.0f * uni() - 1.0f) * mag;
             ar_l2norm_ref(yr, n, 1e-6f);
             ar_l2norm(yf, n, 1e-6f);
-            int64_t row_worst = 0;
-            for (int i = 0; i < n; i++) {
-                const int64_t u = ulps(yf[i], yr[i]);
-                if (u > row_worst) row_worst = u;
-                n_diff += u != 0;
-            }
-            n_all += n;
+            const int64_t row_worst = row_ulps(yf, yr, n, &n_diff, &n_all);
             if (row_worst > worst) worst = row_worst;
             CHECK(row_worst <= 1, "l2norm n %d trial %d: %lld ulps from the reference", n, t, (long long)row_worst);
         }
@@ -127,6 +129,21 @@ static void test_conv(void)
 
 int main(void)
 {
+    /* where the build and the CPU have AVX-512, the dispatched calls below must take it (else they would
+     * compare the reference with itself) */
+    if (ar_cpu_has_avx512_set()) {
+        float x[20], y[20], out[16], w[64];
+        for (int i = 0; i < 20; i++) x[i] = (float)i - 7.5f;
+        for (int i = 0; i < 64; i++) w[i] = (float)i * 0.01f;
+        const float *rows[4] = { x, x + 1, x + 2, x + 3 };
+        const int handled = ar_rmsnorm_avx512(y, x, NULL, 20, 1e-6f) + ar_l2norm_avx512(y, 20, 1e-6f) +
+                      ar_conv_step_avx512(out, rows, w, 16, 4);
+        CHECK(handled == 3, "AVX-512 CPU: %d of the 3 fast paths handled their call (not built with AVX-512?)",
+              handled);
+        printf("norm: AVX-512 fast paths under test\n");
+    } else {
+        printf("norm: no AVX-512 here: the dispatched calls run the references\n");
+    }
     test_rmsnorm();
     test_conv();
     TEST_END();

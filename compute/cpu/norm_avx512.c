@@ -92,10 +92,9 @@ int ar_conv_step_avx512(float *out, const float *const *rows, const float *w, in
         acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(r3 + ch), w3));
         _mm512_storeu_ps(out + ch, acc);
     }
-    for (; ch < channels; ch++) {   /* a channel count that is not a multiple of 16: the reference's steps */
-        float s = 0.0f;
-        for (int k = 0; k < 4; k++) s += rows[k][ch] * w[(size_t)ch * 4 + (size_t)k];
-        out[ch] = s;
+    if (ch < channels) {   /* a channel count that is not a multiple of 16: the reference for the rest */
+        const float *tail[4] = { r0 + ch, r1 + ch, r2 + ch, r3 + ch };
+        ar_conv_step_ref(out + ch, tail, w + (size_t)ch * 4, channels - ch, 4);
     }
     return 1;
 }

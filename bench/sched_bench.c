@@ -5,11 +5,14 @@
  *   make BUILD=build-sched build-sched/libarbor.a
  *   cc -O2 -std=c11 -D_GNU_SOURCE -I. -Iinclude bench/sched_bench.c build-sched/libarbor.a \
  *      $(pkg-config --libs libpcre2-8) -lutf8proc -lmicrohttpd -ljansson -lm -pthread -ldl -o build-sched/sched_bench
- *   build-sched/sched_bench MODEL.gguf [par=1,4,10] [gen=24] [prompt=32] [threads=0] [prefix=4096] [user=64]
+ *   build-sched/sched_bench MODEL.gguf [par=1,4,10] [gen=24] [prompt=32] [shared=0] [threads=0] [prefix=4096]
+ *      [user=64]
  *
  * 1. Aggregate decode: for each N in par, N requests (distinct random prompts of `prompt` tokens,
  *    greedy, `gen` tokens each) on a scheduler of N slots, stepped by hand. Only the steps whose batch
  *    is exactly the N decode nodes count: tokens = N per step, so aggregate tok/s = N / step time.
+ *    shared = S > 0: every prompt starts with the same S tokens (a system prompt), a cache boundary at
+ *    S, so the prefix is prefilled once and its KV pages are shared by the N sequences.
  * 2. Second turn: a conversation of `prefix` tokens (boundary at its end, answer kept with
  *    cache_final) then a second turn = prefix + answer + `user` new tokens, with the prefix cache,
  *    and the same second turn with no_cache. Time to first token = queue + prompt time. */
@@ -54,19 +57,22 @@ static const char *arg(int argc, char **argv, const char *key, const char *def)
     return def;
 }
 
-static int decode_bench(ar_model *m, int N, int gen, int plen, int vocab_hi)
+static int decode_bench(ar_model *m, int N, int gen, int plen, int shared, int vocab_hi)
 {
     ar_error err;
     ar_sched_params p = ar_sched_defaults();
     p.n_parallel = N;
-    p.n_ctx = plen + gen + 16;
+    p.n_ctx = shared + plen + gen + 16;
+    if (shared) p.cache_bytes = (size_t)1 << 30;   /* the shared prefix: prefilled once, its KV pages shared */
     ar_sched *s = NULL;
     if (ar_sched_create(&s, m, &p, &err)) { fprintf(stderr, "sched: %s\n", err.msg); return 1; }
     done_rec *d = calloc((size_t)N, sizeof *d);
-    int32_t *ids = malloc((size_t)plen * sizeof *ids);
+    int32_t *ids = malloc(((size_t)shared + plen) * sizeof *ids);
+    for (int t = 0; t < shared; t++) ids[t] = (int32_t)(rnd() % (uint32_t)vocab_hi);
     for (int i = 0; i < N; i++) {
-        for (int t = 0; t < plen; t++) ids[t] = (int32_t)(rnd() % (uint32_t)vocab_hi);
-        ar_sched_request r = { .prompt = ids, .n_prompt = plen, .n_predict = gen, .sampling = greedy(),
+        for (int t = shared; t < shared + plen; t++) ids[t] = (int32_t)(rnd() % (uint32_t)vocab_hi);
+        ar_sched_request r = { .prompt = ids, .n_prompt = shared + plen, .n_predict = gen, .sampling = greedy(),
+                               .boundaries = shared ? &shared : NULL, .n_boundaries = shared ? 1 : 0,
                                .on_token = on_tok, .on_done = on_done, .user = &d[i] };
         if (ar_sched_submit(s, &r, NULL, &err)) { fprintf(stderr, "submit: %s\n", err.msg); return 1; }
     }
@@ -86,9 +92,9 @@ static int decode_bench(ar_model *m, int N, int gen, int plen, int vocab_hi)
     }
     double t_all = ar_now() - t_all0;
     ar_sched_get_stats(s, &st);
-    printf("N=%2d: %d decode steps of %d nodes, %.1f ms per step -> aggregate %.2f tok/s (%.2f tok/s per sequence); "
+    printf("N=%2d%s: %d decode steps of %d nodes, %.1f ms per step -> aggregate %.2f tok/s (%.2f tok/s per sequence); "
            "whole run %d steps, %.2f s, %llu tokens; of the step time: forward %.1f%%, commit %.1f%%\n",
-           N, n_dec_steps, N, 1e3 * t_dec / n_dec_steps, N * n_dec_steps / t_dec, n_dec_steps / t_dec, steps, t_all,
+           N, shared ? " (shared prefix)" : "", n_dec_steps, N, 1e3 * t_dec / n_dec_steps, N * n_dec_steps / t_dec, n_dec_steps / t_dec, steps, t_all,
            (unsigned long long)st.n_generated, 100.0 * st.forward_s / st.busy_s, 100.0 * st.commit_s / st.busy_s);
     fflush(stdout);
     free(d);
@@ -147,7 +153,7 @@ static int ttft_bench(ar_model *m, int prefix, int user, int vocab_hi)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL.gguf [par=1,4,10] [gen=24] [prompt=32] [threads=0] [prefix=4096] [user=64]\n",
+        fprintf(stderr, "usage: %s MODEL.gguf [par=1,4,10] [gen=24] [prompt=32] [shared=0] [threads=0] [prefix=4096] [user=64]\n",
                 argv[0]);
         return 1;
     }
@@ -159,10 +165,11 @@ int main(int argc, char **argv)
     if (ar_model_load(&m, argv[1], &mp, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
     int vocab_hi = ar_model_n_vocab(m) < 150000 ? ar_model_n_vocab(m) - 3 : 150000;   /* real tokens, not padding */
     const int gen = atoi(arg(argc, argv, "gen", "24")), plen = atoi(arg(argc, argv, "prompt", "32"));
+    const int shared = atoi(arg(argc, argv, "shared", "0"));
     char list[256];
     snprintf(list, sizeof list, "%s", arg(argc, argv, "par", "1,4,10"));
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
-        if (atoi(tok) > 0 && decode_bench(m, atoi(tok), gen, plen, vocab_hi)) return 1;
+        if (atoi(tok) > 0 && decode_bench(m, atoi(tok), gen, plen, shared, vocab_hi)) return 1;
     const int prefix = atoi(arg(argc, argv, "prefix", "4096"));
     if (prefix > 0 && ttft_bench(m, prefix, atoi(arg(argc, argv, "user", "64")), vocab_hi)) return 1;
     ar_model_free(m);

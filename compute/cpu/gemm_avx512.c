@@ -202,6 +202,7 @@ typedef struct {
     __m512i sc[16];
     __m512i mn[8];
     __m512 d, dmin;
+    const uint8_t *qs;   /* Q4_K in the tile layout: the tile itself, whose quant columns are read in place */
 } ktile;
 
 /* Q4_K/Q5_K scales and mins for sub-blocks 0..7 from the 12 packed bytes (s0, s1, s2 = bytes
@@ -240,12 +241,14 @@ INLINE void build_q4_K(ktile *t, tsrc src)
     __m512i h[4];
     src_cols(src, 0, 4, h);
     k4_header(t, h);
-    for (int half = 0; half < 2; half++) {
+    t->qs = src.t;   /* tile layout: the quants are already where k4_chunk reads them */
+    for (int half = 0; half < 2 && !src.t; half++) {
         __m512i r[16];
         src_cols(src, 16 + 64 * (size_t)half, 16, r);
         /* packed dword 16*half + u: chunk c = 2*half + u/8, t = u%8; its low nibbles are elements
          * 64c + 4t.. (quad 16c + t), its high nibbles 64c + 32 + 4t.. (quad 16c + 8 + t). Stored
-         * packed at q[16c + t]; run_k4 splits the nibbles (cheaper than storing twice the tile). */
+         * packed at q[16c + t]; run_k4 splits the nibbles (cheaper than storing twice the tile). The tile
+         * layout holds these columns already: they are read in place (k4_chunk), not copied. */
 #pragma GCC unroll 16
         for (int u = 0; u < 16; u++) t->q[16 * (2 * half + u / 8) + u % 8] = r[u];
     }
@@ -395,10 +398,20 @@ INLINE __m512 off_finish(const ktile *t, const uint8_t *a, __m512i isum, __m512 
     return _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a)), acc);
 }
 
-/* A tile's quant vector for sub-block j: Q5_K's as stored; Q4_K's (packed nibble pairs, see
- * build_q4_K) the low nibbles for even j, the high ones for odd j. */
-INLINE __m512i k4_quants(__m512i w, int j, int packed, __m512i m4)
+/* The 8 packed quant vectors of Q4_K chunk c (elements 64c..64c+63, see build_q4_K): in the tile
+ * layout the tile's dword columns 4 + 16 (c / 2) + 8 (c % 2) + 0..7, read in place; from the row layout
+ * the copies at q[16c..]. */
+INLINE const uint8_t *k4_chunk(const ktile *t, int c)
 {
+    if (t->qs) return t->qs + (size_t)(4 + 16 * (c / 2) + 8 * (c % 2)) * 64;
+    return (const uint8_t *)(t->q + 16 * c);
+}
+
+/* A tile's quant vector (64 bytes at p) for sub-block j: Q5_K's as stored; Q4_K's (packed nibble pairs,
+ * see build_q4_K) the low nibbles for even j, the high ones for odd j. */
+INLINE __m512i k4_quants(const uint8_t *p, int j, int packed, __m512i m4)
+{
+    __m512i w = _mm512_loadu_si512(p);
     if (!packed) return w;
     if (j & 1) w = _mm512_srli_epi32(w, 4);
     return _mm512_and_si512(w, m4);
@@ -419,10 +432,10 @@ INLINE void run_k4(const ktile *t, const uint8_t *const a[MR], int R, int packed
         __m512i s0[MR], s1[MR];
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) s0[r] = s1[r] = _mm512_setzero_si512();
-        const __m512i *q = packed ? t->q + 16 * (j / 2) : t->q + 8 * j;
+        const uint8_t *q = packed ? k4_chunk(t, j / 2) : (const uint8_t *)(t->q + 8 * j);
 #pragma GCC unroll 8
         for (int tt = 0; tt < 8; tt += 2) {
-            const __m512i w0 = k4_quants(q[tt], j, packed, m4), w1 = k4_quants(q[tt + 1], j, packed, m4);
+            const __m512i w0 = k4_quants(q + 64 * tt, j, packed, m4), w1 = k4_quants(q + 64 * (tt + 1), j, packed, m4);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 const uint8_t *x = a[r] + Q8K_QS + 32 * j + 4 * tt;
@@ -487,11 +500,11 @@ INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR]
         __m512i s0[MR], s1[MR];
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) s0[r] = s1[r] = _mm512_setzero_si512();
-        const __m512i *q0 = packed ? t0->q + 16 * (j / 2) : t0->q + 8 * j;
-        const __m512i *q1 = packed ? t1->q + 16 * (j / 2) : t1->q + 8 * j;
+        const uint8_t *q0 = packed ? k4_chunk(t0, j / 2) : (const uint8_t *)(t0->q + 8 * j);
+        const uint8_t *q1 = packed ? k4_chunk(t1, j / 2) : (const uint8_t *)(t1->q + 8 * j);
 #pragma GCC unroll 8
         for (int tt = 0; tt < 8; tt++) {
-            const __m512i w0 = k4_quants(q0[tt], j, packed, m4), w1 = k4_quants(q1[tt], j, packed, m4);
+            const __m512i w0 = k4_quants(q0 + 64 * tt, j, packed, m4), w1 = k4_quants(q1 + 64 * tt, j, packed, m4);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 const __m512i x = bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt);

@@ -303,13 +303,15 @@ INLINE void q6_scales(ktile *t, const __m512i h[4])
  * e[l+96] = ql[l+32] >> 4     | (qh[l] >> 6 & 3) << 4 */
 INLINE void q6_quads(__m512i a, __m512i b, __m512i h, __m512i q[4])
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
-    q[0] = _mm512_or_si512(_mm512_and_si512(a, m4), _mm512_slli_epi32(_mm512_and_si512(h, m2), 4));
-    q[1] = _mm512_or_si512(_mm512_and_si512(b, m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2), m2), 4));
-    q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a, 4), m4),
-                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 4), m2), 4));
-    q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b, 4), m4),
-                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 6), m2), 4));
+    /* bits 0-3 from the nibble, 4-5 from h, 6-7 zero: h's fields are masked to bits 0-1 and 4-5 of each
+     * byte (hl: fields 0 and 2, hh: fields 1 and 3) and a bit select (vpternlogd, mask ? nibble : h) joins
+     * them; the 32-bit shifts carry bits across bytes only into positions the select or mask drops */
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m33 = _mm512_set1_epi8(0x33);
+    const __m512i hl = _mm512_and_si512(h, m33), hh = _mm512_and_si512(_mm512_srli_epi32(h, 2), m33);
+    q[0] = _mm512_ternarylogic_epi32(a, _mm512_slli_epi32(hl, 4), m4, 0xE4);
+    q[1] = _mm512_ternarylogic_epi32(b, _mm512_slli_epi32(hh, 4), m4, 0xE4);
+    q[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi32(a, 4), hl, m4, 0xE4);
+    q[3] = _mm512_ternarylogic_epi32(_mm512_srli_epi32(b, 4), hh, m4, 0xE4);
 }
 
 /* Q6_K: 210-byte blocks: ql (128), qh (64), scales (16 x int8), d. Quants stored +32 (0..63). */

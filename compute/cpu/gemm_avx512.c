@@ -5,7 +5,7 @@
  * weight row i. One vpdpbusd with a broadcast 4-byte group of an activation row then advances the
  * dot products of all 16 weight rows, the sub-block scales are one vector multiply per sub-block,
  * and the float scale d_w*d_a is one FMA per block for 16 outputs. The tile is built once per
- * block and reused for every activation row (register-blocked 4 rows at a time), so M rows cost
+ * block and reused for every activation row (register-blocked 4 or 8 rows at a time), so M rows cost
  * M times the arithmetic but one weight read. Lanes are output rows, so no horizontal sums.
  * Later tiles are prefetched a few tiles ahead, in slices spread over the row groups, so the
  * weight stream from DRAM overlaps the arithmetic.
@@ -38,7 +38,8 @@
 
 enum { TW = 16,        /* weight rows per tile (lanes) */
        MCHUNK = 64,    /* activation rows per accumulator pass */
-       MR = 4,         /* activation rows per register block */
+       MR = 4,         /* activation rows per register block (two-tile K-quant passes, 32-element types) */
+       MRK = 8,        /* activation rows per register block of the one-tile K-quant passes */
        PF_TILES = 3 }; /* software prefetch distance in tiles */
 
 INLINE int32_t load_i32(const void *p) { int32_t v; memcpy(&v, p, 4); return v; }
@@ -423,15 +424,15 @@ INLINE __m512i k4_quants(const uint8_t *p, int j, int packed, __m512i m4)
  * Two dpbusd chains per row (even/odd quads) keep 2R independent chains in flight; the mins are
  * folded in at the end (k4_finish). packed: the
  * tile holds Q4_K nibble pairs (see build_q4_K), split here per sub-block. */
-INLINE void run_k4(const ktile *t, const uint8_t *const a[MR], int R, int packed, __m512 *acc)
+INLINE void run_k4(const ktile *t, const uint8_t *const a[MRK], int R, int packed, __m512 *acc)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512i isum[MR];
+    __m512i isum[MRK];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) isum[r] = _mm512_setzero_si512();
 #pragma GCC unroll 1
     for (int j = 0; j < 8; j++) {
-        __m512i s0[MR], s1[MR];
+        __m512i s0[MRK], s1[MRK];
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) s0[r] = s1[r] = _mm512_setzero_si512();
         const uint8_t *q = packed ? k4_chunk(t, j / 2) : (const uint8_t *)(t->q + 8 * j);
@@ -457,13 +458,13 @@ INLINE void run_k4(const ktile *t, const uint8_t *const a[MR], int R, int packed
 /* Tiles with offset quants (Q6_K: q+32, IQ4_XS: value+128) x R rows, QS quads per sub-block:
  * acc[r] += d8_r * d * (sum_j sc_j q.a - sum_p mn_p . bsums pair p), the offset removed exactly in
  * integers (mn[p] = offset * scale of the two 16-element groups of bsums pair p). */
-INLINE void run_off(const ktile *t, const uint8_t *const a[MR], int R, int QS, __m512 *acc)
+INLINE void run_off(const ktile *t, const uint8_t *const a[MRK], int R, int QS, __m512 *acc)
 {
-    __m512i isum[MR];
+    __m512i isum[MRK];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) isum[r] = _mm512_setzero_si512();
     for (int j = 0; j < 64 / QS; j++) {
-        __m512i s0[MR], s1[MR];
+        __m512i s0[MRK], s1[MRK];
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) s0[r] = s1[r] = _mm512_setzero_si512();
         const __m512i *q = t->q + QS * j;
@@ -565,7 +566,7 @@ INLINE void run2_off(const ktile *t0, const ktile *t1, const uint8_t *const a[MR
 
 enum { KT_Q4_K, KT_Q5_K, KT_Q6_K, KT_IQ4_XS };
 
-INLINE void run_ktile(const ktile *t, const uint8_t *const a[MR], int R, int kind, __m512 *acc)
+INLINE void run_ktile(const ktile *t, const uint8_t *const a[MRK], int R, int kind, __m512 *acc)
 {
     if (kind == KT_Q6_K) run_off(t, a, R, 4, acc);
     else if (kind == KT_IQ4_XS) run_off(t, a, R, 8, acc);
@@ -826,7 +827,7 @@ INLINE void build_ktile(ktile *t, tsrc src, int kind)
 }
 
 /* The driver shared by the K-quants: tiles of 16 weight rows, activation rows in chunks of MCHUNK
- * with float accumulators in L1, MR rows per register block. From PAIR_M activation rows on (prompt
+ * with float accumulators in L1, mr rows per register block (krows). From PAIR_M activation rows on (prompt
  * chunks) two tiles at a time (32 rows, run_ktile2), which halves the activation loads; below it the
  * 32 concurrent weight-row streams cost more than that saves (gemm_bench q4_K 2048x6144 from DRAM,
  * 2 threads: M = 4 0.233 -> 0.299 ms, M = 16 0.420 -> 0.511, M = 64 1.473 -> 1.424).
@@ -834,8 +835,19 @@ INLINE void build_ktile(ktile *t, tsrc src, int kind)
  * that needs no transpose, so M = 1 takes the same path (one sequential stream per thread); tiles
  * start at multiples of 16 rows, and lanes outside [o_lo, o_hi) are computed but not stored. */
 enum { PAIR_M = 64 };
+
+/* Rows of the next register block with `left` rows to go: two tiles, 4 (their 2 x 8 accumulators would
+ * not fit); one tile, up to mr (then 4, 3, 2, 1). mr = 8 from M = 8 on (measured: the Q4_K / Q6_K tile time
+ * at M = 16 -7 / -4 %, the tile's quant vectors being read twice instead of four times) up to PAIR_M; below
+ * and from PAIR_M on (prompt chunks, two tiles per pass), mr = 4 in a driver compiled apart: the 8-row blocks
+ * inlined next to them cost M = 2..7 2-5 % and the two-tile passes 4-7 %. */
+INLINE int krows(int left, int nt, int mr)
+{
+    if (nt == 2) return left < MR ? left : MR;
+    return left >= mr ? mr : left >= MR ? MR : left;
+}
 INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                        const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind, int tiled)
+                        const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind, int tiled, int mr)
 {
     const int64_t nb = n_in / AR_QK_K;
     if (!tiled && M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K) && nb <= ROWDOT_MAX_BLOCKS) {
@@ -905,7 +917,9 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                         have_next[k] = tile_ahead(wb, wrb, o0 + k * TW, o_hi, b, nb, bbytes, PF_TILES, nx[k]);
                     }
                 }
-                const int ngroups = (mc + MR - 1) / MR, slices = ngroups < 4 ? ngroups : 4;
+                int ngroups = 0;
+                for (int r0 = 0; r0 < mc; r0 += krows(mc - r0, nt, mr)) ngroups++;
+                const int slices = ngroups < 4 ? ngroups : 4;
                 const int per_slice = TW / slices;
                 for (int k = 0; k < nt; k++)
                     if (have_next[k]) {
@@ -913,18 +927,19 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                         else prefetch_rows(nx[k], 0, per_slice, bbytes);
                     }
                 for (int k = 0; k < nt; k++) build_ktile(&t[k], src[k], kind);
-                for (int r0 = 0, g = 0; r0 < mc; r0 += MR, g++) {
-                    const int R = mc - r0 < MR ? mc - r0 : MR;
-                    const uint8_t *a[MR];
+                for (int r0 = 0, g = 0, R; r0 < mc; r0 += R, g++) {
+                    R = krows(mc - r0, nt, mr);
+                    const uint8_t *a[MRK];
 #pragma GCC unroll 16
-                    for (int r = 0; r < MR; r++)
+                    for (int r = 0; r < MRK; r++)
                         a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * Q8K_BYTES;
                     if (nt == 2) {
                         if (R == MR) run_ktile2(&t[0], &t[1], a, MR, kind, acc[0] + r0, acc[1] + r0);
                         else if (R == 3) run_ktile2(&t[0], &t[1], a, 3, kind, acc[0] + r0, acc[1] + r0);
                         else if (R == 2) run_ktile2(&t[0], &t[1], a, 2, kind, acc[0] + r0, acc[1] + r0);
                         else run_ktile2(&t[0], &t[1], a, 1, kind, acc[0] + r0, acc[1] + r0);
-                    } else if (R == MR) run_ktile(&t[0], a, MR, kind, acc[0] + r0);
+                    } else if (mr == MRK && R == MRK) run_ktile(&t[0], a, MRK, kind, acc[0] + r0);
+                    else if (R == MR) run_ktile(&t[0], a, MR, kind, acc[0] + r0);
                     else if (R == 3) run_ktile(&t[0], a, 3, kind, acc[0] + r0);
                     else if (R == 2) run_ktile(&t[0], a, 2, kind, acc[0] + r0);
                     else run_ktile(&t[0], a, 1, kind, acc[0] + r0);
@@ -953,12 +968,14 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
     static void gemm_##name(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,           \
                             const void *xq, size_t xrb, int M, float *y, int64_t ldy)                      \
     {                                                                                                      \
-        gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind, 0);                                \
+        if (M >= MRK && M < PAIR_M) gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind, 0, MRK); \
+        else gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind, 0, MR);                       \
     }                                                                                                      \
     static void gemm_##name##_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,   \
                                     const void *xq, size_t xrb, int M, float *y, int64_t ldy)              \
     {                                                                                                      \
-        gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind, 1);                                \
+        if (M >= MRK && M < PAIR_M) gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind, 1, MRK); \
+        else gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind, 1, MR);                       \
     }
 KQUANT_KERNELS(q4_K, KT_Q4_K)
 KQUANT_KERNELS(q5_K, KT_Q5_K)

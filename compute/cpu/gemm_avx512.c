@@ -385,18 +385,26 @@ enum { Q8K_QS = 4, Q8K_BSUMS = 260, Q8K_BYTES = 292 };
  * d and the activation row's d8, add to acc. */
 INLINE __m512 k4_finish(const ktile *t, const uint8_t *a, __m512i isum, __m512 acc)
 {
-    __m512i imin = _mm512_setzero_si512();
+    __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) imin = _mm512_dpwssd_epi32(imin, t->mn[j], bcast4(a + Q8K_BSUMS + 4 * j));
+    for (int j = 0; j < 8; j += 2) {
+        i0 = _mm512_dpwssd_epi32(i0, t->mn[j], bcast4(a + Q8K_BSUMS + 4 * j));
+        i1 = _mm512_dpwssd_epi32(i1, t->mn[j + 1], bcast4(a + Q8K_BSUMS + 4 * j + 4));
+    }
+    const __m512i imin = _mm512_add_epi32(i0, i1);
     const __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum), t->d, _mm512_mul_ps(_mm512_cvtepi32_ps(imin), t->dmin));
     return _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a)), acc);
 }
 
 INLINE __m512 off_finish(const ktile *t, const uint8_t *a, __m512i isum, __m512 acc)
 {
-    __m512i off = _mm512_setzero_si512();
+    __m512i o0 = _mm512_setzero_si512(), o1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) off = _mm512_dpwssd_epi32(off, t->mn[j], bcast4(a + Q8K_BSUMS + 4 * j));
+    for (int j = 0; j < 8; j += 2) {
+        o0 = _mm512_dpwssd_epi32(o0, t->mn[j], bcast4(a + Q8K_BSUMS + 4 * j));
+        o1 = _mm512_dpwssd_epi32(o1, t->mn[j + 1], bcast4(a + Q8K_BSUMS + 4 * j + 4));
+    }
+    const __m512i off = _mm512_add_epi32(o0, o1);
     const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum, off)), t->d);
     return _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a)), acc);
 }

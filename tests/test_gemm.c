@@ -80,6 +80,17 @@ static void test_act_conversion(void)
         ar_gemm_quantize_act(AR_Q4_K, x, a, n);
         ar_quantize_row(AR_Q8_K, x, b, n);
         CHECK(!memcmp(a, b, ar_row_bytes(AR_Q8_K, n)), "Q8_K activation differs from ar_quantize_row (trial %d)", trial);
+        {   /* then one pair-sum record per block: bsums[2j] + bsums[2j+1] as int16 (gemm.h) */
+            const ar_block_q8_K *blk = (const ar_block_q8_K *)(const void *)b;
+            int bad = 0;
+            for (int64_t k = 0; k < n / AR_QK_K; k++)
+                for (int j = 0; j < 8; j++) {
+                    int16_t v;
+                    memcpy(&v, a + ar_row_bytes(AR_Q8_K, n) + (size_t)k * AR_GEMM_Q8K_PAIRS + 2 * (size_t)j, sizeof v);
+                    bad += v != blk[k].bsums[2 * j] + blk[k].bsums[2 * j + 1];
+                }
+            CHECK(!bad, "Q8_K pair sums: %d of %d wrong (trial %d)", bad, (int)(8 * (n / AR_QK_K)), trial);
+        }
         /* F16 / BF16 */
         ar_gemm_quantize_act(AR_F16, x, a, n);
         ar_quantize_row(AR_F16, x, b, n);
@@ -133,7 +144,7 @@ static void test_act_conversion(void)
           ar_gemm_act_type(AR_Q5_1) == AR_Q8_1 && ar_gemm_act_type(AR_BF16) == AR_BF16 &&
           ar_gemm_act_type(AR_F16) == AR_F16 && ar_gemm_act_type(AR_F32) == AR_F32 &&
           ar_gemm_act_type(AR_IQ2_XXS) == -1, "act type table");
-    CHECK(ar_gemm_act_row_bytes(AR_Q6_K, 512) == 2 * sizeof(ar_block_q8_K) &&
+    CHECK(ar_gemm_act_row_bytes(AR_Q6_K, 512) == 2 * (sizeof(ar_block_q8_K) + AR_GEMM_Q8K_PAIRS) &&
           ar_gemm_act_row_bytes(AR_Q8_0, 64) == 2 * sizeof(ar_block_q8_0) &&
           ar_gemm_act_row_bytes(AR_Q4_K, 100) == 0, "act row bytes");
 }

@@ -41,7 +41,22 @@ size_t ar_gemm_act_row_bytes(int wtype, int64_t n_in)
     if (at < 0) return 0;
     const ar_dtype_info *wi = ar_dtype_get(wtype);
     if (!wi || n_in % wi->block_elems) return 0;
+    if (at == AR_Q8_K) return ar_row_bytes(at, n_in) + (size_t)(n_in / AR_QK_K) * AR_GEMM_Q8K_PAIRS;
     return ar_row_bytes(at, n_in);
+}
+
+/* The pair-sum records after a row's nb Q8_K blocks (gemm.h). */
+static void q8k_pairs(void *xq, int64_t nb)
+{
+    const ar_block_q8_K *blk = xq;
+    int16_t *out = (int16_t *)(void *)((uint8_t *)xq + (size_t)nb * sizeof(ar_block_q8_K));
+    for (int64_t b = 0; b < nb; b++)
+        for (int j = 0; j < 8; j++) {
+            int16_t v;
+            const int sum = blk[b].bsums[2 * j] + blk[b].bsums[2 * j + 1];   /* |sum| <= 32 * 128 */
+            v = (int16_t)sum;
+            memcpy(out + 8 * b + j, &v, sizeof v);
+        }
 }
 
 static float max_abs(const float *x, int n)
@@ -100,9 +115,13 @@ void ar_gemm_quantize_act(int wtype, const float *x, void *xq, int64_t n_in)
     case AR_Q8_1: act_q8_1(x, xq, n_in / 32); break;
     case AR_Q8_K:
 #if defined(__x86_64__)
-        if (isa_now() == ISA_AVX512 && ar_gemm_avx512_q8_K(x, xq, n_in / AR_QK_K)) break;
+        if (isa_now() == ISA_AVX512 && ar_gemm_avx512_q8_K(x, xq, n_in / AR_QK_K)) {
+            q8k_pairs(xq, n_in / AR_QK_K);
+            break;
+        }
 #endif
         ar_quantize_row(AR_Q8_K, x, xq, n_in);
+        q8k_pairs(xq, n_in / AR_QK_K);
         break;
     case AR_F32:  memcpy(xq, x, (size_t)n_in * sizeof(float)); break;
     case AR_F16: {

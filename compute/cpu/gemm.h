@@ -17,6 +17,9 @@
  * which is what llama.cpp runs on the machines we compare against: d = amax/127 stored as F16,
  * quants = round-half-even(x * (127/amax)); that can differ by one step from the reference
  * quantizer (roundf, x * (1/d)) on ties. F16/BF16 are round-to-nearest-even conversions.
+ * A Q8_K activation row is its n_in / 256 blocks followed by one pair-sum record per block
+ * (AR_GEMM_Q8K_PAIRS bytes: the 8 sums of 32 quants, bsums[2j] + bsums[2j+1], as int16), with which the
+ * AVX-512 Q4_K / Q5_K kernels fold the sub-block mins in half the 16-bit products; other paths ignore it.
  *
  * Dispatch: scalar reference (gemm.c, exactly ggml's generic vec_dot math) for every type above,
  * and fast paths (gemm_avx512.c, gemm_avx2.c, gemm_neon.c) for Q4_K Q5_K Q6_K IQ4_XS Q8_0 Q4_0
@@ -35,6 +38,7 @@
 #include <stdint.h>
 
 /* Output-row ranges that are multiples of this keep every fast path on full tiles. */
+#define AR_GEMM_Q8K_PAIRS 16
 #define AR_GEMM_ROW_ALIGN 16
 
 /* The activation (dot) type for a weight type; -1 when ar_gemm does not handle the weight type. */

@@ -196,7 +196,7 @@ INLINE __m512 src_f16_tail(tsrc s, size_t off)
 /* ---- K-quant tiles (Q4_K, Q5_K, Q6_K) -------------------------------------------------------- */
 
 /* One 256-column block of 16 weight rows. q[k] lane i = quants 4k..4k+3 of row i (unsigned).
- * Q4_K/Q5_K: sc[j] = sub-block scale (32 each), mn[j] = min in both 16-bit halves.
+ * Q4_K/Q5_K: sc[j] = sub-block scale (32 each), mn[i] = mins of sub-blocks 2i, 2i+1 (16-bit pair).
  * Q6_K: sc[j] = scale of sub-block j (16 each), mn[j/2] = 32*scale pairs for the bsums. */
 typedef struct {
     __m512i q[64];
@@ -207,10 +207,11 @@ typedef struct {
 } ktile;
 
 /* Q4_K/Q5_K scales and mins for sub-blocks 0..7 from the 12 packed bytes (s0, s1, s2 = bytes
- * 0-3, 4-7, 8-11 of each lane's row). */
+ * 0-3, 4-7, 8-11 of each lane's row); mn[i] = the mins of sub-blocks 2i, 2i+1 as 16-bit pair. */
 INLINE void k4_scales16(ktile *t, __m512i s0, __m512i s1, __m512i s2)
 {
     const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+    __m512i mins[8];
 #pragma GCC unroll 16
     for (int j = 0; j < 4; j++) {
         const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(s0, 8 * j), m6);
@@ -223,9 +224,11 @@ INLINE void k4_scales16(ktile *t, __m512i s0, __m512i s1, __m512i s2)
             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(s1, 8 * j + 6), m2), 4));
         t->sc[j] = sc;
         t->sc[j + 4] = sch;
-        t->mn[j] = _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16));
-        t->mn[j + 4] = _mm512_or_si512(mnh, _mm512_slli_epi32(mnh, 16));
+        mins[j] = mn;
+        mins[j + 4] = mnh;
     }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) t->mn[i] = _mm512_or_si512(mins[2 * i], _mm512_slli_epi32(mins[2 * i + 1], 16));
 }
 
 /* Q4_K/Q5_K d, dmin, scales and mins from the block's first 4 dword columns. */
@@ -383,14 +386,13 @@ enum { Q8K_QS = 4, Q8K_BSUMS = 260, Q8K_BYTES = 292 };
 /* The per-row ends of the tile runs, shared by the one- and two-tile passes: fold the mins (Q4_K /
  * Q5_K: dmin * sum_j m_j bsums) or the quant offset (Q6_K, IQ4_XS) into the exact integer sum, scale by
  * d and the activation row's d8, add to acc. */
-INLINE __m512 k4_finish(const ktile *t, const uint8_t *a, __m512i isum, __m512 acc)
+INLINE __m512 k4_finish(const ktile *t, const uint8_t *a, const uint8_t *pairs, __m512i isum, __m512 acc)
 {
-    __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; j += 2) {
-        i0 = _mm512_dpwssd_epi32(i0, t->mn[j], bcast4(a + Q8K_BSUMS + 4 * j));
-        i1 = _mm512_dpwssd_epi32(i1, t->mn[j + 1], bcast4(a + Q8K_BSUMS + 4 * j + 4));
-    }
+    /* sum_j m_j (bsums 2j + 2j+1): the activation row's pair sums (gemm.h) against the mins in pairs */
+    const __m512i i0 = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(_mm512_setzero_si512(), t->mn[0], bcast4(pairs)),
+                                           t->mn[2], bcast4(pairs + 8));
+    const __m512i i1 = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(_mm512_setzero_si512(), t->mn[1], bcast4(pairs + 4)),
+                                           t->mn[3], bcast4(pairs + 12));
     const __m512i imin = _mm512_add_epi32(i0, i1);
     const __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum), t->d, _mm512_mul_ps(_mm512_cvtepi32_ps(imin), t->dmin));
     return _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a)), acc);
@@ -432,7 +434,7 @@ INLINE __m512i k4_quants(const uint8_t *p, int j, int packed, __m512i m4)
  * Two dpbusd chains per row (even/odd quads) keep 2R independent chains in flight; the mins are
  * folded in at the end (k4_finish). packed: the
  * tile holds Q4_K nibble pairs (see build_q4_K), split here per sub-block. */
-INLINE void run_k4(const ktile *t, const uint8_t *const a[MRK], int R, int packed, __m512 *acc)
+INLINE void run_k4(const ktile *t, const uint8_t *const a[MRK], int R, int packed, size_t poff, __m512 *acc)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512i isum[MRK];
@@ -460,7 +462,7 @@ INLINE void run_k4(const ktile *t, const uint8_t *const a[MRK], int R, int packe
             isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(_mm512_add_epi32(s0[r], s1[r]), sc));
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < R; r++) acc[r] = k4_finish(t, a[r], isum[r], acc[r]);
+    for (int r = 0; r < R; r++) acc[r] = k4_finish(t, a[r], a[r] + poff, isum[r], acc[r]);
 }
 
 /* Tiles with offset quants (Q6_K: q+32, IQ4_XS: value+128) x R rows, QS quads per sub-block:
@@ -499,7 +501,7 @@ INLINE void run_off(const ktile *t, const uint8_t *const a[MRK], int R, int QS, 
  * vpdpbusd per tile, so the activation loads per vpdpbusd halve (at M = 16 those loads, not the
  * arithmetic, bound the one-tile kernels: see docs/BENCHMARKS.md). One chain per (tile, row); the
  * integer sums are exact, so every output is the same bits as the one-tile path's. */
-INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int packed, __m512 *acc0,
+INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int packed, size_t poff, __m512 *acc0,
                     __m512 *acc1)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -532,8 +534,8 @@ INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR]
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-        acc0[r] = k4_finish(t0, a[r], isum0[r], acc0[r]);
-        acc1[r] = k4_finish(t1, a[r], isum1[r], acc1[r]);
+        acc0[r] = k4_finish(t0, a[r], a[r] + poff, isum0[r], acc0[r]);
+        acc1[r] = k4_finish(t1, a[r], a[r] + poff, isum1[r], acc1[r]);
     }
 }
 
@@ -574,19 +576,19 @@ INLINE void run2_off(const ktile *t0, const ktile *t1, const uint8_t *const a[MR
 
 enum { KT_Q4_K, KT_Q5_K, KT_Q6_K, KT_IQ4_XS };
 
-INLINE void run_ktile(const ktile *t, const uint8_t *const a[MRK], int R, int kind, __m512 *acc)
+INLINE void run_ktile(const ktile *t, const uint8_t *const a[MRK], int R, int kind, size_t poff, __m512 *acc)
 {
     if (kind == KT_Q6_K) run_off(t, a, R, 4, acc);
     else if (kind == KT_IQ4_XS) run_off(t, a, R, 8, acc);
-    else run_k4(t, a, R, kind == KT_Q4_K, acc);
+    else run_k4(t, a, R, kind == KT_Q4_K, poff, acc);
 }
 
-INLINE void run_ktile2(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int kind, __m512 *acc0,
-                       __m512 *acc1)
+INLINE void run_ktile2(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int kind, size_t poff,
+                       __m512 *acc0, __m512 *acc1)
 {
     if (kind == KT_Q6_K) run2_off(t0, t1, a, R, 4, acc0, acc1);
     else if (kind == KT_IQ4_XS) run2_off(t0, t1, a, R, 8, acc0, acc1);
-    else run2_k4(t0, t1, a, R, kind == KT_Q4_K, acc0, acc1);
+    else run2_k4(t0, t1, a, R, kind == KT_Q4_K, poff, acc0, acc1);
 }
 
 /* ---- one activation row on the tile layout (decode) --------------------------------------------
@@ -597,7 +599,7 @@ INLINE void run_ktile2(const ktile *t0, const ktile *t1, const uint8_t *const a[
  * general tile path's bits (tests/test_gemm.c). */
 
 /* Q4_K tile (layout of build_q4_K) x one Q8_K block a. */
-INLINE __m512 m1_q4_K(const uint8_t *tile, const uint8_t *a, __m512 acc)
+INLINE __m512 m1_q4_K(const uint8_t *tile, const uint8_t *a, const uint8_t *pairs, __m512 acc)
 {
     ktile t;   /* only the scales, mins, d and dmin are filled */
     __m512i h[4];
@@ -622,7 +624,7 @@ INLINE __m512 m1_q4_K(const uint8_t *tile, const uint8_t *a, __m512 acc)
         isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(lo0, lo1), t.sc[2 * c]));
         isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(hi0, hi1), t.sc[2 * c + 1]));
     }
-    return k4_finish(&t, a, isum, acc);
+    return k4_finish(&t, a, pairs, isum, acc);
 }
 
 /* Q6_K tile (layout of build_q6_K) x one Q8_K block a. Quad k (elements 4k..4k+3) is in sub-block
@@ -874,7 +876,8 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *tile = tg + (size_t)b * tbytes, *next = tile + PF_TILES * tbytes;
                 if (next + tbytes <= tend) prefetch_span(next, 0, tbytes);
-                acc = kind == KT_Q4_K ? m1_q4_K(tile, xb + (size_t)b * Q8K_BYTES, acc)
+                acc = kind == KT_Q4_K ? m1_q4_K(tile, xb + (size_t)b * Q8K_BYTES,
+                                                xb + (size_t)nb * Q8K_BYTES + (size_t)b * AR_GEMM_Q8K_PAIRS, acc)
                                       : m1_q6_K(tile, xb + (size_t)b * Q8K_BYTES, acc);
             }
             store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
@@ -935,6 +938,8 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                         else prefetch_rows(nx[k], 0, per_slice, bbytes);
                     }
                 for (int k = 0; k < nt; k++) build_ktile(&t[k], src[k], kind);
+                /* from a row's block b to its pair-sum record (gemm.h: after the row's nb blocks) */
+                const size_t poff = (size_t)nb * Q8K_BYTES - (size_t)b * (Q8K_BYTES - AR_GEMM_Q8K_PAIRS);
                 for (int r0 = 0, g = 0, R; r0 < mc; r0 += R, g++) {
                     R = krows(mc - r0, nt, mr);
                     const uint8_t *a[MRK];
@@ -942,15 +947,15 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                     for (int r = 0; r < MRK; r++)
                         a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * Q8K_BYTES;
                     if (nt == 2) {
-                        if (R == MR) run_ktile2(&t[0], &t[1], a, MR, kind, acc[0] + r0, acc[1] + r0);
-                        else if (R == 3) run_ktile2(&t[0], &t[1], a, 3, kind, acc[0] + r0, acc[1] + r0);
-                        else if (R == 2) run_ktile2(&t[0], &t[1], a, 2, kind, acc[0] + r0, acc[1] + r0);
-                        else run_ktile2(&t[0], &t[1], a, 1, kind, acc[0] + r0, acc[1] + r0);
-                    } else if (mr == MRK && R == MRK) run_ktile(&t[0], a, MRK, kind, acc[0] + r0);
-                    else if (R == MR) run_ktile(&t[0], a, MR, kind, acc[0] + r0);
-                    else if (R == 3) run_ktile(&t[0], a, 3, kind, acc[0] + r0);
-                    else if (R == 2) run_ktile(&t[0], a, 2, kind, acc[0] + r0);
-                    else run_ktile(&t[0], a, 1, kind, acc[0] + r0);
+                        if (R == MR) run_ktile2(&t[0], &t[1], a, MR, kind, poff, acc[0] + r0, acc[1] + r0);
+                        else if (R == 3) run_ktile2(&t[0], &t[1], a, 3, kind, poff, acc[0] + r0, acc[1] + r0);
+                        else if (R == 2) run_ktile2(&t[0], &t[1], a, 2, kind, poff, acc[0] + r0, acc[1] + r0);
+                        else run_ktile2(&t[0], &t[1], a, 1, kind, poff, acc[0] + r0, acc[1] + r0);
+                    } else if (mr == MRK && R == MRK) run_ktile(&t[0], a, MRK, kind, poff, acc[0] + r0);
+                    else if (R == MR) run_ktile(&t[0], a, MR, kind, poff, acc[0] + r0);
+                    else if (R == 3) run_ktile(&t[0], a, 3, kind, poff, acc[0] + r0);
+                    else if (R == 2) run_ktile(&t[0], a, 2, kind, poff, acc[0] + r0);
+                    else run_ktile(&t[0], a, 1, kind, poff, acc[0] + r0);
                     if (g + 1 < slices)
                         for (int k = 0; k < nt; k++)
                             if (have_next[k]) {

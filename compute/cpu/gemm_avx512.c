@@ -904,6 +904,10 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
             for (int k = 0; k < nt; k++)
 #pragma GCC unroll 16
                 for (int r = 0; r < mc; r++) acc[k][r] = _mm512_setzero_ps();
+            int ngroups = 0;   /* register blocks of this chunk; the prefetch is cut in as many slices (up to 4) */
+            for (int r0 = 0; r0 < mc; r0 += krows(mc - r0, nt, mr)) ngroups++;
+            const int slices = ngroups < 4 ? ngroups : 4;
+            const int per_slice = TW / slices;
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *p[2][TW];
                 tsrc src[2];
@@ -928,10 +932,6 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                         have_next[k] = tile_ahead(wb, wrb, o0 + k * TW, o_hi, b, nb, bbytes, PF_TILES, nx[k]);
                     }
                 }
-                int ngroups = 0;
-                for (int r0 = 0; r0 < mc; r0 += krows(mc - r0, nt, mr)) ngroups++;
-                const int slices = ngroups < 4 ? ngroups : 4;
-                const int per_slice = TW / slices;
                 for (int k = 0; k < nt; k++)
                     if (have_next[k]) {
                         if (tiled) prefetch_span(nt_ptr[k], 0, tbytes / (size_t)slices);

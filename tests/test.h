@@ -7,6 +7,7 @@
 #ifndef AR_TESTS_TEST_H
 #define AR_TESTS_TEST_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,5 +44,15 @@ static inline int test_sanitized(void)
     const char *s = getenv("ARBOR_SANITIZED");
     return s && *s == '1';
 }
+
+/* xorshift64 random inputs: the next state of *s (seed it non-zero), and a uniform float in [0, 1) with 24 bits. */
+static inline uint64_t test_xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+static inline float test_uniform(uint64_t *s) { return (float)((test_xorshift(s) >> 40) * (1.0 / 16777216.0)); }
 
 #endif

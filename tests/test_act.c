@@ -12,13 +12,7 @@
 #include "compute/ops.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static float uni(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) * (1.0 / 16777216.0));
-}
+static float uni(void) { return test_uniform(&rng); }
 
 int main(void)
 {

@@ -19,13 +19,7 @@
 #include "compute/ops.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float uni(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) * (1.0 / 16777216.0));
-}
+static float uni(void) { return test_uniform(&rng); }
 
 /* distance in units in the last place between two finite floats of the same sign (else a large value) */
 static int64_t ulps(float a, float b)

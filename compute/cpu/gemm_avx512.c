@@ -499,8 +499,10 @@ INLINE void run_off(const ktile *t, const uint8_t *const a[MRK], int R, int QS, 
 
 /* Two tiles (32 weight rows) x R activation rows: each broadcast activation group feeds a
  * vpdpbusd per tile, so the activation loads per vpdpbusd halve (at M = 16 those loads, not the
- * arithmetic, bound the one-tile kernels: see docs/BENCHMARKS.md). One chain per (tile, row); the
- * integer sums are exact, so every output is the same bits as the one-tile path's. */
+ * arithmetic, bound the one-tile kernels: see docs/BENCHMARKS.md). Two chains per (tile, row), even
+ * and odd quads: 4R = 16 independent vpdpbusd chains (one per (tile, row), 8, left the kernel waiting
+ * on their latency: Q4_K M = 64 -2.5 %, docs/BENCHMARKS.md); the integer sums are exact, so every
+ * output is the same bits as the one-tile path's. */
 INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int packed, size_t poff, __m512 *acc0,
                     __m512 *acc1)
 {
@@ -510,26 +512,30 @@ INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR]
     for (int r = 0; r < R; r++) isum0[r] = isum1[r] = _mm512_setzero_si512();
 #pragma GCC unroll 1
     for (int j = 0; j < 8; j++) {
-        __m512i s0[MR], s1[MR];
+        __m512i s0[MR], s1[MR], u0[MR], u1[MR];
 #pragma GCC unroll 8
-        for (int r = 0; r < R; r++) s0[r] = s1[r] = _mm512_setzero_si512();
+        for (int r = 0; r < R; r++) s0[r] = s1[r] = u0[r] = u1[r] = _mm512_setzero_si512();
         const uint8_t *q0 = packed ? k4_chunk(t0, j / 2) : (const uint8_t *)(t0->q + 8 * j);
         const uint8_t *q1 = packed ? k4_chunk(t1, j / 2) : (const uint8_t *)(t1->q + 8 * j);
 #pragma GCC unroll 8
-        for (int tt = 0; tt < 8; tt++) {
+        for (int tt = 0; tt < 8; tt += 2) {
             const __m512i w0 = k4_quants(q0 + 64 * tt, j, packed, m4), w1 = k4_quants(q1 + 64 * tt, j, packed, m4);
+            const __m512i v0 = k4_quants(q0 + 64 * (tt + 1), j, packed, m4), v1 = k4_quants(q1 + 64 * (tt + 1), j, packed, m4);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 const __m512i x = bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt);
+                const __m512i y = bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt + 4);
                 s0[r] = _mm512_dpbusd_epi32(s0[r], w0, x);
                 s1[r] = _mm512_dpbusd_epi32(s1[r], w1, x);
+                u0[r] = _mm512_dpbusd_epi32(u0[r], v0, y);
+                u1[r] = _mm512_dpbusd_epi32(u1[r], v1, y);
             }
         }
         const __m512i sc0 = t0->sc[j], sc1 = t1->sc[j];
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
-            isum0[r] = _mm512_add_epi32(isum0[r], _mm512_mullo_epi32(s0[r], sc0));
-            isum1[r] = _mm512_add_epi32(isum1[r], _mm512_mullo_epi32(s1[r], sc1));
+            isum0[r] = _mm512_add_epi32(isum0[r], _mm512_mullo_epi32(_mm512_add_epi32(s0[r], u0[r]), sc0));
+            isum1[r] = _mm512_add_epi32(isum1[r], _mm512_mullo_epi32(_mm512_add_epi32(s1[r], u1[r]), sc1));
         }
     }
 #pragma GCC unroll 8

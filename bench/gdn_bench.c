@@ -7,18 +7,11 @@
  * Times ar_gdn_steps_avx512 (compute/cpu/gdn.h) over a run of T tokens on each of `heads` d x d states, one
  * thread, inputs laid out as the model lays them out (q, k, v of a token in one row), best of 5. T = 1 is a
  * decode step, 16 a verify chain, 512 a prompt chunk. */
+#include "base/timer.h"
 #include "compute/cpu/gdn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv)
 {
@@ -38,11 +31,11 @@ int main(int argc, char **argv)
     double best = 1e30;
     int ok = 1;
     for (int r = 0; r < 5; r++) {
-        const double t0 = now();
+        const double t0 = ar_now();
         for (int h = 0; h < H; h++)
             ok &= ar_gdn_steps_avx512(St + (size_t)h * d * d, T, u, u + d, u + 2 * d, ld_u, g, beta, 1, o, (size_t)d,
                                       d, d, 0.088f);
-        const double t = now() - t0;
+        const double t = ar_now() - t0;
         if (t < best) best = t;
     }
     if (!ok) { fprintf(stderr, "this build has no AVX-512 GDN kernel\n"); return 1; }

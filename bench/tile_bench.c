@@ -9,20 +9,13 @@
  * With the default 16 x 2048 (8 tiles, 18-27 KB) the weights stay in L1, so this measures the arithmetic
  * of the kernel (tile build, row blocks, finish) without DRAM; bench/gemm_bench.c measures whole
  * matrices from DRAM on 1 and 2 threads. */
+#include "base/timer.h"
 #include "compute/cpu/gemm.h"
 #include "format/quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv)
 {
@@ -49,9 +42,9 @@ int main(int argc, char **argv)
     for (int m = 0; m < M; m++) ar_gemm_quantize_act(type, x + (size_t)m * n_in, xq + (size_t)m * xrb, n_in);
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
-        const double t0 = now();
+        const double t0 = ar_now();
         for (int i = 0; i < calls; i++) ar_gemm_tiled(type, w, rb, n_in, 0, n_out, xq, xrb, M, y, n_out);
-        const double t = now() - t0;
+        const double t = ar_now() - t0;
         if (t < best) best = t;
     }
     const double tiles = (double)n_out / 16 * (n_in / 256), ns = best / calls * 1e9 / tiles;

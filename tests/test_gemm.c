@@ -397,7 +397,7 @@ static void test_tiles(void)
 {
     static const int ttypes[] = { AR_Q4_K, AR_Q5_K, AR_Q6_K, AR_IQ4_XS };
     static const char *const isas[] = { "avx512", "avx2", "scalar", "neon" };
-    enum { NO = 48, TM = 17 };
+    enum { NO = 48, TM = 65 };
     const int have512 = ar_gemm_force("avx512") == 0;
     ar_gemm_force(NULL);
     for (size_t ti = 0; ti < sizeof ttypes / sizeof ttypes[0]; ti++)
@@ -434,7 +434,8 @@ static void test_tiles(void)
                     CHECK(ar_gemm_tiles_wanted(t, n_in, NO) == !strcmp(isas[ii], "avx512"),
                           "%s %s: tiles wanted %d", tn, isas[ii], ar_gemm_tiles_wanted(t, n_in, NO));
                     CHECK(!ar_gemm_tiles_wanted(t, n_in, 37), "%s %s: tiles wanted for 37 rows", tn, isas[ii]);
-                    static const int ms[] = { 1, 2, 4, 5, 16, 17 };
+                    /* 64 and 65: the two-tile passes of prompt chunks (PAIR_M), 17: one 8-row block and a rest */
+                    static const int ms[] = { 1, 2, 4, 5, 16, 17, 64, 65 };
                     static const int64_t ranges[][2] = { { 0, NO }, { 5, NO }, { 3, 29 }, { 16, 32 }, { 47, 48 } };
                     int differ = 0, clobber = 0;
                     for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)

@@ -8,8 +8,8 @@
  * rows of St are independent of each other (row c sees only its own values, k, q and v[c]), so two
  * or three rows at a time stay in registers for every token of the run, and the 64 KB state of a head is
  * read and written once per run instead of twice per token. Three rows (24 of the 32 registers at d_k =
- * 128) give each token's two horizontal sums per row more independent work to hide behind: 1.14 -> 0.96-1.02
- * us per token and head over 512 tokens; a run of one token keeps two (1.45 against 1.53-1.57 us with three).
+ * 128) give each token's two horizontal sums per row more independent work to hide behind (bench/gdn_bench.c,
+ * 16 heads: 512 tokens 9.42 -> 7.67 ms); a run of one token keeps two, which measured faster there.
  * Every row goes through the same operations in the same order as in ar_gdn_step_avx512, so the bits are
  * the same as that many single steps. */
 #include "compute/cpu/gdn.h"

@@ -500,9 +500,9 @@ INLINE void run_off(const ktile *t, const uint8_t *const a[MRK], int R, int QS, 
 /* Two tiles (32 weight rows) x R activation rows: each broadcast activation group feeds a
  * vpdpbusd per tile, so the activation loads per vpdpbusd halve (at M = 16 those loads, not the
  * arithmetic, bound the one-tile kernels: see docs/BENCHMARKS.md). Two chains per (tile, row), even
- * and odd quads: 4R = 16 independent vpdpbusd chains (one per (tile, row), 8, left the kernel waiting
- * on their latency: Q4_K M = 64 -2.5 %, docs/BENCHMARKS.md); the integer sums are exact, so every
- * output is the same bits as the one-tile path's. */
+ * and odd quads, so 4R vpdpbusd chains are in flight (with one per (tile, row) the kernel waited on their
+ * latency: Q4_K M = 64 2.5-3 % slower, docs/BENCHMARKS.md); the integer sums are exact, so every output is
+ * the same bits as the one-tile path's. */
 INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int packed, size_t poff, __m512 *acc0,
                     __m512 *acc1)
 {

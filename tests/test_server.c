@@ -407,14 +407,17 @@ static void test_stream(void)
          "\"stream_options\": {\"include_usage\": true}}",
          &r);
     CHECK(r.status == 200 && strstr(r.head, "text/event-stream"), "stream: status %d, head %.200s", r.status, r.head);
-    int frames = 0, usage_frames = 0, finish = 0;
+    int frames = 0, usage_frames = 0, finish = 0, bad_frames = 0;
+    const char *first_bad = NULL;
     bool done = false, role = false;
+    /* one check over all frames: their number depends on the sampled text (pieces held back while a
+     * character or a stop string is incomplete), and the suite's count of checks should not */
     for (char *p = r.body; (p = strstr(p, "data: ")); p += 6) {
         if (!strncmp(p + 6, "[DONE]", 6)) { done = true; continue; }
         char *end = strstr(p, "\n\n");
         if (!end) break;
         json_t *c = json_loadb(p + 6, (size_t)(end - p - 6), 0, NULL);
-        CHECK(c != NULL, "stream: frame is not JSON: %.100s", p);
+        if (!c && !bad_frames++) first_bad = p;
         frames++;
         json_t *ch = json_object_get(c, "choices");
         if (json_array_size(ch) == 0) {
@@ -428,6 +431,8 @@ static void test_stream(void)
         }
         json_decref(c);
     }
+    CHECK(bad_frames == 0, "stream: %d of %d frames are not JSON, the first: %.100s", bad_frames, frames,
+          first_bad ? first_bad : "");
     CHECK(done && role && finish == 1 && usage_frames == 1 && frames >= 3,
           "stream: frames %d, role %d, finish %d, usage %d, done %d", frames, role, finish, usage_frames, done);
     resp_free(&r);

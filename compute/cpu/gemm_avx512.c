@@ -498,8 +498,9 @@ INLINE void run_off(const ktile *t, const uint8_t *const a[MRK], int R, int QS, 
 }
 
 /* Two tiles (32 weight rows) x R activation rows: each broadcast activation group feeds a
- * vpdpbusd per tile, so the activation loads per vpdpbusd halve (at M = 16 those loads, not the
- * arithmetic, bound the one-tile kernels: see docs/BENCHMARKS.md). Two chains per (tile, row), even
+ * vpdpbusd per tile, so the activation loads per vpdpbusd halve (prompt chunks; at M = 16 with the weights in
+ * L1 halving them did not shorten a tile: `tile_bench TYPE 32 16` with PAIR_M 16, docs/BENCHMARKS.md, 21:20
+ * UTC section). Two chains per (tile, row), even
  * and odd quads, so 4R vpdpbusd chains are in flight (with one per (tile, row) the kernel waited on their
  * latency: Q4_K M = 64 2.5-3 % slower, docs/BENCHMARKS.md); the integer sums are exact, so every output is
  * the same bits as the one-tile path's. */

@@ -609,8 +609,12 @@ static ar_gemm_kernel tile_kernel_for(int isa, int wtype)
 
 static int tile_type(int wtype)
 {
-    return wtype == AR_Q4_K || wtype == AR_Q5_K || wtype == AR_Q6_K || wtype == AR_IQ4_XS;
+    return wtype == AR_Q4_K || wtype == AR_Q5_K || wtype == AR_Q6_K || wtype == AR_IQ4_XS || wtype == AR_Q8_0;
 }
+
+/* Bytes at the head of a block that the tile layout takes after the rest (gemm.h): Q8_0's d, so that
+ * its 32 quants fill the dword columns. */
+static size_t tile_rot(int wtype) { return wtype == AR_Q8_0 ? 2 : 0; }
 
 int ar_gemm_tiles_wanted(int wtype, int64_t n_in, int64_t n_out)
 {
@@ -631,7 +635,7 @@ static size_t tile_offset(size_t bb, int i, size_t j)
 int ar_gemm_pack_tiles(int wtype, void *data, size_t row_bytes, int64_t n_out)
 {
     if (!tile_type(wtype) || n_out <= 0 || n_out % TILE_ROWS) return -1;
-    const size_t bb = ar_dtype_get(wtype)->block_bytes, nb = row_bytes / bb, tb = TILE_ROWS * bb;
+    const size_t bb = ar_dtype_get(wtype)->block_bytes, nb = row_bytes / bb, tb = TILE_ROWS * bb, rot = tile_rot(wtype);
     uint8_t *tmp = malloc(TILE_ROWS * row_bytes);
     if (!tmp) return -1;
     for (int64_t g = 0; g < n_out / TILE_ROWS; g++) {
@@ -639,11 +643,12 @@ int ar_gemm_pack_tiles(int wtype, void *data, size_t row_bytes, int64_t n_out)
         memcpy(tmp, grp, TILE_ROWS * row_bytes);
         for (size_t b = 0; b < nb; b++)
             for (int i = 0; i < TILE_ROWS; i++) {
+                /* byte j of the block as the tile takes it is byte (j + rot) % bb of the stored block */
                 const uint8_t *src = tmp + (size_t)i * row_bytes + b * bb;
                 uint8_t *tile = grp + b * tb;
                 size_t j = 0;
-                for (; j + 4 <= bb; j += 4) memcpy(tile + tile_offset(bb, i, j), src + j, 4);
-                if (j < bb) memcpy(tile + tile_offset(bb, i, j), src + j, bb - j);
+                for (; j + 4 <= bb - rot; j += 4) memcpy(tile + tile_offset(bb, i, j), src + rot + j, 4);
+                for (; j < bb; j++) tile[tile_offset(bb, i, j)] = src[j + rot < bb ? j + rot : j + rot - bb];
             }
     }
     free(tmp);
@@ -652,15 +657,16 @@ int ar_gemm_pack_tiles(int wtype, void *data, size_t row_bytes, int64_t n_out)
 
 void ar_gemm_tile_row(int wtype, const void *data, size_t row_bytes, int64_t row, void *out)
 {
-    const size_t bb = ar_dtype_get(wtype)->block_bytes, nb = row_bytes / bb, tb = TILE_ROWS * bb;
+    const size_t bb = ar_dtype_get(wtype)->block_bytes, nb = row_bytes / bb, tb = TILE_ROWS * bb, rot = tile_rot(wtype);
     const uint8_t *grp = (const uint8_t *)data + (size_t)(row / TILE_ROWS) * TILE_ROWS * row_bytes;
     const int i = (int)(row % TILE_ROWS);
     uint8_t *dst = out;
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *tile = grp + b * tb;
+        uint8_t *blk = dst + b * bb;
         size_t j = 0;
-        for (; j + 4 <= bb; j += 4) memcpy(dst + b * bb + j, tile + tile_offset(bb, i, j), 4);
-        if (j < bb) memcpy(dst + b * bb + j, tile + tile_offset(bb, i, j), bb - j);
+        for (; j + 4 <= bb - rot; j += 4) memcpy(blk + rot + j, tile + tile_offset(bb, i, j), 4);
+        for (; j < bb; j++) blk[j + rot < bb ? j + rot : j + rot - bb] = tile[tile_offset(bb, i, j)];
     }
 }
 

@@ -1240,6 +1240,98 @@ static void gemm_q8_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int
     gemm_q8tiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, Q8T_Q8_0);
 }
 
+/* ---- Q8_0 in the tile layout ------------------------------------------------------------------
+ * gemm.h: a tile is the 8 dword columns of the 16 rows' quants (lane i = quants 4k..4k+3 of row i)
+ * then their 16 d as halves, so nothing is transposed: the q8tile of the row-layout path is loaded as
+ * it lies, and decode dots the tiles straight from memory (one sequential stream per thread, no
+ * horizontal sums, the 16 scales in one load). The integer sums and the float steps per block are
+ * run_q8's, lane for lane, so every output is the same bits as from the row layout (and rowdot_q8_0). */
+enum { Q8_TILE_BYTES = TW * 34, Q8_TILE_QUANTS = 8 * 64 };
+
+INLINE void build_q8_0_tiled(q8tile *t, const uint8_t *tile, int nblk)
+{
+    t->nblk = nblk;
+    for (int b = 0; b < nblk; b++) {
+        const uint8_t *p = tile + (size_t)b * Q8_TILE_BYTES;
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) t->q[8 * b + k] = _mm512_loadu_si512(p + 64 * k);
+        t->d[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + Q8_TILE_QUANTS)));
+    }
+    q8tile_finish(t);
+}
+
+/* One Q8_0 tile x one activation block a (d, qs[32]): acc += (sum_j a_j w_j) * d_w * d_a per lane,
+ * the sum as run_q8 forms it (a + 128 against the signed weights, less 128 * sum(w)). */
+INLINE __m512 m1_q8_0(const uint8_t *tile, const uint8_t *a, __m512 acc)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, c0 = s0, c1 = s0;
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k += 2) {
+        const __m512i w0 = _mm512_loadu_si512(tile + 64 * k), w1 = _mm512_loadu_si512(tile + 64 * (k + 1));
+        s0 = _mm512_dpbusd_epi32(s0, _mm512_xor_si512(bcast4(a + 2 + 4 * k), flip), w0);
+        s1 = _mm512_dpbusd_epi32(s1, _mm512_xor_si512(bcast4(a + 6 + 4 * k), flip), w1);
+        c0 = _mm512_dpbusd_epi32(c0, flip, w0);   /* 128 * w */
+        c1 = _mm512_dpbusd_epi32(c1, flip, w1);
+    }
+    uint16_t h;
+    memcpy(&h, a, 2);
+    const __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tile + Q8_TILE_QUANTS))),
+                                    _mm512_set1_ps(_cvtsh_ss(h)));
+    const __m512i si = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(c0, c1));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), dd, acc);
+}
+
+static void gemm_q8_0_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    const int64_t nb = n_in / 32;
+    const uint8_t *wb = w, *xb = xq;
+    const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* end of the range's tiles */
+    if (M == 1) {
+        for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
+            const uint8_t *tg = wb + (size_t)o0 * wrb;
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *tile = tg + (size_t)b * Q8_TILE_BYTES, *next = tile + PF_TILES * Q8_TILE_BYTES;
+                if (next + Q8_TILE_BYTES <= tend) prefetch_span(next, 0, Q8_TILE_BYTES);
+                acc = m1_q8_0(tile, xb + (size_t)b * 34, acc);
+            }
+            store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
+        }
+        return;
+    }
+    q8tile t;
+    __m512 acc[MCHUNK];
+    for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
+        const int lo_lane = o0 < o_lo ? (int)(o_lo - o0) : 0, nv = o_hi - o0 < TW ? (int)(o_hi - o0) : TW;
+        const uint8_t *tg = wb + (size_t)o0 * wrb;
+        for (int m0 = 0; m0 < M; m0 += MCHUNK) {
+            const int mc = M - m0 < MCHUNK ? M - m0 : MCHUNK;
+            for (int r = 0; r < mc; r++) acc[r] = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nb; b += QB) {
+                const int nblk = nb - b < QB ? (int)(nb - b) : QB;
+                const uint8_t *tile = tg + (size_t)b * Q8_TILE_BYTES;
+                const uint8_t *next = tile + (size_t)PF_TILES * QB * Q8_TILE_BYTES;
+                if (next + QB * Q8_TILE_BYTES <= tend) prefetch_span(next, 0, QB * Q8_TILE_BYTES);
+                build_q8_0_tiled(&t, tile, nblk);
+                for (int r0 = 0; r0 < mc; r0 += MR) {
+                    const int R = mc - r0 < MR ? mc - r0 : MR;
+                    const uint8_t *a[MR];
+#pragma GCC unroll 16
+                    for (int r = 0; r < MR; r++)
+                        a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * 34;
+                    if (R == MR) run_q8(&t, a, MR, acc + r0);
+                    else if (R == 3) run_q8(&t, a, 3, acc + r0);
+                    else if (R == 2) run_q8(&t, a, 2, acc + r0);
+                    else run_q8(&t, a, 1, acc + r0);
+                }
+            }
+            for (int r = 0; r < mc; r++) store_lanes(y + (int64_t)(m0 + r) * ldy + o0, acc[r], lo_lane, nv);
+        }
+    }
+}
+
 static void gemm_q4_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                       const void *xq, size_t xrb, int M, float *y, int64_t ldy)
 {
@@ -1418,6 +1510,7 @@ ar_gemm_kernel ar_gemm_avx512_tile_kernel(int wtype)
     case AR_Q5_K:   return gemm_q5_K_tiles;
     case AR_Q6_K:   return gemm_q6_K_tiles;
     case AR_IQ4_XS: return gemm_iq4_xs_tiles;
+    case AR_Q8_0:   return gemm_q8_0_tiles;
     default:        return NULL;
     }
 }

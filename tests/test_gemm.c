@@ -395,7 +395,7 @@ static void test_force(void)
 
 static void test_tiles(void)
 {
-    static const int ttypes[] = { AR_Q4_K, AR_Q5_K, AR_Q6_K, AR_IQ4_XS, AR_Q8_0 };
+    static const int ttypes[] = { AR_Q4_K, AR_Q5_K, AR_Q6_K, AR_IQ4_XS, AR_Q8_0, AR_Q4_0, AR_IQ4_NL };
     static const char *const isas[] = { "avx512", "avx2", "scalar", "neon" };
     enum { NO = 48, TM = 65 };
     const int have512 = ar_gemm_force("avx512") == 0;
@@ -497,10 +497,10 @@ static void test_tiles(void)
                 free(back);
             }
     /* types without a tile layout are refused */
-    uint8_t buf[18 * 16];
+    uint8_t buf[22 * 16];
     memset(buf, 0, sizeof buf);
-    CHECK(ar_gemm_pack_tiles(AR_Q4_0, buf, 18, 16) == -1, "Q4_0 packed");
-    CHECK(!ar_gemm_tiles_wanted(AR_Q4_0, 32, 16), "Q4_0 tiles wanted");
+    CHECK(ar_gemm_pack_tiles(AR_Q5_0, buf, 22, 16) == -1, "Q5_0 packed");
+    CHECK(!ar_gemm_tiles_wanted(AR_Q5_0, 32, 16), "Q5_0 tiles wanted");
     printf("gemm: 16-row tile layout checked (%s)\n", have512 ? "avx512 tile kernels + fallbacks" : "fallbacks only");
 }
 

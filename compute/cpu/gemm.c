@@ -609,12 +609,13 @@ static ar_gemm_kernel tile_kernel_for(int isa, int wtype)
 
 static int tile_type(int wtype)
 {
-    return wtype == AR_Q4_K || wtype == AR_Q5_K || wtype == AR_Q6_K || wtype == AR_IQ4_XS || wtype == AR_Q8_0;
+    return wtype == AR_Q4_K || wtype == AR_Q5_K || wtype == AR_Q6_K || wtype == AR_IQ4_XS || wtype == AR_Q8_0 ||
+           wtype == AR_Q4_0 || wtype == AR_IQ4_NL;
 }
 
-/* Bytes at the head of a block that the tile layout takes after the rest (gemm.h): Q8_0's d, so that
- * its 32 quants fill the dword columns. */
-static size_t tile_rot(int wtype) { return wtype == AR_Q8_0 ? 2 : 0; }
+/* Bytes at the head of a block that the tile layout takes after the rest (gemm.h): the d of the
+ * 32-element types, so that their quants fill the dword columns. */
+static size_t tile_rot(int wtype) { return wtype == AR_Q8_0 || wtype == AR_Q4_0 || wtype == AR_IQ4_NL ? 2 : 0; }
 
 int ar_gemm_tiles_wanted(int wtype, int64_t n_in, int64_t n_out)
 {

@@ -55,15 +55,15 @@ void   ar_gemm(int wtype, const void *w, size_t w_row_bytes, int64_t n_in, int64
                int64_t o_hi, const void *xq, size_t xq_row_bytes, int M, float *y, int64_t ldy);
 
 /* ---- the 16-row tile layout -------------------------------------------------------------
- * The AVX-512 K-quant and Q8_0 kernels work on tiles of 16 weight rows x one block, transposed so that a
+ * The AVX-512 K-quant, Q8_0, Q4_0 and IQ4_NL kernels work on tiles of 16 weight rows x one block, transposed so that a
  * 32-bit lane holds one row. From the row layout they transpose every tile on every call (16
  * row streams, 2-3 16x16 transposes per tile); in the tile layout the weights are stored that way
  * once, at load. Same bytes, same size, rearranged:
  *   tile (g, b) = rows 16g..16g+15 of block column b, at data + 16g * row_bytes + b * 16 * block_bytes;
  *   byte j of row i's block is at (j / 4) * 64 + 4i + j % 4 in the tile for j < 4 * (block_bytes / 4),
- *   and the bytes after those (Q6_K's 2-byte d) follow as 16 rows x (block_bytes % 4) bytes. A Q8_0
- *   block is taken as its 32 quants then its d (the 2 head bytes moved behind), so its 8 dword
- *   columns hold quants only and the 16 rows' d follow as 16 consecutive halves.
+ *   and the bytes after those (Q6_K's 2-byte d) follow as 16 rows x (block_bytes % 4) bytes. A Q8_0,
+ *   Q4_0 or IQ4_NL block is taken as its quants then its d (the 2 head bytes moved behind), so its
+ *   dword columns (8; 4 of packed nibbles) hold quants only and the 16 rows' d follow as 16 halves.
  * So dword column k of a tile is one 64-byte vector: lane i = dword k of row i. A layer's weights
  * are then one sequential stream per thread, also for decode. Only matrices of a whole number of
  * tiles (n_out % 16 == 0) take the layout. */

@@ -1240,22 +1240,44 @@ static void gemm_q8_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int
     gemm_q8tiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, Q8T_Q8_0);
 }
 
-/* ---- Q8_0 in the tile layout ------------------------------------------------------------------
- * gemm.h: a tile is the 8 dword columns of the 16 rows' quants (lane i = quants 4k..4k+3 of row i)
- * then their 16 d as halves, so nothing is transposed: the q8tile of the row-layout path is loaded as
- * it lies, and decode dots the tiles straight from memory (one sequential stream per thread, no
- * horizontal sums, the 16 scales in one load). The integer sums and the float steps per block are
- * run_q8's, lane for lane, so every output is the same bits as from the row layout (and rowdot_q8_0). */
-enum { Q8_TILE_BYTES = TW * 34, Q8_TILE_QUANTS = 8 * 64 };
+/* ---- 32-element block types in the tile layout ------------------------------------------------
+ * gemm.h: a block is taken with its d last, so a tile is the dword columns of the 16 rows' quants
+ * (Q8_0: 8 columns, lane i = quants 4k..4k+3 of row i; Q4_0 / IQ4_NL: 4 columns of packed nibbles,
+ * lane i = qs bytes 4u..4u+3 of row i) and then their 16 d as halves. Nothing is transposed: the
+ * q8tile of the row-layout path is loaded as it lies, and Q8_0 decode dots the tiles straight from
+ * memory (one sequential stream per thread, no horizontal sums, the 16 scales in one load). The
+ * integer sums and the float steps per block are run_q8's, lane for lane, so every output is the same
+ * bits as from the row layout (and rowdot_q8_0). */
+INLINE size_t q8t_block_bytes(int kind) { return kind == Q8T_Q8_0 ? 34 : 18; }
 
-INLINE void build_q8_0_tiled(q8tile *t, const uint8_t *tile, int nblk)
+INLINE void build_q8t_tiled(q8tile *t, const uint8_t *tile, int nblk, int kind)
 {
+    const size_t tb = TW * q8t_block_bytes(kind), qb = kind == Q8T_Q8_0 ? 512 : 256;
     t->nblk = nblk;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ar_iq4nl_values));
     for (int b = 0; b < nblk; b++) {
-        const uint8_t *p = tile + (size_t)b * Q8_TILE_BYTES;
+        const uint8_t *p = tile + (size_t)b * tb;
+        if (kind == Q8T_Q8_0) {
 #pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) t->q[8 * b + k] = _mm512_loadu_si512(p + 64 * k);
-        t->d[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + Q8_TILE_QUANTS)));
+            for (int k = 0; k < 8; k++) t->q[8 * b + k] = _mm512_loadu_si512(p + 64 * k);
+        } else {   /* as build_nibbles32: low nibbles are elements 4u.., high ones 16 + 4u.. */
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                const __m512i v = _mm512_loadu_si512(p + 64 * u);
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
+                if (kind == Q8T_IQ4_NL) {
+                    lo = _mm512_shuffle_epi8(lut, lo);
+                    hi = _mm512_shuffle_epi8(lut, hi);
+                } else {
+                    lo = _mm512_sub_epi8(lo, eight);
+                    hi = _mm512_sub_epi8(hi, eight);
+                }
+                t->q[8 * b + u] = lo;
+                t->q[8 * b + 4 + u] = hi;
+            }
+        }
+        t->d[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + qb)));
     }
     q8tile_finish(t);
 }
@@ -1276,25 +1298,26 @@ INLINE __m512 m1_q8_0(const uint8_t *tile, const uint8_t *a, __m512 acc)
     }
     uint16_t h;
     memcpy(&h, a, 2);
-    const __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tile + Q8_TILE_QUANTS))),
+    const __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tile + 512))),
                                     _mm512_set1_ps(_cvtsh_ss(h)));
     const __m512i si = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(c0, c1));
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), dd, acc);
 }
 
-static void gemm_q8_0_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                           const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
     const int64_t nb = n_in / 32;
+    const size_t tb = TW * q8t_block_bytes(kind);
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* end of the range's tiles */
-    if (M == 1) {
+    if (M == 1 && kind == Q8T_Q8_0) {
         for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
             const uint8_t *tg = wb + (size_t)o0 * wrb;
             __m512 acc = _mm512_setzero_ps();
             for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *tile = tg + (size_t)b * Q8_TILE_BYTES, *next = tile + PF_TILES * Q8_TILE_BYTES;
-                if (next + Q8_TILE_BYTES <= tend) prefetch_span(next, 0, Q8_TILE_BYTES);
+                const uint8_t *tile = tg + (size_t)b * tb, *next = tile + PF_TILES * tb;
+                if (next + tb <= tend) prefetch_span(next, 0, tb);
                 acc = m1_q8_0(tile, xb + (size_t)b * 34, acc);
             }
             store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
@@ -1311,10 +1334,9 @@ static void gemm_q8_0_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_l
             for (int r = 0; r < mc; r++) acc[r] = _mm512_setzero_ps();
             for (int64_t b = 0; b < nb; b += QB) {
                 const int nblk = nb - b < QB ? (int)(nb - b) : QB;
-                const uint8_t *tile = tg + (size_t)b * Q8_TILE_BYTES;
-                const uint8_t *next = tile + (size_t)PF_TILES * QB * Q8_TILE_BYTES;
-                if (next + QB * Q8_TILE_BYTES <= tend) prefetch_span(next, 0, QB * Q8_TILE_BYTES);
-                build_q8_0_tiled(&t, tile, nblk);
+                const uint8_t *tile = tg + (size_t)b * tb, *next = tile + (size_t)PF_TILES * QB * tb;
+                if (next + QB * tb <= tend) prefetch_span(next, 0, QB * tb);
+                build_q8t_tiled(&t, tile, nblk, kind);
                 for (int r0 = 0; r0 < mc; r0 += MR) {
                     const int R = mc - r0 < MR ? mc - r0 : MR;
                     const uint8_t *a[MR];
@@ -1330,6 +1352,24 @@ static void gemm_q8_0_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_l
             for (int r = 0; r < mc; r++) store_lanes(y + (int64_t)(m0 + r) * ldy + o0, acc[r], lo_lane, nv);
         }
     }
+}
+
+static void gemm_q8_0_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_q8t_tiled(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, Q8T_Q8_0);
+}
+
+static void gemm_q4_0_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_q8t_tiled(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, Q8T_Q4_0);
+}
+
+static void gemm_iq4_nl_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                              const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_q8t_tiled(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, Q8T_IQ4_NL);
 }
 
 static void gemm_q4_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
@@ -1511,6 +1551,8 @@ ar_gemm_kernel ar_gemm_avx512_tile_kernel(int wtype)
     case AR_Q6_K:   return gemm_q6_K_tiles;
     case AR_IQ4_XS: return gemm_iq4_xs_tiles;
     case AR_Q8_0:   return gemm_q8_0_tiles;
+    case AR_Q4_0:   return gemm_q4_0_tiles;
+    case AR_IQ4_NL: return gemm_iq4_nl_tiles;
     default:        return NULL;
     }
 }

@@ -1304,6 +1304,29 @@ INLINE __m512 m1_q8_0(const uint8_t *tile, const uint8_t *a, __m512 acc)
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), dd, acc);
 }
 
+/* One Q4_0 tile x one activation block a (d, qs[32]) whose quant sum is sa: the unsigned nibbles u against
+ * the signed activation, less 8 * sa, is the block's exact sum of (u - 8) a (run_q8's integer), then
+ * run_q8's float steps. */
+INLINE __m512 m1_q4_0(const uint8_t *tile, const uint8_t *a, int32_t sa, __m512 acc)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; u++) {
+        const __m512i v = _mm512_loadu_si512(tile + 64 * u);
+        s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v, m4), bcast4(a + 2 + 4 * u));
+        s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi32(v, 4), m4), bcast4(a + 18 + 4 * u));
+    }
+    uint16_t h;
+    memcpy(&h, a, 2);
+    const __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tile + 256))),
+                                    _mm512_set1_ps(_cvtsh_ss(h)));
+    const __m512i si = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(8 * sa));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), dd, acc);
+}
+
+enum { Q4_0_M1_MAX_BLOCKS = 1024 };   /* n_in up to 32768: the activation's block sums on the stack */
+
 INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                            const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
@@ -1319,6 +1342,25 @@ INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo
                 const uint8_t *tile = tg + (size_t)b * tb, *next = tile + PF_TILES * tb;
                 if (next + tb <= tend) prefetch_span(next, 0, tb);
                 acc = m1_q8_0(tile, xb + (size_t)b * 34, acc);
+            }
+            store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
+        }
+        return;
+    }
+    if (M == 1 && kind == Q8T_Q4_0 && nb <= Q4_0_M1_MAX_BLOCKS) {
+        int32_t sa[Q4_0_M1_MAX_BLOCKS];
+        for (int64_t b = 0; b < nb; b++) {
+            int32_t t = 0;
+            for (int j = 0; j < 32; j++) t += (int8_t)xb[34 * b + 2 + j];
+            sa[b] = t;
+        }
+        for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
+            const uint8_t *tg = wb + (size_t)o0 * wrb;
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *tile = tg + (size_t)b * tb, *next = tile + PF_TILES * tb;
+                if (next + tb <= tend) prefetch_span(next, 0, tb);
+                acc = m1_q4_0(tile, xb + (size_t)b * 34, sa[b], acc);
             }
             store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
         }

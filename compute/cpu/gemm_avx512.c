@@ -1051,6 +1051,28 @@ INLINE void build_q8_0(q8tile *t, const uint8_t *const p[TW], int nblk)
     q8tile_finish(t);
 }
 
+/* Block b of a q8tile from its 4 dword columns of packed nibbles (v[u] lane i = qs bytes 4u..4u+3 of
+ * row i): low nibbles are elements 4u.., high ones 16 + 4u..; Q4_0 values are nibble - 8, IQ4_NL's
+ * ar_iq4nl_values[nibble]. */
+INLINE void nibbles32_block(q8tile *t, int b, const __m512i v[4], int iq4)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ar_iq4nl_values));
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; u++) {
+        __m512i lo = _mm512_and_si512(v[u], m4), hi = _mm512_and_si512(_mm512_srli_epi32(v[u], 4), m4);
+        if (iq4) {
+            lo = _mm512_shuffle_epi8(lut, lo);
+            hi = _mm512_shuffle_epi8(lut, hi);
+        } else {
+            lo = _mm512_sub_epi8(lo, eight);
+            hi = _mm512_sub_epi8(hi, eight);
+        }
+        t->q[8 * b + u] = lo;
+        t->q[8 * b + 4 + u] = hi;
+    }
+}
+
 /* 16 packed nibble bytes per block (Q4_0: 18-byte blocks, IQ4_NL: same layout): element j is the
  * low nibble of qs[j], element j + 16 the high nibble. Four blocks per transpose. */
 INLINE void build_nibbles32(q8tile *t, const uint8_t *const p[TW], int nblk, int iq4)
@@ -1069,23 +1091,8 @@ INLINE void build_nibbles32(q8tile *t, const uint8_t *const p[TW], int nblk, int
         r[i] = _mm512_maskz_mov_epi32(m, v);
     }
     transpose16(r);
-    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
-    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ar_iq4nl_values));
     for (int b = 0; b < nblk; b++) {
-#pragma GCC unroll 4
-        for (int u = 0; u < 4; u++) {
-            const __m512i v = r[4 * b + u];
-            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
-            if (iq4) {
-                lo = _mm512_shuffle_epi8(lut, lo);
-                hi = _mm512_shuffle_epi8(lut, hi);
-            } else {
-                lo = _mm512_sub_epi8(lo, eight);
-                hi = _mm512_sub_epi8(hi, eight);
-            }
-            t->q[8 * b + u] = lo;
-            t->q[8 * b + 4 + u] = hi;
-        }
+        nibbles32_block(t, b, r + 4 * b, iq4);
         t->d[b] = gather_f16(p, (size_t)b * 18);
     }
     q8tile_finish(t);
@@ -1118,6 +1125,18 @@ INLINE void run_q8(const q8tile *t, const uint8_t *const a[MR], int R, __m512 *a
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), dd, acc[r]);
         }
     }
+}
+
+/* One pass of a q8tile over the activation rows m0 + r0 .. + R - 1 (R <= MR) at block column b. */
+INLINE void run_q8_rows(const q8tile *t, const uint8_t *xb, size_t xrb, int m, int R, int64_t b, __m512 *acc)
+{
+    const uint8_t *a[MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) a[r] = xb + (size_t)(m + (r < R ? r : 0)) * xrb + (size_t)b * 34;
+    if (R == MR) run_q8(t, a, MR, acc);
+    else if (R == 3) run_q8(t, a, 3, acc);
+    else if (R == 2) run_q8(t, a, 2, acc);
+    else run_q8(t, a, 1, acc);
 }
 
 enum { Q8T_Q8_0, Q8T_Q4_0, Q8T_IQ4_NL };
@@ -1217,15 +1236,7 @@ INLINE void gemm_q8tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, 
                 if (kind == Q8T_Q8_0) build_q8_0(&t, p, nblk);
                 else build_nibbles32(&t, p, nblk, kind == Q8T_IQ4_NL);
                 for (int r0 = 0, g = 0; r0 < mc; r0 += MR, g++) {
-                    const int R = mc - r0 < MR ? mc - r0 : MR;
-                    const uint8_t *a[MR];
-#pragma GCC unroll 16
-                    for (int r = 0; r < MR; r++)
-                        a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * 34;
-                    if (R == MR) run_q8(&t, a, MR, acc + r0);
-                    else if (R == 3) run_q8(&t, a, 3, acc + r0);
-                    else if (R == 2) run_q8(&t, a, 2, acc + r0);
-                    else run_q8(&t, a, 1, acc + r0);
+                    run_q8_rows(&t, xb, xrb, m0 + r0, mc - r0 < MR ? mc - r0 : MR, b, acc + r0);
                     if (have_next && g + 1 < slices) prefetch_rows(nx, (g + 1) * per_slice, (g + 2) * per_slice, QB * bbytes);
                 }
             }
@@ -1254,28 +1265,16 @@ INLINE void build_q8t_tiled(q8tile *t, const uint8_t *tile, int nblk, int kind)
 {
     const size_t tb = TW * q8t_block_bytes(kind), qb = kind == Q8T_Q8_0 ? 512 : 256;
     t->nblk = nblk;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
-    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ar_iq4nl_values));
     for (int b = 0; b < nblk; b++) {
         const uint8_t *p = tile + (size_t)b * tb;
         if (kind == Q8T_Q8_0) {
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) t->q[8 * b + k] = _mm512_loadu_si512(p + 64 * k);
-        } else {   /* as build_nibbles32: low nibbles are elements 4u.., high ones 16 + 4u.. */
+        } else {
+            __m512i v[4];
 #pragma GCC unroll 4
-            for (int u = 0; u < 4; u++) {
-                const __m512i v = _mm512_loadu_si512(p + 64 * u);
-                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
-                if (kind == Q8T_IQ4_NL) {
-                    lo = _mm512_shuffle_epi8(lut, lo);
-                    hi = _mm512_shuffle_epi8(lut, hi);
-                } else {
-                    lo = _mm512_sub_epi8(lo, eight);
-                    hi = _mm512_sub_epi8(hi, eight);
-                }
-                t->q[8 * b + u] = lo;
-                t->q[8 * b + 4 + u] = hi;
-            }
+            for (int u = 0; u < 4; u++) v[u] = _mm512_loadu_si512(p + 64 * u);
+            nibbles32_block(t, b, v, kind == Q8T_IQ4_NL);
         }
         t->d[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + qb)));
     }
@@ -1334,22 +1333,10 @@ INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo
     const size_t tb = TW * q8t_block_bytes(kind);
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* end of the range's tiles */
-    if (M == 1 && kind == Q8T_Q8_0) {
-        for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
-            const uint8_t *tg = wb + (size_t)o0 * wrb;
-            __m512 acc = _mm512_setzero_ps();
-            for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *tile = tg + (size_t)b * tb, *next = tile + PF_TILES * tb;
-                if (next + tb <= tend) prefetch_span(next, 0, tb);
-                acc = m1_q8_0(tile, xb + (size_t)b * 34, acc);
-            }
-            store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
-        }
-        return;
-    }
-    if (M == 1 && kind == Q8T_Q4_0 && nb <= Q4_0_M1_MAX_BLOCKS) {
+    /* decode: the tiles straight from memory (Q8_0; Q4_0 with the activation's block sums, once per call) */
+    if (M == 1 && (kind == Q8T_Q8_0 || (kind == Q8T_Q4_0 && nb <= Q4_0_M1_MAX_BLOCKS))) {
         int32_t sa[Q4_0_M1_MAX_BLOCKS];
-        for (int64_t b = 0; b < nb; b++) {
+        for (int64_t b = 0; kind == Q8T_Q4_0 && b < nb; b++) {
             int32_t t = 0;
             for (int j = 0; j < 32; j++) t += (int8_t)xb[34 * b + 2 + j];
             sa[b] = t;
@@ -1360,7 +1347,8 @@ INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *tile = tg + (size_t)b * tb, *next = tile + PF_TILES * tb;
                 if (next + tb <= tend) prefetch_span(next, 0, tb);
-                acc = m1_q4_0(tile, xb + (size_t)b * 34, sa[b], acc);
+                acc = kind == Q8T_Q8_0 ? m1_q8_0(tile, xb + (size_t)b * 34, acc)
+                                       : m1_q4_0(tile, xb + (size_t)b * 34, sa[b], acc);
             }
             store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
         }
@@ -1379,17 +1367,8 @@ INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo
                 const uint8_t *tile = tg + (size_t)b * tb, *next = tile + (size_t)PF_TILES * QB * tb;
                 if (next + QB * tb <= tend) prefetch_span(next, 0, QB * tb);
                 build_q8t_tiled(&t, tile, nblk, kind);
-                for (int r0 = 0; r0 < mc; r0 += MR) {
-                    const int R = mc - r0 < MR ? mc - r0 : MR;
-                    const uint8_t *a[MR];
-#pragma GCC unroll 16
-                    for (int r = 0; r < MR; r++)
-                        a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * 34;
-                    if (R == MR) run_q8(&t, a, MR, acc + r0);
-                    else if (R == 3) run_q8(&t, a, 3, acc + r0);
-                    else if (R == 2) run_q8(&t, a, 2, acc + r0);
-                    else run_q8(&t, a, 1, acc + r0);
-                }
+                for (int r0 = 0; r0 < mc; r0 += MR)
+                    run_q8_rows(&t, xb, xrb, m0 + r0, mc - r0 < MR ? mc - r0 : MR, b, acc + r0);
             }
             for (int r = 0; r < mc; r++) store_lanes(y + (int64_t)(m0 + r) * ldy + o0, acc[r], lo_lane, nv);
         }

@@ -108,6 +108,17 @@ static void test_act_conversion(void)
             for (int j = 0; j < 32; j++) if (abs(p->qs[j] - q->qs[j]) > 1) bad++;
         }
         CHECK(bad == 0, "Q8_0 activation: %d values beyond one step of the reference (trial %d)", bad, trial);
+        bad = 0;   /* then one record per block: d as float, -128 x the sum of its quants as int32 (gemm.h) */
+        for (int64_t blk = 0; blk < n / 32; blk++) {
+            const ar_block_q8_0 *p = (const ar_block_q8_0 *)a + blk;
+            int32_t sum = 0, corr;
+            float d;
+            for (int j = 0; j < 32; j++) sum += p->qs[j];
+            memcpy(&d, a + ar_row_bytes(AR_Q8_0, n) + (size_t)blk * AR_GEMM_Q8_0_REC, sizeof d);
+            memcpy(&corr, a + ar_row_bytes(AR_Q8_0, n) + (size_t)blk * AR_GEMM_Q8_0_REC + 4, sizeof corr);
+            bad += corr != -128 * sum || d != ar_f16_to_f32(p->d);
+        }
+        CHECK(bad == 0, "Q8_0 activation records: %d of %d wrong (trial %d)", bad, (int)(n / 32), trial);
         /* Q8_1: s = d * sum(qs) */
         ar_gemm_quantize_act(AR_Q4_1, x, a, n);
         bad = 0;
@@ -125,8 +136,10 @@ static void test_act_conversion(void)
     }
     /* ggml-cpu x86 rounding: amax = 127 gives id = 1, so x.5 rounds to even */
     float t[32] = { 127.0f, 2.5f, 3.5f, -2.5f, -0.5f, 0.5f, 1.5f, -126.5f };
+    union { ar_block_q8_0 b; uint8_t bytes[sizeof(ar_block_q8_0) + AR_GEMM_Q8_0_REC]; } qa;   /* block + record */
     ar_block_q8_0 q;
-    ar_gemm_quantize_act(AR_Q8_0, t, &q, 32);
+    ar_gemm_quantize_act(AR_Q8_0, t, &qa, 32);
+    q = qa.b;
     CHECK(q.qs[0] == 127 && q.qs[1] == 2 && q.qs[2] == 4 && q.qs[3] == -2 && q.qs[4] == 0 &&
           q.qs[5] == 0 && q.qs[6] == 2 && q.qs[7] == -126,
           "Q8_0 ties: got %d %d %d %d %d %d %d %d", q.qs[0], q.qs[1], q.qs[2], q.qs[3], q.qs[4],
@@ -134,7 +147,8 @@ static void test_act_conversion(void)
     CHECK(ar_f16_to_f32(q.d) == ar_f16_to_f32(ar_f32_to_f16(1.0f)), "Q8_0 d for amax 127: %g", ar_f16_to_f32(q.d));
     /* all-zero block: d = 0, quants 0 */
     memset(t, 0, sizeof t);
-    ar_gemm_quantize_act(AR_Q8_0, t, &q, 32);
+    ar_gemm_quantize_act(AR_Q8_0, t, &qa, 32);
+    q = qa.b;
     int nz = q.d != 0;
     for (int j = 0; j < 32; j++) nz |= q.qs[j] != 0;
     CHECK(!nz, "Q8_0 of a zero block is not zero");
@@ -145,7 +159,7 @@ static void test_act_conversion(void)
           ar_gemm_act_type(AR_F16) == AR_F16 && ar_gemm_act_type(AR_F32) == AR_F32 &&
           ar_gemm_act_type(AR_IQ2_XXS) == -1, "act type table");
     CHECK(ar_gemm_act_row_bytes(AR_Q6_K, 512) == 2 * (sizeof(ar_block_q8_K) + AR_GEMM_Q8K_PAIRS) &&
-          ar_gemm_act_row_bytes(AR_Q8_0, 64) == 2 * sizeof(ar_block_q8_0) &&
+          ar_gemm_act_row_bytes(AR_Q8_0, 64) == 2 * (sizeof(ar_block_q8_0) + AR_GEMM_Q8_0_REC) &&
           ar_gemm_act_row_bytes(AR_Q4_K, 100) == 0, "act row bytes");
 }
 

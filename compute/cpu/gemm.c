@@ -42,6 +42,7 @@ size_t ar_gemm_act_row_bytes(int wtype, int64_t n_in)
     const ar_dtype_info *wi = ar_dtype_get(wtype);
     if (!wi || n_in % wi->block_elems) return 0;
     if (at == AR_Q8_K) return ar_row_bytes(at, n_in) + (size_t)(n_in / AR_QK_K) * AR_GEMM_Q8K_PAIRS;
+    if (at == AR_Q8_0) return ar_row_bytes(at, n_in) + (size_t)(n_in / 32) * AR_GEMM_Q8_0_REC;
     return ar_row_bytes(at, n_in);
 }
 
@@ -78,14 +79,25 @@ static int8_t round_q8(float v)
     return (int8_t)(int)r;
 }
 
-static void act_q8_0(const float *x, ar_block_q8_0 *y, int64_t nb)
+/* Q8_0 blocks, then one record per block (gemm.h): d as float, -128 x the quant sum as int32 */
+static void act_q8_0(const float *x, void *xq, int64_t nb)
 {
-    for (int64_t i = 0; i < nb; i++, x += 32, y++) {
+    ar_block_q8_0 *y = xq;
+    uint8_t *rec = (uint8_t *)xq + (size_t)nb * sizeof(ar_block_q8_0);
+    for (int64_t i = 0; i < nb; i++, x += 32, y++, rec += AR_GEMM_Q8_0_REC) {
         const float amax = max_abs(x, 32);
         const float d = amax / 127.0f;
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
         y->d = ar_f32_to_f16(d);
-        for (int j = 0; j < 32; j++) y->qs[j] = round_q8(x[j] * id);
+        for (int j = 0; j < 32; j++) {
+            y->qs[j] = round_q8(x[j] * id);
+            sum += y->qs[j];
+        }
+        const float df = ar_f16_to_f32(y->d);
+        const int32_t corr = -128 * sum;   /* |sum| <= 32 * 128 */
+        memcpy(rec, &df, sizeof df);
+        memcpy(rec + 4, &corr, sizeof corr);
     }
 }
 
@@ -617,6 +629,19 @@ static int tile_type(int wtype)
  * 32-element types, so that their quants fill the dword columns. */
 static size_t tile_rot(int wtype) { return wtype == AR_Q8_0 || wtype == AR_Q4_0 || wtype == AR_IQ4_NL ? 2 : 0; }
 
+/* What the tile layout xors into each quant byte (the block's bytes before its rotated head): Q8_0's
+ * are stored + 128 (gemm.h). */
+static uint32_t tile_flip(int wtype) { return wtype == AR_Q8_0 ? 0x80808080u : 0; }
+
+/* 4 bytes from s to d, xored with x */
+static void copy4_xor(uint8_t *d, const uint8_t *s, uint32_t x)
+{
+    uint32_t v;
+    memcpy(&v, s, 4);
+    v ^= x;
+    memcpy(d, &v, 4);
+}
+
 int ar_gemm_tiles_wanted(int wtype, int64_t n_in, int64_t n_out)
 {
     const ar_dtype_info *info = ar_dtype_get(wtype);
@@ -637,6 +662,7 @@ int ar_gemm_pack_tiles(int wtype, void *data, size_t row_bytes, int64_t n_out)
 {
     if (!tile_type(wtype) || n_out <= 0 || n_out % TILE_ROWS) return -1;
     const size_t bb = ar_dtype_get(wtype)->block_bytes, nb = row_bytes / bb, tb = TILE_ROWS * bb, rot = tile_rot(wtype);
+    const uint32_t flip = tile_flip(wtype);
     uint8_t *tmp = malloc(TILE_ROWS * row_bytes);
     if (!tmp) return -1;
     for (int64_t g = 0; g < n_out / TILE_ROWS; g++) {
@@ -648,7 +674,7 @@ int ar_gemm_pack_tiles(int wtype, void *data, size_t row_bytes, int64_t n_out)
                 const uint8_t *src = tmp + (size_t)i * row_bytes + b * bb;
                 uint8_t *tile = grp + b * tb;
                 size_t j = 0;
-                for (; j + 4 <= bb - rot; j += 4) memcpy(tile + tile_offset(bb, i, j), src + rot + j, 4);
+                for (; j + 4 <= bb - rot; j += 4) copy4_xor(tile + tile_offset(bb, i, j), src + rot + j, flip);
                 for (; j < bb; j++) tile[tile_offset(bb, i, j)] = src[j + rot < bb ? j + rot : j + rot - bb];
             }
     }
@@ -659,6 +685,7 @@ int ar_gemm_pack_tiles(int wtype, void *data, size_t row_bytes, int64_t n_out)
 void ar_gemm_tile_row(int wtype, const void *data, size_t row_bytes, int64_t row, void *out)
 {
     const size_t bb = ar_dtype_get(wtype)->block_bytes, nb = row_bytes / bb, tb = TILE_ROWS * bb, rot = tile_rot(wtype);
+    const uint32_t flip = tile_flip(wtype);
     const uint8_t *grp = (const uint8_t *)data + (size_t)(row / TILE_ROWS) * TILE_ROWS * row_bytes;
     const int i = (int)(row % TILE_ROWS);
     uint8_t *dst = out;
@@ -666,7 +693,7 @@ void ar_gemm_tile_row(int wtype, const void *data, size_t row_bytes, int64_t row
         const uint8_t *tile = grp + b * tb;
         uint8_t *blk = dst + b * bb;
         size_t j = 0;
-        for (; j + 4 <= bb - rot; j += 4) memcpy(blk + rot + j, tile + tile_offset(bb, i, j), 4);
+        for (; j + 4 <= bb - rot; j += 4) copy4_xor(blk + rot + j, tile + tile_offset(bb, i, j), flip);
         for (; j < bb; j++) blk[j + rot < bb ? j + rot : j + rot - bb] = tile[tile_offset(bb, i, j)];
     }
 }

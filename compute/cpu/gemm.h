@@ -20,6 +20,11 @@
  * A Q8_K activation row is its n_in / 256 blocks followed by one pair-sum record per block
  * (AR_GEMM_Q8K_PAIRS bytes: the 8 sums of 32 quants, bsums[2j] + bsums[2j+1], as int16), with which the
  * AVX-512 Q4_K / Q5_K kernels fold the sub-block mins in half the 16-bit products; other paths ignore it.
+ * A Q8_0 activation row is likewise its n_in / 32 blocks followed by one record per block
+ * (AR_GEMM_Q8_0_REC bytes: the block's d widened to float, then -128 x the sum of its 32 quants as
+ * int32), with which the AVX-512 Q8_0 / Q4_0 / IQ4_NL kernels take the weights as unsigned (value +
+ * 128) against the signed activation, start each block's integer sum at the record's correction
+ * (exact) and scale by d without a conversion; other paths ignore it.
  *
  * Dispatch: scalar reference (gemm.c, exactly ggml's generic vec_dot math) for every type above,
  * and fast paths (gemm_avx512.c, gemm_avx2.c, gemm_neon.c) for Q4_K Q5_K Q6_K IQ4_XS Q8_0 Q4_0
@@ -39,6 +44,7 @@
 
 /* Output-row ranges that are multiples of this keep every fast path on full tiles. */
 #define AR_GEMM_Q8K_PAIRS 16
+#define AR_GEMM_Q8_0_REC 8
 #define AR_GEMM_ROW_ALIGN 16
 
 /* The activation (dot) type for a weight type; -1 when ar_gemm does not handle the weight type. */
@@ -63,7 +69,8 @@ void   ar_gemm(int wtype, const void *w, size_t w_row_bytes, int64_t n_in, int64
  *   byte j of row i's block is at (j / 4) * 64 + 4i + j % 4 in the tile for j < 4 * (block_bytes / 4),
  *   and the bytes after those (Q6_K's 2-byte d) follow as 16 rows x (block_bytes % 4) bytes. A Q8_0,
  *   Q4_0 or IQ4_NL block is taken as its quants then its d (the 2 head bytes moved behind), so its
- *   dword columns (8; 4 of packed nibbles) hold quants only and the 16 rows' d follow as 16 halves.
+ *   dword columns (8; 4 of packed nibbles) hold quants only and the 16 rows' d follow as 16 halves;
+ *   Q8_0's quants are stored + 128 (each byte's top bit flipped), the unsigned operand vpdpbusd takes.
  * So dword column k of a tile is one 64-byte vector: lane i = dword k of row i. A layer's weights
  * are then one sequential stream per thread, also for decode. Only matrices of a whole number of
  * tiles (n_out % 16 == 0) take the layout. */

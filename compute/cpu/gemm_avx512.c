@@ -38,8 +38,8 @@
 
 enum { TW = 16,        /* weight rows per tile (lanes) */
        MCHUNK = 64,    /* activation rows per accumulator pass */
-       MR = 4,         /* activation rows per register block (two-tile K-quant passes, 32-element types) */
-       MRK = 8,        /* activation rows per register block of the one-tile K-quant passes */
+       MR = 4,         /* activation rows per register block (two-tile K-quant passes; the remainders) */
+       MRK = 8,        /* activation rows per register block (one-tile K-quant passes, 32-element types) */
        PF_TILES = 3 }; /* software prefetch distance in tiles */
 
 INLINE int32_t load_i32(const void *p) { int32_t v; memcpy(&v, p, 4); return v; }
@@ -1005,33 +1005,30 @@ KQUANT_KERNELS(iq4_xs, KT_IQ4_XS)
 
 /* ---- 32-element block types with signed weights (Q8_0, Q4_0, IQ4_NL) x Q8_0 ------------------ */
 
-/* Up to QB blocks of 16 weight rows: q[8b + k] lane i = signed quants 4k..4k+3 of block b of row i,
- * corr[b] = 128 * (sum of block b's quants) per lane, d[b] = block scales. The activation is made
- * unsigned (a + 128, one xor per broadcast) so vpdpbusd can take the signed weights; corr removes
- * the 128 * sum(w) that adds. */
+/* Up to QB blocks of 16 weight rows with the quants made unsigned: q[8b + k] lane i = quants
+ * 4k..4k+3 of block b of row i, + 128; d[b] = block scales. vpdpbusd takes them against the signed
+ * activation as it lies; each block's sum starts at the activation block's record (gemm.h: -128 x its
+ * quant sum), which takes the 128 x sum(a) off exactly. */
 enum { QB = 4 };
 typedef struct {
     __m512i q[8 * QB];
-    __m512i corr[QB];
     __m512 d[QB];
     int nblk;
+    const uint8_t *qs;   /* Q8_0 in the tile layout: the tiles themselves (quants at qs + b * 544 + 64k), not q */
 } q8tile;
 
-INLINE void q8tile_finish(q8tile *t)
+/* Quant vector k of block b */
+INLINE __m512i q8_quants(const q8tile *t, int b, int k)
 {
-    const __m512i ones = _mm512_set1_epi8(1);
-    for (int b = 0; b < t->nblk; b++) {
-        __m512i s = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, ones, t->q[8 * b + k]);
-        t->corr[b] = _mm512_slli_epi32(s, 7);
-    }
+    if (t->qs) return _mm512_loadu_si512(t->qs + (size_t)b * (TW * 34) + 64 * (size_t)k);
+    return t->q[8 * b + k];
 }
 
 /* Q8_0: 34-byte blocks (d, qs[32]); two blocks per transpose. */
 INLINE void build_q8_0(q8tile *t, const uint8_t *const p[TW], int nblk)
 {
     t->nblk = nblk;
+    t->qs = NULL;
     for (int b0 = 0; b0 < nblk; b0 += 2) {
         const int two = b0 + 1 < nblk;
         __m512i r[16];
@@ -1043,21 +1040,23 @@ INLINE void build_q8_0(q8tile *t, const uint8_t *const p[TW], int nblk)
             r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
         }
         transpose16(r);
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
 #pragma GCC unroll 16
-        for (int k = 0; k < 16; k++) t->q[8 * b0 + k] = r[k];
+        for (int k = 0; k < 16; k++) t->q[8 * b0 + k] = _mm512_xor_si512(r[k], flip);   /* + 128 */
         t->d[b0] = gather_f16(p, (size_t)b0 * 34);
         if (two) t->d[b0 + 1] = gather_f16(p, (size_t)(b0 + 1) * 34);
     }
-    q8tile_finish(t);
 }
 
 /* Block b of a q8tile from its 4 dword columns of packed nibbles (v[u] lane i = qs bytes 4u..4u+3 of
- * row i): low nibbles are elements 4u.., high ones 16 + 4u..; Q4_0 values are nibble - 8, IQ4_NL's
- * ar_iq4nl_values[nibble]. */
+ * row i): low nibbles are elements 4u.., high ones 16 + 4u..; Q4_0 values are nibble - 8, so + 128 is
+ * nibble + 120; IQ4_NL's are ar_iq4nl_values[nibble], + 128 by the table. */
 INLINE void nibbles32_block(q8tile *t, int b, const __m512i v[4], int iq4)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
-    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ar_iq4nl_values));
+    const __m512i m4 = _mm512_set1_epi8(0x0F), k120 = _mm512_set1_epi8(120);
+    const __m512i lut = _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ar_iq4nl_values)),
+                                         _mm512_set1_epi8((char)0x80));
+    t->qs = NULL;
 #pragma GCC unroll 4
     for (int u = 0; u < 4; u++) {
         __m512i lo = _mm512_and_si512(v[u], m4), hi = _mm512_and_si512(_mm512_srli_epi32(v[u], 4), m4);
@@ -1065,8 +1064,8 @@ INLINE void nibbles32_block(q8tile *t, int b, const __m512i v[4], int iq4)
             lo = _mm512_shuffle_epi8(lut, lo);
             hi = _mm512_shuffle_epi8(lut, hi);
         } else {
-            lo = _mm512_sub_epi8(lo, eight);
-            hi = _mm512_sub_epi8(hi, eight);
+            lo = _mm512_add_epi8(lo, k120);
+            hi = _mm512_add_epi8(hi, k120);
         }
         t->q[8 * b + u] = lo;
         t->q[8 * b + 4 + u] = hi;
@@ -1095,51 +1094,110 @@ INLINE void build_nibbles32(q8tile *t, const uint8_t *const p[TW], int nblk, int
         nibbles32_block(t, b, r + 4 * b, iq4);
         t->d[b] = gather_f16(p, (size_t)b * 18);
     }
-    q8tile_finish(t);
 }
 
-/* q8tile x R activation rows (a[r] = the tile's first Q8_0 block of row r). */
-INLINE void run_q8(const q8tile *t, const uint8_t *const a[MR], int R, __m512 *acc)
+/* A Q8_0 activation row's record of block b (gemm.h), from a row with nb blocks */
+INLINE const uint8_t *act_rec(const uint8_t *row, int64_t nb, int64_t b)
 {
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    for (int b = 0; b < t->nblk; b++) {
-        __m512i s0[MR], s1[MR];
+    return row + (size_t)nb * 34 + (size_t)b * AR_GEMM_Q8_0_REC;
+}
+
+/* q8tile x R activation rows (a[r] = the tile's first Q8_0 block of row r, a[r] + roff its record): per
+ * block and row, the exact integer sum (two dpbusd chains per row, 2R in flight; one starts at the
+ * record's -128 sum(a)), then acc += sum * (d_w * d_a), ggml's float steps. One offset for the records
+ * of all rows keeps the row pointers in registers. */
+INLINE void run_q8(const q8tile *t, const uint8_t *const a[MRK], size_t roff, int R, __m512 *acc)
+{
+    __m512 f[MRK];   /* the row sums in registers over the tile's blocks (a store to acc could alias t) */
 #pragma GCC unroll 8
-        for (int r = 0; r < R; r++) s0[r] = s1[r] = _mm512_setzero_si512();
+    for (int r = 0; r < R; r++) f[r] = acc[r];
+    for (int b = 0; b < t->nblk; b++) {
+        __m512i s0[MRK], s1[MRK];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            s0[r] = _mm512_set1_epi32(load_i32(a[r] + roff + AR_GEMM_Q8_0_REC * b + 4));
+            s1[r] = _mm512_setzero_si512();
+        }
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k += 2) {
-            const __m512i w0 = t->q[8 * b + k], w1 = t->q[8 * b + k + 1];
+            const __m512i w0 = q8_quants(t, b, k), w1 = q8_quants(t, b, k + 1);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 const uint8_t *x = a[r] + 34 * b + 2 + 4 * k;
-                s0[r] = _mm512_dpbusd_epi32(s0[r], _mm512_xor_si512(bcast4(x), flip), w0);
-                s1[r] = _mm512_dpbusd_epi32(s1[r], _mm512_xor_si512(bcast4(x + 4), flip), w1);
+                s0[r] = _mm512_dpbusd_epi32(s0[r], w0, bcast4(x));
+                s1[r] = _mm512_dpbusd_epi32(s1[r], w1, bcast4(x + 4));
             }
         }
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
-            uint16_t h;
-            memcpy(&h, a[r] + 34 * b, 2);
-            const __m512 dd = _mm512_mul_ps(t->d[b], _mm512_set1_ps(_cvtsh_ss(h)));
-            const __m512i si = _mm512_sub_epi32(_mm512_add_epi32(s0[r], s1[r]), t->corr[b]);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), dd, acc[r]);
+            const __m512 dd = _mm512_mul_ps(t->d[b], _mm512_set1_ps(load_f32(a[r] + roff + AR_GEMM_Q8_0_REC * b)));
+            f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0[r], s1[r])), dd, f[r]);
         }
     }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) acc[r] = f[r];
 }
 
-/* One pass of a q8tile over the activation rows m0 + r0 .. + R - 1 (R <= MR) at block column b. */
-INLINE void run_q8_rows(const q8tile *t, const uint8_t *xb, size_t xrb, int m, int R, int64_t b, __m512 *acc)
+/* Two q8tiles (32 weight rows) x R <= MR activation rows: run_q8's steps for each, with every activation
+ * broadcast feeding both tiles (half the loads per dpbusd of the one-tile pass). */
+INLINE void run2_q8(const q8tile *t0, const q8tile *t1, const uint8_t *const a[MR], size_t roff, int R, __m512 *acc0,
+                    __m512 *acc1)
 {
-    const uint8_t *a[MR];
+    __m512 f0[MR], f1[MR];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) { f0[r] = acc0[r]; f1[r] = acc1[r]; }
+    for (int b = 0; b < t0->nblk; b++) {
+        __m512i s0[MR], s1[MR], u0[MR], u1[MR];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            s0[r] = u0[r] = _mm512_set1_epi32(load_i32(a[r] + roff + AR_GEMM_Q8_0_REC * b + 4));
+            s1[r] = u1[r] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k += 2) {
+            const __m512i w0 = q8_quants(t0, b, k), w1 = q8_quants(t0, b, k + 1);
+            const __m512i v0 = q8_quants(t1, b, k), v1 = q8_quants(t1, b, k + 1);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const uint8_t *x = a[r] + 34 * b + 2 + 4 * k;
+                const __m512i x0 = bcast4(x), x1 = bcast4(x + 4);
+                s0[r] = _mm512_dpbusd_epi32(s0[r], w0, x0);
+                s1[r] = _mm512_dpbusd_epi32(s1[r], w1, x1);
+                u0[r] = _mm512_dpbusd_epi32(u0[r], v0, x0);
+                u1[r] = _mm512_dpbusd_epi32(u1[r], v1, x1);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512 da = _mm512_set1_ps(load_f32(a[r] + roff + AR_GEMM_Q8_0_REC * b));
+            f0[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0[r], s1[r])), _mm512_mul_ps(t0->d[b], da), f0[r]);
+            f1[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(u0[r], u1[r])), _mm512_mul_ps(t1->d[b], da), f1[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) { acc0[r] = f0[r]; acc1[r] = f1[r]; }
+}
+
+/* Rows of the next q8tile register block with `left` rows to go: 8, then 4, 3, 2, 1. */
+INLINE int q8rows(int left) { return left >= MRK ? MRK : left >= MR ? MR : left; }
+
+/* One pass of a q8tile over the activation rows m .. m + R - 1 (R = q8rows(...)) at block column b of nb. */
+INLINE void run_q8_rows(const q8tile *t, const uint8_t *xb, size_t xrb, int m, int R, int64_t nb, int64_t b,
+                        __m512 *acc)
+{
+    const uint8_t *a[MRK];
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; r++) a[r] = xb + (size_t)(m + (r < R ? r : 0)) * xrb + (size_t)b * 34;
-    if (R == MR) run_q8(t, a, MR, acc);
-    else if (R == 3) run_q8(t, a, 3, acc);
-    else if (R == 2) run_q8(t, a, 2, acc);
-    else run_q8(t, a, 1, acc);
+    for (int r = 0; r < MRK; r++) a[r] = xb + (size_t)(m + (r < R ? r : 0)) * xrb + (size_t)b * 34;
+    const size_t roff = (size_t)(act_rec(xb, nb, b) - (xb + (size_t)b * 34));
+    if (R == MRK) run_q8(t, a, roff, MRK, acc);
+    else if (R == MR) run_q8(t, a, roff, MR, acc);
+    else if (R == 3) run_q8(t, a, roff, 3, acc);
+    else if (R == 2) run_q8(t, a, roff, 2, acc);
+    else run_q8(t, a, roff, 1, acc);
 }
 
 enum { Q8T_Q8_0, Q8T_Q4_0, Q8T_IQ4_NL };
+enum { Q8_PAIR_M = 2 };   /* from this many activation rows on, tile-layout passes take two tiles (measured: faster from M = 2) */
 
 /* Q8_0 x one activation row (decode), 8 weight rows at a time without the tile transposition: each
  * row's block is dotted with the activation block as it lies (|w| x sign(a, w) by vpdpbusd: exact, as
@@ -1230,13 +1288,16 @@ INLINE void gemm_q8tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, 
                 for (int i = 0; i < TW; i++) p[i] = rows[i] + (size_t)b * bbytes;
                 const uint8_t *nx[TW];
                 const int have_next = tile_ahead(wb, wrb, o0, o_hi, b / QB, (nb + QB - 1) / QB, QB * bbytes, PF_TILES, nx);
-                const int ngroups = (mc + MR - 1) / MR, slices = ngroups < 4 ? ngroups : 4;
+                int ngroups = 0;
+                for (int r0 = 0; r0 < mc; r0 += q8rows(mc - r0)) ngroups++;
+                const int slices = ngroups < 4 ? ngroups : 4;
                 const int per_slice = TW / slices;
                 if (have_next) prefetch_rows(nx, 0, per_slice, QB * bbytes);
                 if (kind == Q8T_Q8_0) build_q8_0(&t, p, nblk);
                 else build_nibbles32(&t, p, nblk, kind == Q8T_IQ4_NL);
-                for (int r0 = 0, g = 0; r0 < mc; r0 += MR, g++) {
-                    run_q8_rows(&t, xb, xrb, m0 + r0, mc - r0 < MR ? mc - r0 : MR, b, acc + r0);
+                for (int r0 = 0, g = 0, R; r0 < mc; r0 += R, g++) {
+                    R = q8rows(mc - r0);
+                    run_q8_rows(&t, xb, xrb, m0 + r0, R, nb, b, acc + r0);
                     if (have_next && g + 1 < slices) prefetch_rows(nx, (g + 1) * per_slice, (g + 2) * per_slice, QB * bbytes);
                 }
             }
@@ -1253,10 +1314,10 @@ static void gemm_q8_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int
 
 /* ---- 32-element block types in the tile layout ------------------------------------------------
  * gemm.h: a block is taken with its d last, so a tile is the dword columns of the 16 rows' quants
- * (Q8_0: 8 columns, lane i = quants 4k..4k+3 of row i; Q4_0 / IQ4_NL: 4 columns of packed nibbles,
- * lane i = qs bytes 4u..4u+3 of row i) and then their 16 d as halves. Nothing is transposed: the
- * q8tile of the row-layout path is loaded as it lies, and Q8_0 decode dots the tiles straight from
- * memory (one sequential stream per thread, no horizontal sums, the 16 scales in one load). The
+ * (Q8_0: 8 columns, lane i = quants 4k..4k+3 of row i, stored + 128; Q4_0 / IQ4_NL: 4 columns of packed
+ * nibbles, lane i = qs bytes 4u..4u+3 of row i) and then their 16 d as halves. Nothing is transposed:
+ * Q8_0's quants are read in place (decode and prompt passes alike: one sequential stream per thread,
+ * no horizontal sums, the 16 scales in one load), Q4_0's and IQ4_NL's unpacked as they lie. The
  * integer sums and the float steps per block are run_q8's, lane for lane, so every output is the same
  * bits as from the row layout (and rowdot_q8_0). */
 INLINE size_t q8t_block_bytes(int kind) { return kind == Q8T_Q8_0 ? 34 : 18; }
@@ -1267,10 +1328,7 @@ INLINE void build_q8t_tiled(q8tile *t, const uint8_t *tile, int nblk, int kind)
     t->nblk = nblk;
     for (int b = 0; b < nblk; b++) {
         const uint8_t *p = tile + (size_t)b * tb;
-        if (kind == Q8T_Q8_0) {
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) t->q[8 * b + k] = _mm512_loadu_si512(p + 64 * k);
-        } else {
+        if (kind != Q8T_Q8_0) {   /* Q8_0's quants are read in place: stored + 128 already */
             __m512i v[4];
 #pragma GCC unroll 4
             for (int u = 0; u < 4; u++) v[u] = _mm512_loadu_si512(p + 64 * u);
@@ -1278,35 +1336,28 @@ INLINE void build_q8t_tiled(q8tile *t, const uint8_t *tile, int nblk, int kind)
         }
         t->d[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + qb)));
     }
-    q8tile_finish(t);
+    t->qs = kind == Q8T_Q8_0 ? tile : NULL;
 }
 
-/* One Q8_0 tile x one activation block a (d, qs[32]): acc += (sum_j a_j w_j) * d_w * d_a per lane,
- * the sum as run_q8 forms it (a + 128 against the signed weights, less 128 * sum(w)). */
-INLINE __m512 m1_q8_0(const uint8_t *tile, const uint8_t *a, __m512 acc)
+/* One Q8_0 tile x one activation block a (d, qs[32]) with its record rec: acc += (sum_j a_j w_j) * (d_w *
+ * d_a) per lane, run_q8's steps (the stored w + 128 against a, from the record's -128 sum(a)). */
+INLINE __m512 m1_q8_0(const uint8_t *tile, const uint8_t *a, const uint8_t *rec, __m512 acc)
 {
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    __m512i s0 = _mm512_setzero_si512(), s1 = s0, c0 = s0, c1 = s0;
+    __m512i s0 = _mm512_set1_epi32(load_i32(rec + 4)), s1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k += 2) {
-        const __m512i w0 = _mm512_loadu_si512(tile + 64 * k), w1 = _mm512_loadu_si512(tile + 64 * (k + 1));
-        s0 = _mm512_dpbusd_epi32(s0, _mm512_xor_si512(bcast4(a + 2 + 4 * k), flip), w0);
-        s1 = _mm512_dpbusd_epi32(s1, _mm512_xor_si512(bcast4(a + 6 + 4 * k), flip), w1);
-        c0 = _mm512_dpbusd_epi32(c0, flip, w0);   /* 128 * w */
-        c1 = _mm512_dpbusd_epi32(c1, flip, w1);
+        s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(tile + 64 * k), bcast4(a + 2 + 4 * k));
+        s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(tile + 64 * (k + 1)), bcast4(a + 6 + 4 * k));
     }
-    uint16_t h;
-    memcpy(&h, a, 2);
     const __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tile + 512))),
-                                    _mm512_set1_ps(_cvtsh_ss(h)));
-    const __m512i si = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(c0, c1));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), dd, acc);
+                                    _mm512_set1_ps(load_f32(rec)));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dd, acc);
 }
 
-/* One Q4_0 tile x one activation block a (d, qs[32]) whose quant sum is sa: the unsigned nibbles u against
- * the signed activation, less 8 * sa, is the block's exact sum of (u - 8) a (run_q8's integer), then
- * run_q8's float steps. */
-INLINE __m512 m1_q4_0(const uint8_t *tile, const uint8_t *a, int32_t sa, __m512 acc)
+/* One Q4_0 tile x one activation block a (d, qs[32]) whose record holds -128 sa (sa: its quant sum): the
+ * unsigned nibbles u against the signed activation, less 8 * sa, is the block's exact sum of (u - 8) a,
+ * as run_q8 forms it. */
+INLINE __m512 m1_q4_0(const uint8_t *tile, const uint8_t *a, const uint8_t *rec, __m512 acc)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512i s0 = _mm512_setzero_si512(), s1 = s0;
@@ -1320,11 +1371,9 @@ INLINE __m512 m1_q4_0(const uint8_t *tile, const uint8_t *a, int32_t sa, __m512 
     memcpy(&h, a, 2);
     const __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tile + 256))),
                                     _mm512_set1_ps(_cvtsh_ss(h)));
-    const __m512i si = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(8 * sa));
+    const __m512i si = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(load_i32(rec + 4) / 16));
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), dd, acc);
 }
-
-enum { Q4_0_M1_MAX_BLOCKS = 1024 };   /* n_in up to 32768: the activation's block sums on the stack */
 
 INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                            const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
@@ -1333,32 +1382,70 @@ INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo
     const size_t tb = TW * q8t_block_bytes(kind);
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* end of the range's tiles */
-    /* decode: the tiles straight from memory (Q8_0; Q4_0 with the activation's block sums, once per call) */
-    if (M == 1 && (kind == Q8T_Q8_0 || (kind == Q8T_Q4_0 && nb <= Q4_0_M1_MAX_BLOCKS))) {
-        int32_t sa[Q4_0_M1_MAX_BLOCKS];
-        for (int64_t b = 0; kind == Q8T_Q4_0 && b < nb; b++) {
-            int32_t t = 0;
-            for (int j = 0; j < 32; j++) t += (int8_t)xb[34 * b + 2 + j];
-            sa[b] = t;
-        }
+    /* decode: the tiles straight from memory (Q8_0; Q4_0 with the activation's block sums) */
+    if (M == 1 && (kind == Q8T_Q8_0 || kind == Q8T_Q4_0)) {
         for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
             const uint8_t *tg = wb + (size_t)o0 * wrb;
             __m512 acc = _mm512_setzero_ps();
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *tile = tg + (size_t)b * tb, *next = tile + PF_TILES * tb;
                 if (next + tb <= tend) prefetch_span(next, 0, tb);
-                acc = kind == Q8T_Q8_0 ? m1_q8_0(tile, xb + (size_t)b * 34, acc)
-                                       : m1_q4_0(tile, xb + (size_t)b * 34, sa[b], acc);
+                acc = kind == Q8T_Q8_0 ? m1_q8_0(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), acc)
+                                       : m1_q4_0(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), acc);
             }
             store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
         }
         return;
     }
-    q8tile t;
-    __m512 acc[MCHUNK];
-    for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
+    q8tile t, t2;
+    __m512 acc[MCHUNK], acc2[MCHUNK];
+    for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi;) {
         const int lo_lane = o0 < o_lo ? (int)(o_lo - o0) : 0, nv = o_hi - o0 < TW ? (int)(o_hi - o0) : TW;
         const uint8_t *tg = wb + (size_t)o0 * wrb;
+        if (M >= Q8_PAIR_M && o_hi - o0 >= 2 * TW) {   /* two tiles per pass; the second is whole */
+            const uint8_t *tg2 = tg + (size_t)TW * wrb;
+            for (int m0 = 0; m0 < M; m0 += MCHUNK) {
+                const int mc = M - m0 < MCHUNK ? M - m0 : MCHUNK;
+                for (int r = 0; r < mc; r++) acc[r] = acc2[r] = _mm512_setzero_ps();
+                for (int64_t b = 0; b < nb; b += QB) {
+                    const int nblk = nb - b < QB ? (int)(nb - b) : QB;
+                    const uint8_t *tile = tg + (size_t)b * tb, *tile2 = tg2 + (size_t)b * tb;
+                    /* a later group of both tiles, in as many slices as row blocks (up to 4): a burst of
+                     * 2 x QB x 9 lines stalls on the fill buffers (measured: 18 % of verify16's kernel time) */
+                    const uint8_t *nx = tile + (size_t)PF_TILES * QB * tb, *nx2 = tile2 + (size_t)PF_TILES * QB * tb;
+                    const int have_next = nx2 + QB * tb <= tend, groups = (mc + MR - 1) / MR;
+                    const int slices = groups < 4 ? groups : 4;
+                    const size_t span = QB * tb;
+                    if (have_next) {
+                        prefetch_span(nx, 0, span / (size_t)slices);
+                        prefetch_span(nx2, 0, span / (size_t)slices);
+                    }
+                    build_q8t_tiled(&t, tile, nblk, kind);
+                    build_q8t_tiled(&t2, tile2, nblk, kind);
+                    const size_t roff = (size_t)(act_rec(xb, nb, b) - (xb + (size_t)b * 34));
+                    for (int r0 = 0, g = 0; r0 < mc; r0 += MR, g++) {
+                        if (have_next && g > 0 && g < slices) {
+                            prefetch_span(nx, span * (size_t)g / (size_t)slices, span * (size_t)(g + 1) / (size_t)slices);
+                            prefetch_span(nx2, span * (size_t)g / (size_t)slices, span * (size_t)(g + 1) / (size_t)slices);
+                        }
+                        const int R = mc - r0 < MR ? mc - r0 : MR;
+                        const uint8_t *a[MR];
+#pragma GCC unroll 4
+                        for (int r = 0; r < MR; r++) a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * 34;
+                        if (R == MR) run2_q8(&t, &t2, a, roff, MR, acc + r0, acc2 + r0);
+                        else if (R == 3) run2_q8(&t, &t2, a, roff, 3, acc + r0, acc2 + r0);
+                        else if (R == 2) run2_q8(&t, &t2, a, roff, 2, acc + r0, acc2 + r0);
+                        else run2_q8(&t, &t2, a, roff, 1, acc + r0, acc2 + r0);
+                    }
+                }
+                for (int r = 0; r < mc; r++) {
+                    store_lanes(y + (int64_t)(m0 + r) * ldy + o0, acc[r], lo_lane, TW);
+                    store_lanes(y + (int64_t)(m0 + r) * ldy + o0 + TW, acc2[r], 0, TW);
+                }
+            }
+            o0 += 2 * TW;
+            continue;
+        }
         for (int m0 = 0; m0 < M; m0 += MCHUNK) {
             const int mc = M - m0 < MCHUNK ? M - m0 : MCHUNK;
             for (int r = 0; r < mc; r++) acc[r] = _mm512_setzero_ps();
@@ -1367,11 +1454,14 @@ INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo
                 const uint8_t *tile = tg + (size_t)b * tb, *next = tile + (size_t)PF_TILES * QB * tb;
                 if (next + QB * tb <= tend) prefetch_span(next, 0, QB * tb);
                 build_q8t_tiled(&t, tile, nblk, kind);
-                for (int r0 = 0; r0 < mc; r0 += MR)
-                    run_q8_rows(&t, xb, xrb, m0 + r0, mc - r0 < MR ? mc - r0 : MR, b, acc + r0);
+                for (int r0 = 0, R; r0 < mc; r0 += R) {
+                    R = q8rows(mc - r0);
+                    run_q8_rows(&t, xb, xrb, m0 + r0, R, nb, b, acc + r0);
+                }
             }
             for (int r = 0; r < mc; r++) store_lanes(y + (int64_t)(m0 + r) * ldy + o0, acc[r], lo_lane, nv);
         }
+        o0 += TW;
     }
 }
 

@@ -134,6 +134,27 @@ static void test_act_conversion(void)
         }
         CHECK(bad == 0, "Q8_1 activation sums wrong in %d blocks (trial %d)", bad, trial);
     }
+    /* the AVX-512 Q8_0 activation path: the scalar path's bytes, records included, also for NaN / inf /
+     * zero blocks and ties (the kernels rely on the record; llama.cpp parity on the quants) */
+    if (ar_gemm_force("avx512") == 0) {
+        int bad = 0;
+        for (int trial = 0; trial < 60; trial++) {
+            const int64_t n = 3 * AR_QK_K;
+            fill_floats(x, n, trial % 5 == 0 ? 1e-3f : 3.0f);
+            if (trial % 6 == 1) memset(x + 64, 0, 32 * sizeof(float));
+            if (trial % 6 == 2) { x[3] = NAN; x[100] = INFINITY; x[200] = -INFINITY; x[201] = NAN; }
+            if (trial % 6 == 3) for (int64_t j = 0; j < n; j++) x[j] = (float)((j * 7) % 254 - 127) + 0.5f;
+            if (trial % 6 == 4) for (int64_t j = 0; j < n; j++) x[j] *= 1e-41f;   /* subnormal d */
+            const size_t rb = ar_gemm_act_row_bytes(AR_Q8_0, n);
+            ar_gemm_force("avx512");
+            ar_gemm_quantize_act(AR_Q8_0, x, a, n);
+            ar_gemm_force("scalar");
+            ar_gemm_quantize_act(AR_Q8_0, x, b, n);
+            bad += memcmp(a, b, rb) != 0;
+        }
+        ar_gemm_force(NULL);
+        CHECK(bad == 0, "AVX-512 Q8_0 activation differs from the scalar path in %d of 60 rows", bad);
+    }
     /* ggml-cpu x86 rounding: amax = 127 gives id = 1, so x.5 rounds to even */
     float t[32] = { 127.0f, 2.5f, 3.5f, -2.5f, -0.5f, 0.5f, 1.5f, -126.5f };
     union { ar_block_q8_0 b; uint8_t bytes[sizeof(ar_block_q8_0) + AR_GEMM_Q8_0_REC]; } qa;   /* block + record */

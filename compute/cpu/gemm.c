@@ -123,7 +123,12 @@ static int isa_now(void);
 void ar_gemm_quantize_act(int wtype, const float *x, void *xq, int64_t n_in)
 {
     switch (ar_gemm_act_type(wtype)) {
-    case AR_Q8_0: act_q8_0(x, xq, n_in / 32); break;
+    case AR_Q8_0:
+#if defined(__x86_64__)
+        if (isa_now() == ISA_AVX512 && ar_gemm_avx512_q8_0(x, xq, n_in / 32)) break;
+#endif
+        act_q8_0(x, xq, n_in / 32);
+        break;
     case AR_Q8_1: act_q8_1(x, xq, n_in / 32); break;
     case AR_Q8_K:
 #if defined(__x86_64__)

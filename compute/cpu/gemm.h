@@ -108,6 +108,9 @@ typedef void (*ar_gemm_kernel)(const void *w, size_t w_row_bytes, int64_t n_in, 
 ar_gemm_kernel ar_gemm_avx512_kernel(int wtype);
 /* Q8_K activation rows (nb blocks of 256), bit-identical to ar_quantize_row; 0 when not built. */
 int            ar_gemm_avx512_q8_K(const float *x, void *y, int64_t nb);
+/* Q8_0 activation rows (nb blocks of 32, then their records), bit-identical to the scalar path; 0 when
+ * not built. */
+int            ar_gemm_avx512_q8_0(const float *x, void *y, int64_t nb);
 /* Its tile-layout kernel for wtype, or NULL. */
 ar_gemm_kernel ar_gemm_avx512_tile_kernel(int wtype);
 ar_gemm_kernel ar_gemm_avx2_kernel(int wtype);

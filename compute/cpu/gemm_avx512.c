@@ -32,6 +32,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "base/half.h"
 #include "format/quant.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -1637,6 +1638,37 @@ int ar_gemm_avx512_q8_K(const float *x, void *y, int64_t nb)
     return 1;
 }
 
+/* Q8_0 activation rows with their records (gemm.h), bit for bit gemm.c's act_q8_0 (ggml-cpu's x86
+ * quantize_row_q8_0): amax over the block (NaN elements skipped, as the scalar scan does: vmaxps returns
+ * its second operand), d = amax / 127 as F16, q = round-half-even(x * (127 / amax)) saturated to
+ * [-128, 127] (NaN -> -128, as cvtps + packs give). */
+int ar_gemm_avx512_q8_0(const float *x, void *y, int64_t nb)
+{
+    uint8_t *blk = y, *rec = (uint8_t *)y + (size_t)nb * 34;
+    for (int64_t i = 0; i < nb; i++, x += 32, blk += 34, rec += AR_GEMM_Q8_0_REC) {
+        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        const __m512 m = _mm512_max_ps(_mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps()));
+        const float amax = _mm512_reduce_max_ps(m);
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        const uint16_t h = ar_f32_to_f16(amax / 127.0f);
+        /* min(127, .) first: a subnormal amax makes id infinite, and x * id = +inf must give 127 as
+         * round_q8 does (cvtps alone gives INT_MIN); NaN stays NaN (min returns its second operand) */
+        const __m512 is = _mm512_set1_ps(id), k127 = _mm512_set1_ps(127.0f);
+        const __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(k127, _mm512_mul_ps(v0, is)));
+        const __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(k127, _mm512_mul_ps(v1, is)));
+        const __m128i b0 = _mm512_cvtsepi32_epi8(q0), b1 = _mm512_cvtsepi32_epi8(q1);
+        memcpy(blk, &h, 2);
+        _mm_storeu_si128((__m128i *)(blk + 2), b0);
+        _mm_storeu_si128((__m128i *)(blk + 18), b1);
+        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi8_epi32(b0), _mm512_cvtepi8_epi32(b1)));
+        const float df = ar_f16_to_f32(h);
+        const int32_t corr = -128 * sum;
+        memcpy(rec, &df, sizeof df);
+        memcpy(rec + 4, &corr, sizeof corr);
+    }
+    return 1;
+}
+
 ar_gemm_kernel ar_gemm_avx512_kernel(int wtype)
 {
     switch (wtype) {
@@ -1683,6 +1715,14 @@ ar_gemm_kernel ar_gemm_avx512_tile_kernel(int wtype)
 }
 
 int ar_gemm_avx512_q8_K(const float *x, void *y, int64_t nb)
+{
+    (void)x;
+    (void)y;
+    (void)nb;
+    return 0;
+}
+
+int ar_gemm_avx512_q8_0(const float *x, void *y, int64_t nb)
 {
     (void)x;
     (void)y;

@@ -1049,14 +1049,20 @@ INLINE void build_q8_0(q8tile *t, const uint8_t *const p[TW], int nblk)
     }
 }
 
+/* ar_iq4nl_values + 128 (unsigned) in every 16-byte lane: the vpshufb table of the IQ4_NL kernels */
+INLINE __m512i iq4nl_lut_u8(void)
+{
+    return _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ar_iq4nl_values)),
+                            _mm512_set1_epi8((char)0x80));
+}
+
 /* Block b of a q8tile from its 4 dword columns of packed nibbles (v[u] lane i = qs bytes 4u..4u+3 of
  * row i): low nibbles are elements 4u.., high ones 16 + 4u..; Q4_0 values are nibble - 8, so + 128 is
  * nibble + 120; IQ4_NL's are ar_iq4nl_values[nibble], + 128 by the table. */
 INLINE void nibbles32_block(q8tile *t, int b, const __m512i v[4], int iq4)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F), k120 = _mm512_set1_epi8(120);
-    const __m512i lut = _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ar_iq4nl_values)),
-                                         _mm512_set1_epi8((char)0x80));
+    const __m512i lut = iq4nl_lut_u8();
     t->qs = NULL;
 #pragma GCC unroll 4
     for (int u = 0; u < 4; u++) {
@@ -1376,6 +1382,25 @@ INLINE __m512 m1_q4_0(const uint8_t *tile, const uint8_t *a, const uint8_t *rec,
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), dd, acc);
 }
 
+/* One IQ4_NL tile x one activation block a with its record rec: the nibbles looked up in lut (the values
+ * + 128, unsigned) against the signed activation, from the record's -128 sum(a): run_q8's integer and float
+ * steps. */
+INLINE __m512 m1_iq4_nl(const uint8_t *tile, const uint8_t *a, const uint8_t *rec, __m512i lut, __m512 acc)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i s0 = _mm512_set1_epi32(load_i32(rec + 4)), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; u++) {
+        const __m512i v = _mm512_loadu_si512(tile + 64 * u);
+        s0 = _mm512_dpbusd_epi32(s0, _mm512_shuffle_epi8(lut, _mm512_and_si512(v, m4)), bcast4(a + 2 + 4 * u));
+        s1 = _mm512_dpbusd_epi32(s1, _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi32(v, 4), m4)),
+                                 bcast4(a + 18 + 4 * u));
+    }
+    const __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tile + 256))),
+                                    _mm512_set1_ps(load_f32(rec)));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dd, acc);
+}
+
 INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                            const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
@@ -1383,16 +1408,19 @@ INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo
     const size_t tb = TW * q8t_block_bytes(kind);
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* end of the range's tiles */
-    /* decode: the tiles straight from memory (Q8_0; Q4_0 with the activation's block sums) */
-    if (M == 1 && (kind == Q8T_Q8_0 || kind == Q8T_Q4_0)) {
+    /* decode: the tiles straight from memory */
+    if (M == 1) {
+        const __m512i lut = iq4nl_lut_u8();
         for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
             const uint8_t *tg = wb + (size_t)o0 * wrb;
             __m512 acc = _mm512_setzero_ps();
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *tile = tg + (size_t)b * tb, *next = tile + PF_TILES * tb;
                 if (next + tb <= tend) prefetch_span(next, 0, tb);
-                acc = kind == Q8T_Q8_0 ? m1_q8_0(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), acc)
-                                       : m1_q4_0(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), acc);
+                const uint8_t *ab = xb + (size_t)b * 34, *rec = act_rec(xb, nb, b);
+                acc = kind == Q8T_Q8_0 ? m1_q8_0(tile, ab, rec, acc)
+                    : kind == Q8T_Q4_0 ? m1_q4_0(tile, ab, rec, acc)
+                                       : m1_iq4_nl(tile, ab, rec, lut, acc);
             }
             store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
         }

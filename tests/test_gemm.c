@@ -435,11 +435,15 @@ static void test_tiles(void)
     enum { NO = 48, TM = 65 };
     const int have512 = ar_gemm_force("avx512") == 0;
     ar_gemm_force(NULL);
+    /* row lengths: 1 and 3 K-quant blocks; for the 32-element types also 27 blocks, so the tile drivers'
+     * groups of 4 blocks end with a short one */
+    static const int64_t n_ins[] = { 256, 768, 864 };
     for (size_t ti = 0; ti < sizeof ttypes / sizeof ttypes[0]; ti++)
-        for (int nbk = 1; nbk <= 3; nbk += 2)
+        for (size_t ni = 0; ni < sizeof n_ins / sizeof n_ins[0]; ni++)
             for (int mode = 0; mode < 2; mode++) {
                 const int t = ttypes[ti];
-                const int64_t n_in = 256 * nbk;
+                const int64_t n_in = n_ins[ni];
+                if (n_in % ar_dtype_get(t)->block_elems) continue;
                 const size_t wrb = ar_row_bytes(t, n_in), xrb = ar_gemm_act_row_bytes(t, n_in);
                 uint8_t *rows = malloc(wrb * NO), *tiles = malloc(wrb * NO), *back = malloc(wrb);
                 make_weights(t, mode, n_in, NO, rows, wrb);

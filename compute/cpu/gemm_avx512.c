@@ -864,6 +864,10 @@ INLINE int krows(int left, int nt, int mr)
     if (nt == 2) return left < MR ? left : MR;
     return left >= mr ? mr : left >= MR ? MR : left;
 }
+enum { M1_Q4_K, M1_Q6_K, M1_Q8_0, M1_Q4_0, M1_IQ4_NL };   /* the decode kernels of m1_tiles */
+INLINE void m1_tiles(const uint8_t *wb, size_t wrb, int64_t nb, size_t tb, int64_t o_lo, int64_t o_hi,
+                     const uint8_t *xb, float *y, int m1);
+
 INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                         const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind, int tiled, int mr)
 {
@@ -878,18 +882,7 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* tile layout: end of the range's tiles */
     if (tiled && M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K)) {   /* decode: tiles straight from memory */
-        for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
-            const uint8_t *tg = wb + (size_t)o0 * wrb;
-            __m512 acc = _mm512_setzero_ps();
-            for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *tile = tg + (size_t)b * tbytes, *next = tile + PF_TILES * tbytes;
-                if (next + tbytes <= tend) prefetch_span(next, 0, tbytes);
-                acc = kind == KT_Q4_K ? m1_q4_K(tile, xb + (size_t)b * Q8K_BYTES,
-                                                xb + (size_t)nb * Q8K_BYTES + (size_t)b * AR_GEMM_Q8K_PAIRS, acc)
-                                      : m1_q6_K(tile, xb + (size_t)b * Q8K_BYTES, acc);
-            }
-            store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
-        }
+        m1_tiles(wb, wrb, nb, tbytes, o_lo, o_hi, xb, y, kind == KT_Q4_K ? M1_Q4_K : M1_Q6_K);
         return;
     }
     ktile t[2];
@@ -1401,6 +1394,38 @@ INLINE __m512 m1_iq4_nl(const uint8_t *tile, const uint8_t *a, const uint8_t *re
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dd, acc);
 }
 
+/* One tile x the activation's block b with decode kernel m1 (a constant after inlining). */
+INLINE __m512 m1_block(int m1, const uint8_t *tile, const uint8_t *xb, int64_t nb, int64_t b, __m512i lut, __m512 acc)
+{
+    switch (m1) {
+    case M1_Q4_K:
+        return m1_q4_K(tile, xb + (size_t)b * Q8K_BYTES, xb + (size_t)nb * Q8K_BYTES + (size_t)b * AR_GEMM_Q8K_PAIRS, acc);
+    case M1_Q6_K:  return m1_q6_K(tile, xb + (size_t)b * Q8K_BYTES, acc);
+    case M1_Q8_0:  return m1_q8_0(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), acc);
+    case M1_Q4_0:  return m1_q4_0(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), acc);
+    default:       return m1_iq4_nl(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), lut, acc);
+    }
+}
+
+/* Decode on the tile layout, every tile type: a 16-row group's tiles (tb bytes each, nb of them) are one
+ * sequential stream, prefetched PF_TILES ahead, dotted straight from memory by the type's m1 kernel. */
+INLINE void m1_tiles(const uint8_t *wb, size_t wrb, int64_t nb, size_t tb, int64_t o_lo, int64_t o_hi,
+                     const uint8_t *xb, float *y, int m1)
+{
+    const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* end of the range's tiles */
+    const __m512i lut = iq4nl_lut_u8();
+    for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
+        const uint8_t *tg = wb + (size_t)o0 * wrb;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *tile = tg + (size_t)b * tb, *next = tile + PF_TILES * tb;
+            if (next + tb <= tend) prefetch_span(next, 0, tb);
+            acc = m1_block(m1, tile, xb, nb, b, lut, acc);
+        }
+        store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
+    }
+}
+
 INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                            const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
@@ -1408,22 +1433,8 @@ INLINE void gemm_q8t_tiled(const void *w, size_t wrb, int64_t n_in, int64_t o_lo
     const size_t tb = TW * q8t_block_bytes(kind);
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* end of the range's tiles */
-    /* decode: the tiles straight from memory */
-    if (M == 1) {
-        const __m512i lut = iq4nl_lut_u8();
-        for (int64_t o0 = o_lo - o_lo % TW; o0 < o_hi; o0 += TW) {
-            const uint8_t *tg = wb + (size_t)o0 * wrb;
-            __m512 acc = _mm512_setzero_ps();
-            for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *tile = tg + (size_t)b * tb, *next = tile + PF_TILES * tb;
-                if (next + tb <= tend) prefetch_span(next, 0, tb);
-                const uint8_t *ab = xb + (size_t)b * 34, *rec = act_rec(xb, nb, b);
-                acc = kind == Q8T_Q8_0 ? m1_q8_0(tile, ab, rec, acc)
-                    : kind == Q8T_Q4_0 ? m1_q4_0(tile, ab, rec, acc)
-                                       : m1_iq4_nl(tile, ab, rec, lut, acc);
-            }
-            store_lanes(y + o0, acc, o0 < o_lo ? (int)(o_lo - o0) : 0, o_hi - o0 < TW ? (int)(o_hi - o0) : TW);
-        }
+    if (M == 1) {   /* decode: the tiles straight from memory */
+        m1_tiles(wb, wrb, nb, tb, o_lo, o_hi, xb, y, kind == Q8T_Q8_0 ? M1_Q8_0 : kind == Q8T_Q4_0 ? M1_Q4_0 : M1_IQ4_NL);
         return;
     }
     q8tile t, t2;

@@ -128,3 +128,52 @@ void ar_split_range(long n, long align, int ith, int nth, long *lo, long *hi)
     *lo = ulo * align < n ? ulo * align : n;
     *hi = uhi * align < n ? uhi * align : n;
 }
+
+void ar_steal_init(ar_steal *s, long n, long align, long min_units, int nth)
+{
+    if (align < 1) align = 1;
+    if (nth < 1) nth = 1;
+    if (nth > AR_STEAL_MAX) nth = AR_STEAL_MAX;
+    s->n = n;
+    s->align = align;
+    s->min_units = min_units < 1 ? 1 : min_units;
+    s->nth = nth;
+    const long units = (n + align - 1) / align;
+    for (int i = 0; i < nth; i++) {
+        long lo, hi;
+        ar_split_range(units, 1, i, nth, &lo, &hi);
+        atomic_init(&s->part[i], (unsigned long long)lo << 32 | (unsigned long long)hi);
+    }
+}
+
+/* Claims up to `want` units of part p, from its front (owner) or its back (thief). */
+static int steal_claim(ar_steal *s, int p, int owner, long *ulo, long *uhi)
+{
+    unsigned long long cur = atomic_load_explicit(&s->part[p], memory_order_relaxed);
+    for (;;) {
+        const long f = (long)(cur >> 32), b = (long)(cur & 0xFFFFFFFFull);
+        if (f >= b) return 0;
+        long want = owner ? (b - f + 1) / 2 : (b - f + 3) / 4;
+        if (want < s->min_units) want = s->min_units;
+        if (want > b - f) want = b - f;
+        const long nf = owner ? f + want : f, nb = owner ? b : b - want;
+        const unsigned long long next = (unsigned long long)nf << 32 | (unsigned long long)nb;
+        if (atomic_compare_exchange_weak_explicit(&s->part[p], &cur, next, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *ulo = owner ? f : nb;
+            *uhi = owner ? nf : b;
+            return 1;
+        }
+    }
+}
+
+int ar_steal_next(ar_steal *s, int ith, long *lo, long *hi)
+{
+    long ulo = 0, uhi = 0;
+    int got = ith < s->nth && steal_claim(s, ith, 1, &ulo, &uhi);
+    for (int k = 1; !got && k < s->nth; k++) got = steal_claim(s, (ith + k) % s->nth, 0, &ulo, &uhi);
+    if (!got) return 0;
+    *lo = ulo * s->align < s->n ? ulo * s->align : s->n;
+    *hi = uhi * s->align < s->n ? uhi * s->align : s->n;
+    return 1;
+}

@@ -312,23 +312,35 @@ static void gemm_rows(const gemm_task *t, long lo, long hi)
 }
 
 /* Several weights in one pool run: their output rows are laid end to end (each weight's rows
- * rounded up to AR_GEMM_ROW_ALIGN) and split evenly, so small matrices share a thread's time. */
+ * rounded up to AR_GEMM_ROW_ALIGN), so small matrices share a thread's time.
+ *
+ * How the rows are shared: one activation row (decode) streams the weights at DRAM speed, so each
+ * thread takes a fixed half, one sequential stream. From GEMM_STEAL_M rows on the kernels are bound
+ * by arithmetic, and a core that runs slower (a busy neighbour on the host, a slower core type) would
+ * leave the other waiting at the end of every matmul: there the rows go out through ar_steal (each
+ * thread's own part front to back in halving chunks, then the others' from the back), in units of two
+ * tiles so the two-tile passes keep their pairs. Every output row is the same bits whichever thread
+ * and chunk computes it (the kernels are batch-invariant), so the split changes timing only. */
+enum { GEMM_STEAL_M = 2, GEMM_STEAL_ALIGN = 2 * AR_GEMM_ROW_ALIGN, GEMM_STEAL_MIN = 2 };
+
 typedef struct {
     const gemm_task *t;
     int n;
+    long total;          /* rows laid end to end */
+    ar_steal *steal;     /* NULL: fixed parts */
 } gemm_multi;
 
-static void gemm_multi_worker(void *p, int ith, int nth)
+static long gemm_span(const ar_weight *w)
 {
-    const gemm_multi *g = p;
-    long total = 0;
-    for (int i = 0; i < g->n; i++) total += (long)((g->t[i].w->n_out + AR_GEMM_ROW_ALIGN - 1) / AR_GEMM_ROW_ALIGN) * AR_GEMM_ROW_ALIGN;
-    long lo, hi;
-    ar_split_range(total, AR_GEMM_ROW_ALIGN, ith, nth, &lo, &hi);
+    return (long)((w->n_out + AR_GEMM_ROW_ALIGN - 1) / AR_GEMM_ROW_ALIGN) * AR_GEMM_ROW_ALIGN;
+}
+
+/* Rows [lo, hi) of the rows laid end to end. */
+static void gemm_multi_rows(const gemm_multi *g, long lo, long hi)
+{
     long base = 0;
     for (int i = 0; i < g->n && base < hi; i++) {
-        const long n_out = (long)g->t[i].w->n_out;
-        const long span = (n_out + AR_GEMM_ROW_ALIGN - 1) / AR_GEMM_ROW_ALIGN * AR_GEMM_ROW_ALIGN;
+        const long n_out = (long)g->t[i].w->n_out, span = gemm_span(g->t[i].w);
         long a = lo - base, b = hi - base;
         if (a < 0) a = 0;
         if (b > n_out) b = n_out;
@@ -337,17 +349,36 @@ static void gemm_multi_worker(void *p, int ith, int nth)
     }
 }
 
-static void gemm_worker(void *p, int ith, int nth)
+static void gemm_multi_worker(void *p, int ith, int nth)
 {
-    gemm_multi g = { p, 1 };
-    gemm_multi_worker(&g, ith, nth);
+    const gemm_multi *g = p;
+    long lo, hi;
+    if (!g->steal) {
+        ar_split_range(g->total, AR_GEMM_ROW_ALIGN, ith, nth, &lo, &hi);
+        gemm_multi_rows(g, lo, hi);
+        return;
+    }
+    while (ar_steal_next(g->steal, ith, &lo, &hi)) gemm_multi_rows(g, lo, hi);
+}
+
+/* Runs the tasks t[0..n) (same M) over the pool. */
+static void gemm_run(ar_compute *c, const gemm_task *t, int n)
+{
+    gemm_multi g = { t, n, 0, NULL };
+    for (int i = 0; i < n; i++) g.total += gemm_span(t[i].w);
+    ar_steal steal;
+    if (t[0].M >= GEMM_STEAL_M && c->n_threads > 1 && c->n_threads <= AR_STEAL_MAX) {
+        ar_steal_init(&steal, g.total, GEMM_STEAL_ALIGN, GEMM_STEAL_MIN, c->n_threads);
+        g.steal = &steal;
+    }
+    ar_pool_run(c->pool, gemm_multi_worker, &g);
 }
 
 static int matmul_gemm(ar_compute *c, const ar_weight *w, const float *x, int64_t ldx, float *y, int64_t ldy, int M)
 {
     gemm_task t = { c, w, x, ldx, NULL, NULL, 0, y, ldy, M };
     if (!gemm_prepare(c, &t, c->xq)) return 0;
-    ar_pool_run(c->pool, gemm_worker, &t);
+    gemm_run(c, &t, 1);
     return 1;
 }
 
@@ -406,10 +437,7 @@ void ar_matmul_n(ar_compute *c, int n, const ar_weight *const *w, const float *x
         if (ok) t[n_fast++] = ti;
         else later[n_later++] = i;
     }
-    if (n_fast) {
-        gemm_multi g = { t, n_fast };
-        ar_pool_run(c->pool, gemm_multi_worker, &g);
-    }
+    if (n_fast) gemm_run(c, t, n_fast);
     /* the rest one by one, after the batch (they reuse the conversion buffers) */
     for (int k = 0; k < n_later; k++) ar_matmul(c, w[later[k]], x, ldx, y[later[k]], ldy[later[k]], M);
 }

@@ -10,6 +10,8 @@
 #   --depth D        committed prefix before each verify forward (default 64)
 #   --no-all-logits  skip llama.cpp's all-logits verify timing (llama_oracle bench --verify)
 #   --plot PNG       where the verify-scaling plot goes (default docs/verify-scaling.png; "none": no plot)
+#   --isa avx2       both engines as on a CPU without AVX-512: arbor with ARBOR_CPU_ISA=avx2, llama.cpp
+#                    with only its "haswell" CPU variant (AVX2 + FMA + F16C) beside copies of its tools
 # env: ARBOR (default build/arbor), LLAMA_BENCH (default build/oracle/llama-bench),
 #      LLAMA_ORACLE (default build/oracle/llama_oracle). llama-bench and llama_oracle come from
 #      `scripts/oracle.sh --bench-tools`. LLAMA_BENCH_ARGS: extra llama-bench flags (e.g. "--poll 0":
@@ -30,7 +32,7 @@ set -euo pipefail
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 
-threads=2 reps=3 n_prompt=512 n_gen=128 verify=1,2,4,8,16,32,64 depth=64 all_logits=1
+threads=2 reps=3 n_prompt=512 n_gen=128 verify=1,2,4,8,16,32,64 depth=64 all_logits=1 isa=native
 plot=docs/verify-scaling.png
 models=()
 while [ $# -gt 0 ]; do
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
         --depth) depth=${2:?--depth needs a value}; shift 2 ;;
         --no-all-logits) all_logits=0; shift ;;
         --plot) plot=${2:?--plot needs a path}; shift 2 ;;
+        --isa) isa=${2:?--isa needs a value}; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option '$1' (see --help)" ;;
         *) [ -r "$1" ] || die "cannot read model '$1'"; models+=("$(realpath "$1")"); shift ;;
@@ -54,6 +57,7 @@ for v in "$threads" "$reps" "$n_prompt" "$n_gen" "$depth"; do
 done
 [[ $verify =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--verify: '$verify' is not a list like 1,2,4,8"
 [ "$n_prompt" -gt 0 ] && [ "$n_gen" -gt 0 ] || die "-p and -n must be > 0"
+case $isa in native|avx2) ;; *) die "--isa: '$isa' is not native or avx2" ;; esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -68,6 +72,21 @@ LLAMA_ORACLE=$(realpath -m "${LLAMA_ORACLE:-build/oracle/llama_oracle}")
 stamp=$(date +%Y%m%d-%H%M%S)
 out=bench/results/$stamp
 mkdir -p "$out"
+
+# llama.cpp loads the best of the CPU variants (libggml-cpu-*.so) it finds beside its executable or in
+# the working directory; --isa avx2 gives it a directory holding only the haswell one.
+llama_dir=$root
+export ARBOR_CPU_ISA=$isa
+if [ "$isa" = avx2 ]; then
+    llama_dir=$root/$out/llama-avx2
+    variant=$(dirname "$LLAMA_BENCH")/libggml-cpu-haswell.so
+    [ -r "$variant" ] || die "no $variant (llama.cpp's AVX2 CPU variant) beside llama-bench"
+    mkdir -p "$llama_dir"
+    cp "$LLAMA_BENCH" "$variant" "$llama_dir/"
+    LLAMA_BENCH=$llama_dir/llama-bench
+    if [ "$all_logits" = 1 ]; then cp "$LLAMA_ORACLE" "$llama_dir/"; LLAMA_ORACLE=$llama_dir/llama_oracle; fi
+fi
+in_llama_dir() { (cd "$llama_dir" && "$@"); }
 summary=$out/summary.md
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
@@ -110,6 +129,7 @@ mem=$(free -g | awk '/^Mem:/ { print $2 " GiB" }')
         echo "  timings are not representative (llama.cpp suffers most: its threads busy-wait). Rerun on an idle machine.**"
     fi
     echo "- threads $threads, repetitions $reps (+1 warm-up), verify after a $depth-token prefix"
+    [ "$isa" = native ] || echo "- **kernels capped at $isa**: arbor with ARBOR_CPU_ISA=$isa, llama.cpp with only its haswell CPU variant"
     echo "- arbor: \`$ARBOR bench -m MODEL -t $threads -r $reps -p $n_prompt -n $n_gen --verify $verify --depth $depth --roofline\`"
     echo "- llama.cpp: \`llama-bench -m MODEL -t $threads -r $reps -p $n_prompt -n $n_gen${LLAMA_BENCH_ARGS:+ $LLAMA_BENCH_ARGS}\` and \`-p $verify -n 0 -d $depth${LLAMA_BENCH_ARGS:+ $LLAMA_BENCH_ARGS}\`"
     [ "$all_logits" = 0 ] || echo "  and \`llama_oracle bench MODEL -t $threads -r $reps --verify $verify --prefix $depth\` (all logits)"
@@ -131,15 +151,17 @@ for model in "${models[@]}"; do
 
     echo "compare.sh: $name: llama-bench (load $(loadavg))" >&2
     la_l0=$(loadavg)
-    "$LLAMA_BENCH" -m "$model" -t "$threads" -r "$reps" -p "$n_prompt" ${llama_extra[@]+"${llama_extra[@]}"} -n "$n_gen" \
+    in_llama_dir "$LLAMA_BENCH" -m "$model" -t "$threads" -r "$reps" -p "$n_prompt" ${llama_extra[@]+"${llama_extra[@]}"} -n "$n_gen" \
         > "$out/$tag.llama-bench.md" 2> "$out/$tag.llama-bench.log" \
         || die "llama-bench failed on $model (see $out/$tag.llama-bench.log)"
-    "$LLAMA_BENCH" -m "$model" -t "$threads" -r "$reps" -p "$verify" ${llama_extra[@]+"${llama_extra[@]}"} -n 0 -d "$depth" \
+    [ "$isa" = native ] || grep -q "libggml-cpu-haswell" "$out/$tag.llama-bench.log" \
+        || die "llama-bench did not load the haswell CPU variant (see $out/$tag.llama-bench.log)"
+    in_llama_dir "$LLAMA_BENCH" -m "$model" -t "$threads" -r "$reps" -p "$verify" ${llama_extra[@]+"${llama_extra[@]}"} -n 0 -d "$depth" \
         > "$out/$tag.llama-bench-verify.md" 2> "$out/$tag.llama-bench-verify.log" \
         || die "llama-bench failed on $model (see $out/$tag.llama-bench-verify.log)"
     if [ "$all_logits" = 1 ]; then
         echo "compare.sh: $name: llama_oracle all-logits verify (load $(loadavg))" >&2
-        "$LLAMA_ORACLE" bench "$model" -t "$threads" -r "$reps" --verify "$verify" --prefix "$depth" \
+        in_llama_dir "$LLAMA_ORACLE" bench "$model" -t "$threads" -r "$reps" --verify "$verify" --prefix "$depth" \
             > "$out/$tag.llama-verify.txt" 2> "$out/$tag.llama-verify.log" \
             || die "llama_oracle bench failed on $model (see $out/$tag.llama-verify.log)"
     fi

@@ -272,9 +272,9 @@ static int bench_spec_cli(const char *model_path, const char *draft_path, long n
 
     char load[64];
     read_loadavg(load, sizeof load);
-    printf("arbor bench: %s, drafter %s, %ld threads, prompt %ld random tokens (seed %llu), %ld generated at T = 0, "
-           "%ld repetitions per mode after 1 warm-up, load average %s\n\n", model_path, base_name(draft_path),
-           n_threads, n_prompt, seed, n_gen, reps, load);
+    printf("arbor bench: %s, drafter %s, %ld threads, kernels %s, prompt %ld random tokens (seed %llu), %ld generated "
+           "at T = 0, %ld repetitions per mode after 1 warm-up, load average %s\n\n", model_path, base_name(draft_path),
+           n_threads, ar_cpu_kernels(), n_prompt, seed, n_gen, reps, load);
     printf("| mode | tokens | steps | acceptance length | draft ms/step | verify ms/step | commit ms/step | t/s | speed-up |\n");
     printf("| ---- | -----: | ----: | ----------------: | ------------: | -------------: | -------------: | --: | -------: |\n");
     fflush(stdout);
@@ -440,8 +440,8 @@ int cmd_bench(int argc, char **argv)
     else snprintf(params_col, sizeof params_col, "%.2f M", (double)info.n_params / 1e6);
     char load[64];
     read_loadavg(load, sizeof load);
-    printf("arbor bench: %s, %d threads, %ld repetitions after 1 warm-up, load average %s\n\n",
-           model_path, (int)n_threads, reps, load);
+    printf("arbor bench: %s, %d threads, kernels %s, %ld repetitions after 1 warm-up, load average %s\n\n",
+           model_path, (int)n_threads, ar_cpu_kernels(), reps, load);
 
     bench_stat st, rs;
     double tg_s_per_token = 0.0;

@@ -43,6 +43,10 @@ typedef struct ar_compute ar_compute;
 int  ar_compute_create(ar_compute **out, int n_threads, int64_t max_in, int max_rows, ar_error *err);
 void ar_compute_free(ar_compute *c);
 int  ar_compute_n_threads(const ar_compute *c);
+/* The instruction set the matmul kernels run on here ("avx512", "avx2", "neon" or "scalar": the best
+ * the CPU has, capped by ARBOR_CPU_ISA), and NULL or why ARBOR_CPU_ISA was ignored. */
+const char *ar_compute_isa(void);
+const char *ar_compute_isa_note(void);
 /* Run fn(ctx, ith, nth) on every thread of the pool. */
 void ar_compute_run(ar_compute *c, ar_pool_fn fn, void *ctx);
 

@@ -27,6 +27,7 @@
 
 #include "base/log.h"
 #include "base/timer.h"
+#include "compute/ops.h"
 
 /* ---- model ---------------------------------------------------------------------------------- */
 
@@ -150,6 +151,8 @@ int ar_model_load_draft(ar_model *m, const char *path, ar_error *err)
 }
 
 bool ar_model_has_draft(const ar_model *m) { return m->draft != NULL; }
+
+const char *ar_cpu_kernels(void) { return ar_compute_isa(); }
 
 /* ---- session -------------------------------------------------------------------------------- */
 

@@ -56,6 +56,11 @@ void ar_model_free(ar_model *m);
 int  ar_model_load_draft(ar_model *m, const char *path, ar_error *err);
 bool ar_model_has_draft(const ar_model *m);
 
+/* The instruction set of the compute kernels on this CPU: "avx512", "avx2", "neon" or "scalar" (the
+ * best it has; the environment variable ARBOR_CPU_ISA=avx2|neon|scalar caps it, to see how arbor runs
+ * on a CPU without AVX-512 or dotprod; any other value is ignored with a warning at model load). */
+const char *ar_cpu_kernels(void);
+
 int32_t ar_model_n_vocab(const ar_model *m);
 int     ar_model_n_ctx_train(const ar_model *m);
 

@@ -400,6 +400,7 @@ int qwen35_load(qwen35_model **out, const char *path, ar_error *err)
     *out = NULL;
     qwen35_model *m = calloc(1, sizeof *m);
     if (!m) return ar_fail(err, AR_ENOMEM, "out of memory loading %s", path);
+    if (ar_compute_isa_note()) ar_log(AR_LOG_WARN, "%s", ar_compute_isa_note());
     int rc = gguf_open(&m->gguf, path, err);
     if (rc != AR_OK) { free(m); return rc; }
 

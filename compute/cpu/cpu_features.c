@@ -5,6 +5,7 @@
 #include "compute/cpu/cpu_features.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -15,6 +16,7 @@
 
 static ar_cpu_features features;
 static pthread_once_t features_once = PTHREAD_ONCE_INIT;
+static const char *cap_error;
 
 #if defined(__x86_64__) || defined(__i386__)
 static unsigned long long read_xcr0(void)
@@ -66,10 +68,34 @@ static void detect(void)
 static void detect(void) {}
 #endif
 
+/* ARBOR_CPU_ISA (see the header) */
+static void apply_cap(void)
+{
+    const char *cap = getenv("ARBOR_CPU_ISA");
+    if (!cap || !*cap || !strcmp(cap, "native")) return;
+    if (!strcmp(cap, "avx512")) return;
+    if (!strcmp(cap, "avx2") || !strcmp(cap, "neon") || !strcmp(cap, "scalar")) {
+        features.avx512f = features.avx512bw = features.avx512vl = features.avx512dq = false;
+        features.avx512vnni = features.avx512bf16 = false;
+        features.dotprod = false;
+        if (strcmp(cap, "avx2")) features.avx2 = features.fma = features.f16c = false;  /* neon, scalar */
+        if (!strcmp(cap, "scalar")) features.neon = false;
+        return;
+    }
+    cap_error = "ARBOR_CPU_ISA must be native, avx512, avx2, neon or scalar; ignored";
+}
+
 static void init(void)
 {
     memset(&features, 0, sizeof features);
     detect();
+    apply_cap();
+}
+
+const char *ar_cpu_isa_cap_error(void)
+{
+    pthread_once(&features_once, init);
+    return cap_error;
 }
 
 const ar_cpu_features *ar_cpu_features_get(void)

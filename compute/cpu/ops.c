@@ -78,6 +78,10 @@ int ar_compute_n_threads(const ar_compute *c) { return c->n_threads; }
 
 void ar_compute_run(ar_compute *c, ar_pool_fn fn, void *ctx) { ar_pool_run(c->pool, fn, ctx); }
 
+const char *ar_compute_isa(void) { return ar_gemm_isa(); }
+
+const char *ar_compute_isa_note(void) { return ar_cpu_isa_cap_error(); }
+
 /* ---- matmul ---------------------------------------------------------------------------- */
 
 static float dot(const float *a, const float *b, int64_t n)

@@ -336,10 +336,135 @@ INLINE void run_ktile(const ktile *t, const uint8_t *const a[MR], int R, int kin
     else run_k4(t, a, R, kind == KT_Q4_K ? 8 : 4, acc);
 }
 
+/* ---- row-dot path for M = 1 (decode) ----------------------------------------------------------
+ * One activation row uses a tile once, so the tile's transposition (8 row streams, 4-5 transposes per
+ * block) costs more than it saves: the kernel must stream the weights at DRAM speed, and with the tile
+ * path it ran at a third of it. Here each weight row is one sequential stream and its blocks are dotted
+ * with the activation row in their natural order: vpmaddubsw (unsigned quants x signed Q8_K bytes ->
+ * int16 pairs, exact: |pair| <= 2 * 63 * 128), vpmaddwd by the sub-block scale (a vpshufb of the
+ * block's scales) into int32, one horizontal sum per block. The block's integers are the tile path's
+ * exactly and its float steps are the tile path's in the same order, so an output is the same bits
+ * whichever path computed it (batch invariance, tests/test_gemm). */
+
+/* The int32 sums of a and b: (sum a, sum b) in lanes 0 and 1. */
+INLINE __m128i hsum2_epi32(__m256i a, __m256i b)
+{
+    const __m256i t = _mm256_hadd_epi32(a, b);   /* a01 a23 b01 b23 | a45 a67 b45 b67 */
+    const __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    return _mm_hadd_epi32(u, u);
+}
+
+/* vpshufb control: every int16 of the low 128-bit lane takes 16-bit element lo, of the high lane hi. */
+INLINE __m256i pick16(int lo, int hi)
+{
+    int8_t idx[32];
+    for (int k = 0; k < 32; k++) idx[k] = (int8_t)(2 * (k < 16 ? lo : hi) + (k & 1));
+    return _mm256_loadu_si256((const __m256i *)idx);
+}
+
+/* Q4_K block (d, dmin, scales[12], qs[128]) x one Q8_K block a: qs bytes 32c .. 32c + 31 hold elements
+ * 64c + l (low nibble, sub-block 2c) and 64c + 32 + l (high nibble, sub-block 2c + 1). */
+INLINE float rowdot_q4_K_block(const uint8_t *blk, const uint8_t *a, float acc)
+{
+    static const int8_t dup[16] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7};
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    uint32_t u[3];
+    memcpy(u, blk + 4, 12);
+    const uint32_t sc_lo = u[0] & 0x3f3f3f3fu, mn_lo = u[1] & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+    const uint32_t mn_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+    const __m128i sc8 = _mm_setr_epi32((int)sc_lo, (int)sc_hi, 0, 0), mn8 = _mm_setr_epi32((int)mn_lo, (int)mn_hi, 0, 0);
+    const __m256i s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));   /* the 8 scales, both lanes */
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mn8, _mm_loadu_si128((const __m128i *)dup)));
+    const uint8_t *x = a + Q8K_QS;
+    __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * c));
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x + 64 * c)));
+        const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 64 * c + 32)));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(s16, pick16(2 * c, 2 * c))));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(s16, pick16(2 * c + 1, 2 * c + 1))));
+    }
+    const __m256i imin = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a + Q8K_BSUMS)), m16);
+    const __m128i sums = hsum2_epi32(isum, imin);
+    uint16_t dh[2];
+    memcpy(dh, blk, 4);
+    const __m128 d = _mm_set_ss(_cvtsh_ss(dh[0])), dmin = _mm_set_ss(_cvtsh_ss(dh[1]));
+    /* the tile path's float steps, bit for bit: f = is * d - im * dmin, acc += f * d8 */
+    const __m128 f = _mm_fmsub_ss(_mm_cvtepi32_ps(sums), d, _mm_mul_ss(_mm_cvtepi32_ps(_mm_srli_si128(sums, 4)), dmin));
+    return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a)), _mm_set_ss(acc)));
+}
+
+/* Q6_K block (ql[128], qh[64], scales[16] int8, d) x one Q8_K block a. For half h and l < 32, with
+ * A = ql[64h + l], B = ql[64h + 32 + l], H = qh[32h + l], the elements 128h + l, + 32, + 64, + 96 are
+ * (A & 15 | (H & 3) << 4), (B & 15 | (H >> 2 & 3) << 4), (A >> 4 | (H >> 4 & 3) << 4), (B >> 4 | (H >> 6
+ * & 3) << 4), stored + 32; a 32-element vector holds two 16-element sub-blocks, one per 128-bit lane.
+ * The + 32 comes off as 32 * sum_g sc_g * bsum_g. */
+INLINE float rowdot_q6_K_block(const uint8_t *blk, const uint8_t *a, float acc)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    const __m128i sc8 = _mm_loadu_si128((const __m128i *)(blk + 192));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    const uint8_t *x = a + Q8K_QS;
+    __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        /* the half's 8 scales as int16 in both 128-bit lanes */
+        const __m256i s16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8 * h)));
+        const __m256i A = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
+        const __m256i B = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
+        const __m256i H = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+        __m256i w[4];
+        w[0] = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_slli_epi16(_mm256_and_si256(H, m3), 4));
+        w[1] = _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 2), m3), 4));
+        w[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 4), m3), 4));
+        w[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 6), m3), 4));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m256i p = _mm256_maddubs_epi16(w[k], _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * k)));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(s16, pick16(2 * k, 2 * k + 1))));
+        }
+    }
+    const __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a + Q8K_BSUMS)), sc16);
+    const __m128i sums = hsum2_epi32(isum, off);
+    const int32_t tot = _mm_cvtsi128_si32(sums) - 32 * _mm_extract_epi32(sums, 1);
+    uint16_t dh;
+    memcpy(&dh, blk + 208, 2);
+    /* the tile path's float steps: acc += (tot * d) * d8 */
+    const __m128 f = _mm_mul_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), tot), _mm_set_ss(_cvtsh_ss(dh)));
+    return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a)), _mm_set_ss(acc)));
+}
+
+/* y[o] for o in [o_lo, o_hi), one activation row: one weight row at a time, blocks in order. */
+INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
+                     float *y, int kind)
+{
+    const int64_t nb = n_in / AR_QK_K;
+    const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : sizeof(ar_block_q6_K);
+    const uint8_t *x = xq;
+    for (int64_t o = o_lo; o < o_hi; o++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)o * wrb;
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = row + (size_t)b * bbytes, *a = x + (size_t)b * Q8K_BYTES;
+            acc = kind == KT_Q4_K ? rowdot_q4_K_block(blk, a, acc) : rowdot_q6_K_block(blk, a, acc);
+        }
+        y[o] = acc;
+    }
+}
+
 INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                         const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
     const int64_t nb = n_in / AR_QK_K;
+    if (M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K)) {
+        rowdot_k(w, wrb, n_in, o_lo, o_hi, xq, y, kind);
+        return;
+    }
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K)
                         : kind == KT_Q5_K ? sizeof(ar_block_q5_K) : sizeof(ar_block_q6_K);
     const uint8_t *wb = w, *xb = xq;
@@ -605,10 +730,68 @@ INLINE void run_q8(const q8tile *t, const uint8_t *const a[MR], int R, __m256 *a
 
 enum { Q8T_Q8_0, Q8T_Q4_0, Q8T_IQ4_NL };
 
+/* Q8_0 x one activation row (decode), 8 weight rows at a time without the tile transposition: each
+ * row's block is dotted with the activation block as it lies (|w| x sign(a, w) by vpmaddubsw, widened
+ * by vpmaddwd: exact, as the activation quantizer never writes -128 for a finite block), the 8 rows'
+ * partial sums are reduced together, and the per-block float steps are run_q8's lane for lane (dd =
+ * d_w * d_a, acc = fma(sum, dd, acc), blocks in order): the same bits as the tile path. */
+INLINE void rowdot_q8_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
+                        float *y)
+{
+    const int64_t nb = n_in / 32;
+    const uint8_t *x = xq;
+    const __m256i ones = _mm256_set1_epi16(1);
+    /* the group's rows are one contiguous stretch read column by column: while it runs, the next
+     * group's stretch is prefetched in order, a slice per block (so no group starts cold) */
+    const size_t slice = ((size_t)TW * wrb + (size_t)nb - 1) / (size_t)nb;
+    for (int64_t o0 = o_lo; o0 < o_hi; o0 += TW) {
+        const int nv = o_hi - o0 < TW ? (int)(o_hi - o0) : TW;
+        const uint8_t *rows[TW];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) rows[i] = (const uint8_t *)w + (size_t)(o0 + (i < nv ? i : nv - 1)) * wrb;
+        const int64_t n_next = o_hi - (o0 + TW) < TW ? o_hi - (o0 + TW) : TW;
+        const uint8_t *next = (const uint8_t *)w + (size_t)(o0 + TW) * wrb;
+        const size_t next_bytes = n_next > 0 ? (size_t)n_next * wrb : 0;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            for (size_t q = (size_t)b * slice & ~(size_t)63; q < (size_t)(b + 1) * slice && q < next_bytes; q += 64)
+                _mm_prefetch((const char *)(next + q), _MM_HINT_T0);
+            const uint8_t *xb = x + 34 * b;
+            const __m256i av = _mm256_loadu_si256((const __m256i *)(xb + 2));
+            __m256i sv[TW];
+            uint16_t h[TW];
+#pragma GCC unroll 8
+            for (int i = 0; i < TW; i++) {
+                const uint8_t *blk = rows[i] + 34 * b;
+                const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
+                sv[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv)), ones);
+                memcpy(&h[i], blk, 2);
+            }
+            /* lane i of si = the 8 partials of row i */
+            const __m256i t0 = _mm256_hadd_epi32(sv[0], sv[1]), t1 = _mm256_hadd_epi32(sv[2], sv[3]);
+            const __m256i t2 = _mm256_hadd_epi32(sv[4], sv[5]), t3 = _mm256_hadd_epi32(sv[6], sv[7]);
+            const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+            const __m256i si = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                                                _mm256_permute2x128_si256(u0, u1, 0x31));
+            const __m128i dh = _mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], (short)h[4],
+                                              (short)h[5], (short)h[6], (short)h[7]);
+            uint16_t ha;
+            memcpy(&ha, xb, 2);
+            const __m256 dd = _mm256_mul_ps(_mm256_cvtph_ps(dh), _mm256_set1_ps(_cvtsh_ss(ha)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), dd, acc);
+        }
+        store_rows(y + o0, acc, nv);
+    }
+}
+
 INLINE void gemm_q8tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                          const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
     const int64_t nb = n_in / 32;
+    if (M == 1 && kind == Q8T_Q8_0) {
+        rowdot_q8_0(w, wrb, n_in, o_lo, o_hi, xq, y);
+        return;
+    }
     const size_t bbytes = kind == Q8T_Q8_0 ? 34 : 18;
     const uint8_t *wb = w, *xb = xq;
     q8tile t;

@@ -336,7 +336,7 @@ INLINE void run_ktile(const ktile *t, const uint8_t *const a[MR], int R, int kin
     else run_k4(t, a, R, kind == KT_Q4_K ? 8 : 4, acc);
 }
 
-/* ---- row-dot path for M = 1 (decode) ----------------------------------------------------------
+/* ---- row-dot path for M = 1 (decode): Q4_K, Q5_K, Q6_K ---------------------------------------
  * One activation row uses a tile once, so the tile's transposition (8 row streams, 4-5 transposes per
  * block) costs more than it saves: the kernel must stream the weights at DRAM speed, and with the tile
  * path it ran at a third of it. Here each weight row is one sequential stream and its blocks are dotted
@@ -363,8 +363,9 @@ INLINE __m256i pick16(int lo, int hi)
 }
 
 /* Q4_K block (d, dmin, scales[12], qs[128]) x one Q8_K block a: qs bytes 32c .. 32c + 31 hold elements
- * 64c + l (low nibble, sub-block 2c) and 64c + 32 + l (high nibble, sub-block 2c + 1). */
-INLINE float rowdot_q4_K_block(const uint8_t *blk, const uint8_t *a, float acc)
+ * 64c + l (low nibble, sub-block 2c) and 64c + 32 + l (high nibble, sub-block 2c + 1). q5: a Q5_K block
+ * (d, dmin, scales[12], qh[32], qs[128]), the same with a fifth bit per element from qh. */
+INLINE float rowdot_q4_K_block(const uint8_t *blk, const uint8_t *a, float acc, int q5)
 {
     static const int8_t dup[16] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7};
     const __m256i m4 = _mm256_set1_epi8(0x0F);
@@ -378,10 +379,18 @@ INLINE float rowdot_q4_K_block(const uint8_t *blk, const uint8_t *a, float acc)
     const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mn8, _mm_loadu_si128((const __m128i *)dup)));
     const uint8_t *x = a + Q8K_QS;
     __m256i isum = _mm256_setzero_si256();
+    /* Q5_K: the fifth bits, qh[l] bit 2c (2c + 1) for element l of chunk c's low (high) nibbles */
+    const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
+    const uint8_t *qs = blk + (q5 ? 48 : 16);
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * c));
-        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (q5) {
+            const __m256i b16 = _mm256_set1_epi8(16);
+            lo = _mm256_or_si256(lo, _mm256_and_si256(c < 3 ? _mm256_slli_epi16(qh, 4 - 2 * c) : _mm256_srli_epi16(qh, 2), b16));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(c < 2 ? _mm256_slli_epi16(qh, 3 - 2 * c) : _mm256_srli_epi16(qh, 2 * c - 3), b16));
+        }
         const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x + 64 * c)));
         const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 64 * c + 32)));
         isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(s16, pick16(2 * c, 2 * c))));
@@ -444,14 +453,15 @@ INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int6
                      float *y, int kind)
 {
     const int64_t nb = n_in / AR_QK_K;
-    const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : sizeof(ar_block_q6_K);
+    const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : kind == KT_Q5_K ? sizeof(ar_block_q5_K)
+                        : sizeof(ar_block_q6_K);
     const uint8_t *x = xq;
     for (int64_t o = o_lo; o < o_hi; o++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)o * wrb;
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *blk = row + (size_t)b * bbytes, *a = x + (size_t)b * Q8K_BYTES;
-            acc = kind == KT_Q4_K ? rowdot_q4_K_block(blk, a, acc) : rowdot_q6_K_block(blk, a, acc);
+            acc = kind == KT_Q6_K ? rowdot_q6_K_block(blk, a, acc) : rowdot_q4_K_block(blk, a, acc, kind == KT_Q5_K);
         }
         y[o] = acc;
     }
@@ -461,7 +471,7 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                         const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
     const int64_t nb = n_in / AR_QK_K;
-    if (M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K)) {
+    if (M == 1) {
         rowdot_k(w, wrb, n_in, o_lo, o_hi, xq, y, kind);
         return;
     }
@@ -730,17 +740,21 @@ INLINE void run_q8(const q8tile *t, const uint8_t *const a[MR], int R, __m256 *a
 
 enum { Q8T_Q8_0, Q8T_Q4_0, Q8T_IQ4_NL };
 
-/* Q8_0 x one activation row (decode), 8 weight rows at a time without the tile transposition: each
- * row's block is dotted with the activation block as it lies (|w| x sign(a, w) by vpmaddubsw, widened
- * by vpmaddwd: exact, as the activation quantizer never writes -128 for a finite block), the 8 rows'
- * partial sums are reduced together, and the per-block float steps are run_q8's lane for lane (dd =
- * d_w * d_a, acc = fma(sum, dd, acc), blocks in order): the same bits as the tile path. */
-INLINE void rowdot_q8_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
-                        float *y)
+/* Q8_0, Q4_0 and IQ4_NL x one activation row (decode), 8 weight rows at a time without the tile
+ * transposition: each row's block is dotted with the activation block as it lies, the 8 rows' partial
+ * sums are reduced together, and the per-block float steps are run_q8's lane for lane (dd = d_w * d_a,
+ * acc = fma(sum, dd, acc), blocks in order): the same bits as the tile path. The block sums are the
+ * tile path's integers: Q8_0 and IQ4_NL as |w| x sign(a, w) by vpmaddubsw (exact, as the activation
+ * quantizer never writes -128 for a finite block), Q4_0 as the unsigned nibbles u against a less
+ * 8 x sum(a) (sum (u - 8) a), no sign flips. */
+INLINE void rowdot_q8(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
+                      float *y, int kind)
 {
     const int64_t nb = n_in / 32;
+    const size_t bbytes = kind == Q8T_Q8_0 ? 34 : 18;
     const uint8_t *x = xq;
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1), ones8 = _mm256_set1_epi8(1), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ar_iq4nl_values));
     /* the group's rows are one contiguous stretch read column by column: while it runs, the next
      * group's stretch is prefetched in order, a slice per block (so no group starts cold) */
     const size_t slice = ((size_t)TW * wrb + (size_t)nb - 1) / (size_t)nb;
@@ -762,17 +776,36 @@ INLINE void rowdot_q8_0(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
             uint16_t h[TW];
 #pragma GCC unroll 8
             for (int i = 0; i < TW; i++) {
-                const uint8_t *blk = rows[i] + 34 * b;
-                const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
-                sv[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv)), ones);
+                const uint8_t *blk = rows[i] + bbytes * b;
+                if (kind == Q8T_Q8_0) {
+                    const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
+                    sv[i] = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv));
+                } else {
+                    /* elements 0..15: low nibbles of qs, 16..31: high nibbles */
+                    const __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 2));
+                    const __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), m4);
+                    if (kind == Q8T_Q4_0) {
+                        sv[i] = _mm256_maddubs_epi16(u, av);
+                    } else {
+                        const __m256i wv = _mm256_shuffle_epi8(lut, u);
+                        sv[i] = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv));
+                    }
+                }
+                sv[i] = _mm256_madd_epi16(sv[i], ones);
                 memcpy(&h[i], blk, 2);
             }
             /* lane i of si = the 8 partials of row i */
             const __m256i t0 = _mm256_hadd_epi32(sv[0], sv[1]), t1 = _mm256_hadd_epi32(sv[2], sv[3]);
             const __m256i t2 = _mm256_hadd_epi32(sv[4], sv[5]), t3 = _mm256_hadd_epi32(sv[6], sv[7]);
             const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
-            const __m256i si = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
-                                                _mm256_permute2x128_si256(u0, u1, 0x31));
+            __m256i si = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+            if (kind == Q8T_Q4_0) {   /* less 8 x sum(a) */
+                const __m256i sa = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, av), ones);
+                const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sa), _mm256_extracti128_si256(sa, 1));
+                const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+                const __m128i s1 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1));
+                si = _mm256_sub_epi32(si, _mm256_slli_epi32(_mm256_broadcastd_epi32(s1), 3));
+            }
             const __m128i dh = _mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], (short)h[4],
                                               (short)h[5], (short)h[6], (short)h[7]);
             uint16_t ha;
@@ -788,8 +821,8 @@ INLINE void gemm_q8tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, 
                          const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
     const int64_t nb = n_in / 32;
-    if (M == 1 && kind == Q8T_Q8_0) {
-        rowdot_q8_0(w, wrb, n_in, o_lo, o_hi, xq, y);
+    if (M == 1) {
+        rowdot_q8(w, wrb, n_in, o_lo, o_hi, xq, y, kind);
         return;
     }
     const size_t bbytes = kind == Q8T_Q8_0 ? 34 : 18;

@@ -170,7 +170,8 @@ static void test_rows(int f16)
 
 int main(void)
 {
-    printf("attn: avx512 %s\n", ar_cpu_has_avx512_set() ? "available" : "not available (reference vs itself)");
+    printf("attn: fast path %s\n", ar_cpu_has_avx512_set() ? "avx512" : ar_cpu_has_avx2_set() ? "avx2"
+                                   : "none (reference vs itself)");
     test_runs();
     test_rows(0);
     test_rows(1);

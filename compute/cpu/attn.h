@@ -14,6 +14,11 @@ int  ar_attn_rows_avx512(ar_attn_acc *const *acc, const float *const *q, int R, 
 int  ar_attn_rows_f16_avx512(ar_attn_acc *const *acc, const float *const *q, int R, const uint16_t *const *k,
                              const uint16_t *const *v, int n, float scale);
 
+int  ar_attn_rows_avx2(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
+                       const float *const *v, int n, float scale);
+int  ar_attn_rows_f16_avx2(ar_attn_acc *const *acc, const float *const *q, int R, const uint16_t *const *k,
+                           const uint16_t *const *v, int n, float scale);
+
 /* The scalar reference (what ar_attn_rows runs without a fast path). */
 void ar_attn_rows_ref(ar_attn_acc *const *acc, const float *const *q, int R, const float *const *k,
                       const float *const *v, int n, float scale);

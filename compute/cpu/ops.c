@@ -606,6 +606,7 @@ void ar_attn_rows(ar_attn_acc *const *acc, const float *const *q, int R, const f
 {
     if (R < 1 || n < 1) return;
     if (ar_cpu_has_avx512_set() && ar_attn_rows_avx512(acc, q, R, k, v, n, scale)) return;
+    if (ar_cpu_has_avx2_set() && ar_attn_rows_avx2(acc, q, R, k, v, n, scale)) return;
     ar_attn_rows_ref(acc, q, R, k, v, n, scale);
 }
 
@@ -614,6 +615,7 @@ void ar_attn_rows_f16(ar_attn_acc *const *acc, const float *const *q, int R, con
 {
     if (R < 1 || n < 1) return;
     if (ar_cpu_has_avx512_set() && ar_attn_rows_f16_avx512(acc, q, R, k, v, n, scale)) return;
+    if (ar_cpu_has_avx2_set() && ar_attn_rows_f16_avx2(acc, q, R, k, v, n, scale)) return;
     ar_attn_rows_f16_ref(acc, q, R, k, v, n, scale);
 }
 

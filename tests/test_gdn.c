@@ -69,7 +69,8 @@ static void test_steps(void)
 int main(void)
 {
     static const int shapes[][2] = { { 16, 16 }, { 64, 64 }, { 128, 128 }, { 48, 33 }, { 256, 7 }, { 32, 1 } };
-    printf("gdn: avx512 %s\n", ar_cpu_has_avx512_set() ? "available" : "not available (reference vs itself)");
+    printf("gdn: fast path %s\n", ar_cpu_has_avx512_set() ? "avx512" : ar_cpu_has_avx2_set() ? "avx2"
+                                  : "none (reference vs itself)");
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int dk = shapes[si][0], dv = shapes[si][1];
         float *s_ref = malloc(sizeof(float) * (size_t)dk * dv), *s_fast = malloc(sizeof(float) * (size_t)dk * dv);

@@ -13,6 +13,9 @@ int ar_gdn_steps_avx512(float *St, int T, const float *q, const float *k, const 
                         const float *g, const float *beta, size_t ld_gb, float *o, size_t ld_o, int d_k, int d_v,
                         float scale);
 
+int ar_gdn_step_avx2(float *St, const float *q, const float *k, const float *v, float g, float beta,
+                     float *o, int d_k, int d_v, float scale);
+
 /* The scalar reference (what ar_gdn_step runs without a fast path). */
 void ar_gdn_step_ref(float *St, const float *q, const float *k, const float *v, float g, float beta,
                      float *o, int d_k, int d_v, float scale);

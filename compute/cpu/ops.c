@@ -565,6 +565,7 @@ void ar_gdn_step(float *St, const float *q, const float *k, const float *v, floa
                  float *o, int d_k, int d_v, float scale)
 {
     if (ar_cpu_has_avx512_set() && ar_gdn_step_avx512(St, q, k, v, g, beta, o, d_k, d_v, scale)) return;
+    if (ar_cpu_has_avx2_set() && ar_gdn_step_avx2(St, q, k, v, g, beta, o, d_k, d_v, scale)) return;
     ar_gdn_step_ref(St, q, k, v, g, beta, o, d_k, d_v, scale);
 }
 

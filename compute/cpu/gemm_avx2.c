@@ -421,7 +421,7 @@ INLINE float rowdot_q6_K_block(const uint8_t *blk, const uint8_t *a, float acc)
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
         /* the half's 8 scales as int16 in both 128-bit lanes */
-        const __m256i s16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8 * h)));
+        const __m256i s16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(blk + 192 + 8 * h))));
         const __m256i A = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
         const __m256i B = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
         const __m256i H = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));

@@ -746,14 +746,15 @@ enum { Q8T_Q8_0, Q8T_Q4_0, Q8T_IQ4_NL };
  * acc = fma(sum, dd, acc), blocks in order): the same bits as the tile path. The block sums are the
  * tile path's integers: Q8_0 and IQ4_NL as |w| x sign(a, w) by vpmaddubsw (exact, as the activation
  * quantizer never writes -128 for a finite block), Q4_0 as the unsigned nibbles u against a less
- * 8 x sum(a) (sum (u - 8) a), no sign flips. */
+ * 8 x sum(a) (sum (u - 8) a, the correction from the activation block's record), no sign flips. */
 INLINE void rowdot_q8(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
                       float *y, int kind)
 {
     const int64_t nb = n_in / 32;
     const size_t bbytes = kind == Q8T_Q8_0 ? 34 : 18;
     const uint8_t *x = xq;
-    const __m256i ones = _mm256_set1_epi16(1), ones8 = _mm256_set1_epi8(1), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
+    const uint8_t *rec = x + 34 * (size_t)nb;   /* the row's per-block records, after its blocks */
     const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ar_iq4nl_values));
     /* the group's rows are one contiguous stretch read column by column: while it runs, the next
      * group's stretch is prefetched in order, a slice per block (so no group starts cold) */
@@ -799,12 +800,10 @@ INLINE void rowdot_q8(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int
             const __m256i t2 = _mm256_hadd_epi32(sv[4], sv[5]), t3 = _mm256_hadd_epi32(sv[6], sv[7]);
             const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
             __m256i si = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
-            if (kind == Q8T_Q4_0) {   /* less 8 x sum(a) */
-                const __m256i sa = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, av), ones);
-                const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sa), _mm256_extracti128_si256(sa, 1));
-                const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-                const __m128i s1 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1));
-                si = _mm256_sub_epi32(si, _mm256_slli_epi32(_mm256_broadcastd_epi32(s1), 3));
+            if (kind == Q8T_Q4_0) {   /* less 8 x sum(a): the block's record holds -128 x sum(a) (gemm.h) */
+                int32_t c;
+                memcpy(&c, rec + AR_GEMM_Q8_0_REC * (size_t)b + 4, 4);
+                si = _mm256_add_epi32(si, _mm256_set1_epi32(c / 16));
             }
             const __m128i dh = _mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], (short)h[4],
                                               (short)h[5], (short)h[6], (short)h[7]);

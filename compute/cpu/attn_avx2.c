@@ -56,28 +56,36 @@ INLINE __m256 exp256(__m256 x)
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* acc[r][t] += x[r] * y[t], 2 x 4 vectors: the step of both passes (score: rows x keys over one slice of the
+ * head dim; value: rows' weights x 4 slices of one value row). Each accumulator is one FMA chain. */
+INLINE void fma2x4(const __m256 x[TR], const __m256 y[4], __m256 acc[TR][4])
+{
+#pragma GCC unroll 2
+    for (int r = 0; r < TR; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) acc[r][t] = _mm256_fmadd_ps(x[r], y[t], acc[r][t]);
+}
+
 /* s[r][j0 + t] = scale * q_r . k_(j0+t) for up to 2 rows x 4 keys; missing rows / keys run as copies
  * of the first (their sums are not stored), so every score goes through the same chain and network. */
 INLINE void scores_2x4(const float *const *q, int nr, const void *const *k, int nk, int nv, float scale,
                        float s[][AR_ATTN_BLOCK], int j0, int f16)
 {
-    const float *q0 = q[0], *q1 = nr > 1 ? q[1] : q[0];
-    const void *k0 = k[0], *k1 = nk > 1 ? k[1] : k[0], *k2 = nk > 2 ? k[2] : k[0], *k3 = nk > 3 ? k[3] : k[0];
-    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    const float *qr[TR] = { q[0], nr > 1 ? q[1] : q[0] };
+    const void *kt[TK] = { k[0], nk > 1 ? k[1] : k[0], nk > 2 ? k[2] : k[0], nk > 3 ? k[3] : k[0] };
+    __m256 a[TR][TK];
+#pragma GCC unroll 2
+    for (int r = 0; r < TR; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < TK; t++) a[r][t] = _mm256_setzero_ps();
     for (int c = 0; c < nv; c++) {
-        const __m256 x0 = _mm256_loadu_ps(q0 + 8 * c), x1 = _mm256_loadu_ps(q1 + 8 * c);
-        const __m256 y0 = ld(k0, 8 * c, f16), y1 = ld(k1, 8 * c, f16), y2 = ld(k2, 8 * c, f16), y3 = ld(k3, 8 * c, f16);
-        a00 = _mm256_fmadd_ps(x0, y0, a00);
-        a01 = _mm256_fmadd_ps(x0, y1, a01);
-        a02 = _mm256_fmadd_ps(x0, y2, a02);
-        a03 = _mm256_fmadd_ps(x0, y3, a03);
-        a10 = _mm256_fmadd_ps(x1, y0, a10);
-        a11 = _mm256_fmadd_ps(x1, y1, a11);
-        a12 = _mm256_fmadd_ps(x1, y2, a12);
-        a13 = _mm256_fmadd_ps(x1, y3, a13);
+        const __m256 x[TR] = { _mm256_loadu_ps(qr[0] + 8 * c), _mm256_loadu_ps(qr[1] + 8 * c) };
+        const __m256 y[TK] = { ld(kt[0], 8 * c, f16), ld(kt[1], 8 * c, f16), ld(kt[2], 8 * c, f16), ld(kt[3], 8 * c, f16) };
+        fma2x4(x, y, a);
     }
     float t[8];
-    _mm256_storeu_ps(t, _mm256_mul_ps(hsum8(a00, a01, a02, a03, a10, a11, a12, a13), _mm256_set1_ps(scale)));
+    _mm256_storeu_ps(t, _mm256_mul_ps(hsum8(a[0][0], a[0][1], a[0][2], a[0][3], a[1][0], a[1][1], a[1][2], a[1][3]),
+                                      _mm256_set1_ps(scale)));
     for (int r = 0; r < nr; r++)
         for (int j = 0; j < nk; j++) s[r][j0 + j] = t[4 * r + j];
 }
@@ -122,29 +130,22 @@ static int attn_rows(ar_attn_acc *const *acc, const float *const *q, int R, cons
         }
         /* o_r += sum_j p_rj v_j, 2 rows x 32 dims per pass, keys in order */
         for (int c0 = 0; c0 < nv; c0 += TD) {
-            float *o0 = ar[0]->o + 8 * c0, *o1 = ar[nr > 1 ? 1 : 0]->o + 8 * c0;
-            __m256 a0 = _mm256_loadu_ps(o0), a1 = _mm256_loadu_ps(o0 + 8), a2 = _mm256_loadu_ps(o0 + 16),
-                   a3 = _mm256_loadu_ps(o0 + 24);
-            __m256 b0 = _mm256_loadu_ps(o1), b1 = _mm256_loadu_ps(o1 + 8), b2 = _mm256_loadu_ps(o1 + 16),
-                   b3 = _mm256_loadu_ps(o1 + 24);
-            const float *p0 = s[0], *p1 = s[nr > 1 ? 1 : 0];
+            float *o[TR] = { ar[0]->o + 8 * c0, ar[nr > 1 ? 1 : 0]->o + 8 * c0 };
+            const float *p[TR] = { s[0], s[nr > 1 ? 1 : 0] };
+            __m256 a[TR][TD];
+#pragma GCC unroll 2
+            for (int r = 0; r < TR; r++)
+#pragma GCC unroll 4
+                for (int i = 0; i < TD; i++) a[r][i] = _mm256_loadu_ps(o[r] + 8 * i);
             for (int j = 0; j < n; j++) {
-                const __m256 y0 = ld(v[j], 8 * c0, f16), y1 = ld(v[j], 8 * c0 + 8, f16), y2 = ld(v[j], 8 * c0 + 16, f16),
-                             y3 = ld(v[j], 8 * c0 + 24, f16);
-                const __m256 x0 = _mm256_set1_ps(p0[j]), x1 = _mm256_set1_ps(p1[j]);
-                a0 = _mm256_fmadd_ps(x0, y0, a0);
-                a1 = _mm256_fmadd_ps(x0, y1, a1);
-                a2 = _mm256_fmadd_ps(x0, y2, a2);
-                a3 = _mm256_fmadd_ps(x0, y3, a3);
-                b0 = _mm256_fmadd_ps(x1, y0, b0);
-                b1 = _mm256_fmadd_ps(x1, y1, b1);
-                b2 = _mm256_fmadd_ps(x1, y2, b2);
-                b3 = _mm256_fmadd_ps(x1, y3, b3);
+                const __m256 y[TD] = { ld(v[j], 8 * c0, f16), ld(v[j], 8 * c0 + 8, f16), ld(v[j], 8 * c0 + 16, f16),
+                                       ld(v[j], 8 * c0 + 24, f16) };
+                const __m256 x[TR] = { _mm256_set1_ps(p[0][j]), _mm256_set1_ps(p[1][j]) };
+                fma2x4(x, y, a);
             }
-            _mm256_storeu_ps(o0, a0); _mm256_storeu_ps(o0 + 8, a1); _mm256_storeu_ps(o0 + 16, a2); _mm256_storeu_ps(o0 + 24, a3);
-            if (nr > 1) {
-                _mm256_storeu_ps(o1, b0); _mm256_storeu_ps(o1 + 8, b1); _mm256_storeu_ps(o1 + 16, b2); _mm256_storeu_ps(o1 + 24, b3);
-            }
+            for (int r = 0; r < nr; r++)
+#pragma GCC unroll 4
+                for (int i = 0; i < TD; i++) _mm256_storeu_ps(o[r] + 8 * i, a[r][i]);
         }
     }
     return 1;

@@ -347,6 +347,58 @@ INLINE void build_q6_K(ktile *t, tsrc src)
     }
 }
 
+/* Q3_K: 110-byte blocks: hmask (32), qs (64), scales (12, 16 x 6 bits), d. Element 128n + 32s + l (l < 32)
+ * is (qs[32n + l] >> 2s & 3) | (hmask[l] >> (4n + s) & 1) << 2, minus 4; stored unsigned (0..7) with the
+ * - 4 taken off as 4 * sum_j sc_j bsums_j (the Q6_K scheme). Quad 32n + 8s + tt is dword tt of qs's half n
+ * (column 8 + 8n + tt) against hmask column tt. The scales: 4 low bits from bytes 0-7 (j < 8: the low
+ * nibble of byte j, else the high nibble of byte j - 8), 2 high bits from byte 8 + j % 4 at bit 2 (j / 4),
+ * minus 32. */
+INLINE void build_q3_K(ktile *t, tsrc src)
+{
+    {
+        __m512i h[4];
+        src_cols(src, 92, 4, h);   /* h[1..3] = scale bytes 0-3, 4-7, 8-11 (h[0]: the last qs dword; reading
+                                      from 96 would run 2 bytes past the block) */
+        const __m512i m4 = _mm512_set1_epi32(0x0F0F0F0F), m2 = _mm512_set1_epi32(0x03030303);
+        __m512i pk[4];   /* pk[c] byte k = the 6-bit scale 4c + k */
+        pk[0] = _mm512_or_si512(_mm512_and_si512(h[1], m4), _mm512_slli_epi32(_mm512_and_si512(h[3], m2), 4));
+        pk[1] = _mm512_or_si512(_mm512_and_si512(h[2], m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[3], 2), m2), 4));
+        pk[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(h[1], 4), m4),
+                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[3], 4), m2), 4));
+        pk[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(h[2], 4), m4),
+                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[3], 6), m2), 4));
+        const __m512i b32 = _mm512_set1_epi32(32), ff = _mm512_set1_epi32(0xFF);
+#pragma GCC unroll 16
+        for (int c = 0; c < 4; c++)
+#pragma GCC unroll 16
+            for (int k = 0; k < 4; k++)
+                t->sc[4 * c + k] = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(pk[c], 8 * k), ff), b32);
+#pragma GCC unroll 16
+        for (int j = 0; j < 8; j++) {   /* the offset terms: 4 sc as 16-bit pairs */
+            const __m512i s0 = _mm512_slli_epi32(t->sc[2 * j], 2), s1 = _mm512_slli_epi32(t->sc[2 * j + 1], 2);
+            t->mn[j] = _mm512_or_si512(_mm512_and_si512(s0, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(s1, 16));
+        }
+        t->d = src_f16_tail(src, 108);
+    }
+    __m512i hm[8], qs[16];
+    src_cols(src, 0, 8, hm);
+    src_cols(src, 32, 16, qs);
+    const __m512i m2 = _mm512_set1_epi8(3), b2 = _mm512_set1_epi8(4);
+#pragma GCC unroll 2
+    for (int n = 0; n < 2; n++)
+#pragma GCC unroll 4
+        for (int sh = 0; sh < 4; sh++) {
+            const int hb = 4 * n + sh;   /* the hmask bit of these elements, moved to bit 2 */
+#pragma GCC unroll 8
+            for (int tt = 0; tt < 8; tt++) {
+                const __m512i lo = _mm512_srli_epi32(qs[8 * n + tt], 2 * sh);
+                const __m512i hi = hb >= 2 ? _mm512_srli_epi32(hm[tt], hb - 2) : _mm512_slli_epi32(hm[tt], 2 - hb);
+                /* (lo & 3) | (hi & 4): bit select of two pre-shifted fields */
+                t->q[32 * n + 8 * sh + tt] = _mm512_ternarylogic_epi32(lo, _mm512_and_si512(hi, b2), m2, 0xE4);
+            }
+        }
+}
+
 /* IQ4_XS: 136-byte blocks: d, scales_h (2), scales_l (4), qs (128). Sub-block j (32) has the
  * 6-bit scale ls_j - 32 and its nibbles in qs[16j..16j+15] (low: elements 0..15, high: 16..31);
  * values are ar_iq4nl_values, stored +128 so they are unsigned. */
@@ -582,11 +634,11 @@ INLINE void run2_off(const ktile *t0, const ktile *t1, const uint8_t *const a[MR
     }
 }
 
-enum { KT_Q4_K, KT_Q5_K, KT_Q6_K, KT_IQ4_XS };
+enum { KT_Q4_K, KT_Q5_K, KT_Q6_K, KT_IQ4_XS, KT_Q3_K };
 
 INLINE void run_ktile(const ktile *t, const uint8_t *const a[MRK], int R, int kind, size_t poff, __m512 *acc)
 {
-    if (kind == KT_Q6_K) run_off(t, a, R, 4, acc);
+    if (kind == KT_Q6_K || kind == KT_Q3_K) run_off(t, a, R, 4, acc);
     else if (kind == KT_IQ4_XS) run_off(t, a, R, 8, acc);
     else run_k4(t, a, R, kind == KT_Q4_K, poff, acc);
 }
@@ -594,7 +646,7 @@ INLINE void run_ktile(const ktile *t, const uint8_t *const a[MRK], int R, int ki
 INLINE void run_ktile2(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int kind, size_t poff,
                        __m512 *acc0, __m512 *acc1)
 {
-    if (kind == KT_Q6_K) run2_off(t0, t1, a, R, 4, acc0, acc1);
+    if (kind == KT_Q6_K || kind == KT_Q3_K) run2_off(t0, t1, a, R, 4, acc0, acc1);
     else if (kind == KT_IQ4_XS) run2_off(t0, t1, a, R, 8, acc0, acc1);
     else run2_k4(t0, t1, a, R, kind == KT_Q4_K, poff, acc0, acc1);
 }
@@ -841,6 +893,7 @@ INLINE void build_ktile(ktile *t, tsrc src, int kind)
     if (kind == KT_Q4_K) build_q4_K(t, src);
     else if (kind == KT_Q5_K) build_q5_K(t, src);
     else if (kind == KT_Q6_K) build_q6_K(t, src);
+    else if (kind == KT_Q3_K) build_q3_K(t, src);
     else build_iq4_xs(t, src);
 }
 
@@ -877,7 +930,8 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
         return;
     }
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : kind == KT_Q5_K ? sizeof(ar_block_q5_K)
-                        : kind == KT_Q6_K ? sizeof(ar_block_q6_K) : sizeof(ar_block_iq4_xs);
+                        : kind == KT_Q6_K ? sizeof(ar_block_q6_K) : kind == KT_Q3_K ? sizeof(ar_block_q3_K)
+                        : sizeof(ar_block_iq4_xs);
     const size_t tbytes = TW * bbytes;   /* one tile of the tile layout */
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* tile layout: end of the range's tiles */
@@ -995,6 +1049,7 @@ KQUANT_KERNELS(q4_K, KT_Q4_K)
 KQUANT_KERNELS(q5_K, KT_Q5_K)
 KQUANT_KERNELS(q6_K, KT_Q6_K)
 KQUANT_KERNELS(iq4_xs, KT_IQ4_XS)
+KQUANT_KERNELS(q3_K, KT_Q3_K)
 #undef KQUANT_KERNELS
 
 /* ---- 32-element block types with signed weights (Q8_0, Q4_0, IQ4_NL) x Q8_0 ------------------ */
@@ -1720,6 +1775,7 @@ ar_gemm_kernel ar_gemm_avx512_kernel(int wtype)
     case AR_Q4_K:   return gemm_q4_K;
     case AR_Q5_K:   return gemm_q5_K;
     case AR_Q6_K:   return gemm_q6_K;
+    case AR_Q3_K:   return gemm_q3_K;
     case AR_IQ4_XS: return gemm_iq4_xs;
     default:        return NULL;
     }
@@ -1731,6 +1787,7 @@ ar_gemm_kernel ar_gemm_avx512_tile_kernel(int wtype)
     case AR_Q4_K:   return gemm_q4_K_tiles;
     case AR_Q5_K:   return gemm_q5_K_tiles;
     case AR_Q6_K:   return gemm_q6_K_tiles;
+    case AR_Q3_K:   return gemm_q3_K_tiles;
     case AR_IQ4_XS: return gemm_iq4_xs_tiles;
     case AR_Q8_0:   return gemm_q8_0_tiles;
     case AR_Q4_0:   return gemm_q4_0_tiles;

@@ -626,7 +626,7 @@ static ar_gemm_kernel tile_kernel_for(int isa, int wtype)
 
 static int tile_type(int wtype)
 {
-    return wtype == AR_Q3_K || wtype == AR_Q4_K || wtype == AR_Q5_K || wtype == AR_Q6_K || wtype == AR_IQ4_XS || wtype == AR_Q8_0 ||
+    return wtype == AR_Q2_K || wtype == AR_Q3_K || wtype == AR_Q4_K || wtype == AR_Q5_K || wtype == AR_Q6_K || wtype == AR_IQ4_XS || wtype == AR_Q8_0 ||
            wtype == AR_Q4_0 || wtype == AR_IQ4_NL;
 }
 

@@ -399,6 +399,43 @@ INLINE void build_q3_K(ktile *t, tsrc src)
         }
 }
 
+/* Q2_K: 84-byte blocks: scales (16: scale in the low nibble, min in the high), qs (64), d, dmin. Element
+ * 128n + 32s + l (l < 32) is qs[32n + l] >> 2s & 3 (quad 32n + 8s + tt from qs column 4 + 8n + tt), of
+ * sub-block 8n + 2s + l / 16; its value d sc u - dmin m. sc[j] = scale j; mn[p] = the mins of sub-blocks
+ * 2p, 2p+1 as a 16-bit pair, summed against the bsums and scaled by dmin (off_finish, mins16). */
+INLINE void build_q2_K(ktile *t, tsrc src)
+{
+    __m512i h[4];
+    src_cols(src, 0, 4, h);   /* scales bytes 4c..4c+3 */
+    const __m512i m4 = _mm512_set1_epi32(0x0F);
+    __m512i mins[16];
+#pragma GCC unroll 16
+    for (int c = 0; c < 4; c++)
+#pragma GCC unroll 16
+        for (int k = 0; k < 4; k++) {
+            t->sc[4 * c + k] = _mm512_and_si512(_mm512_srli_epi32(h[c], 8 * k), m4);
+            mins[4 * c + k] = _mm512_and_si512(_mm512_srli_epi32(h[c], 8 * k + 4), m4);
+        }
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; p++) t->mn[p] = _mm512_or_si512(mins[2 * p], _mm512_slli_epi32(mins[2 * p + 1], 16));
+    {
+        __m512i dd[4];
+        src_cols(src, 68, 4, dd);   /* dd[3] = d | dmin << 16 (16 bytes ending at the block's end) */
+        t->d = half_lanes_to_f32(dd[3], 0);
+        t->dmin = half_lanes_to_f32(dd[3], 1);
+    }
+    __m512i qs[16];
+    src_cols(src, 16, 16, qs);
+    const __m512i m2 = _mm512_set1_epi8(3);
+#pragma GCC unroll 2
+    for (int n = 0; n < 2; n++)
+#pragma GCC unroll 4
+        for (int sh = 0; sh < 4; sh++)
+#pragma GCC unroll 8
+            for (int tt = 0; tt < 8; tt++)
+                t->q[32 * n + 8 * sh + tt] = _mm512_and_si512(_mm512_srli_epi32(qs[8 * n + tt], 2 * sh), m2);
+}
+
 /* IQ4_XS: 136-byte blocks: d, scales_h (2), scales_l (4), qs (128). Sub-block j (32) has the
  * 6-bit scale ls_j - 32 and its nibbles in qs[16j..16j+15] (low: elements 0..15, high: 16..31);
  * values are ar_iq4nl_values, stored +128 so they are unsigned. */
@@ -451,7 +488,9 @@ INLINE __m512 k4_finish(const ktile *t, const uint8_t *a, const uint8_t *pairs, 
     return _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a)), acc);
 }
 
-INLINE __m512 off_finish(const ktile *t, const uint8_t *a, __m512i isum, __m512 acc)
+/* mins16: Q2_K, whose mn[p] are the mins of sub-blocks 2p, 2p+1 (16 elements each): the same integer sum over
+ * the bsums is the mins' term, scaled by dmin: f = is * d - im * dmin (as k4_finish). */
+INLINE __m512 off_finish(const ktile *t, const uint8_t *a, __m512i isum, __m512 acc, int mins16)
 {
     __m512i o0 = _mm512_setzero_si512(), o1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -460,7 +499,8 @@ INLINE __m512 off_finish(const ktile *t, const uint8_t *a, __m512i isum, __m512 
         o1 = _mm512_dpwssd_epi32(o1, t->mn[j + 1], bcast4(a + Q8K_BSUMS + 4 * j + 4));
     }
     const __m512i off = _mm512_add_epi32(o0, o1);
-    const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum, off)), t->d);
+    const __m512 f = mins16 ? _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum), t->d, _mm512_mul_ps(_mm512_cvtepi32_ps(off), t->dmin))
+                            : _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum, off)), t->d);
     return _mm512_fmadd_ps(f, _mm512_set1_ps(load_f32(a)), acc);
 }
 
@@ -521,7 +561,7 @@ INLINE void run_k4(const ktile *t, const uint8_t *const a[MRK], int R, int packe
 /* Tiles with offset quants (Q6_K: q+32, IQ4_XS: value+128) x R rows, QS quads per sub-block:
  * acc[r] += d8_r * d * (sum_j sc_j q.a - sum_p mn_p . bsums pair p), the offset removed exactly in
  * integers (mn[p] = offset * scale of the two 16-element groups of bsums pair p). */
-INLINE void run_off(const ktile *t, const uint8_t *const a[MRK], int R, int QS, __m512 *acc)
+INLINE void run_off(const ktile *t, const uint8_t *const a[MRK], int R, int QS, int mins16, __m512 *acc)
 {
     __m512i isum[MRK];
 #pragma GCC unroll 8
@@ -547,7 +587,7 @@ INLINE void run_off(const ktile *t, const uint8_t *const a[MRK], int R, int QS, 
             isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(_mm512_add_epi32(s0[r], s1[r]), sc));
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < R; r++) acc[r] = off_finish(t, a[r], isum[r], acc[r]);
+    for (int r = 0; r < R; r++) acc[r] = off_finish(t, a[r], isum[r], acc[r], mins16);
 }
 
 /* Two tiles (32 weight rows) x R activation rows: each broadcast activation group feeds a
@@ -599,7 +639,7 @@ INLINE void run2_k4(const ktile *t0, const ktile *t1, const uint8_t *const a[MR]
     }
 }
 
-INLINE void run2_off(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int QS, __m512 *acc0,
+INLINE void run2_off(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int QS, int mins16, __m512 *acc0,
                      __m512 *acc1)
 {
     __m512i isum0[MR], isum1[MR];
@@ -629,25 +669,25 @@ INLINE void run2_off(const ktile *t0, const ktile *t1, const uint8_t *const a[MR
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-        acc0[r] = off_finish(t0, a[r], isum0[r], acc0[r]);
-        acc1[r] = off_finish(t1, a[r], isum1[r], acc1[r]);
+        acc0[r] = off_finish(t0, a[r], isum0[r], acc0[r], mins16);
+        acc1[r] = off_finish(t1, a[r], isum1[r], acc1[r], mins16);
     }
 }
 
-enum { KT_Q4_K, KT_Q5_K, KT_Q6_K, KT_IQ4_XS, KT_Q3_K };
+enum { KT_Q4_K, KT_Q5_K, KT_Q6_K, KT_IQ4_XS, KT_Q3_K, KT_Q2_K };
 
 INLINE void run_ktile(const ktile *t, const uint8_t *const a[MRK], int R, int kind, size_t poff, __m512 *acc)
 {
-    if (kind == KT_Q6_K || kind == KT_Q3_K) run_off(t, a, R, 4, acc);
-    else if (kind == KT_IQ4_XS) run_off(t, a, R, 8, acc);
+    if (kind == KT_Q6_K || kind == KT_Q3_K || kind == KT_Q2_K) run_off(t, a, R, 4, kind == KT_Q2_K, acc);
+    else if (kind == KT_IQ4_XS) run_off(t, a, R, 8, 0, acc);
     else run_k4(t, a, R, kind == KT_Q4_K, poff, acc);
 }
 
 INLINE void run_ktile2(const ktile *t0, const ktile *t1, const uint8_t *const a[MR], int R, int kind, size_t poff,
                        __m512 *acc0, __m512 *acc1)
 {
-    if (kind == KT_Q6_K || kind == KT_Q3_K) run2_off(t0, t1, a, R, 4, acc0, acc1);
-    else if (kind == KT_IQ4_XS) run2_off(t0, t1, a, R, 8, acc0, acc1);
+    if (kind == KT_Q6_K || kind == KT_Q3_K || kind == KT_Q2_K) run2_off(t0, t1, a, R, 4, kind == KT_Q2_K, acc0, acc1);
+    else if (kind == KT_IQ4_XS) run2_off(t0, t1, a, R, 8, 0, acc0, acc1);
     else run2_k4(t0, t1, a, R, kind == KT_Q4_K, poff, acc0, acc1);
 }
 
@@ -724,7 +764,7 @@ INLINE __m512 m1_q6_K(const uint8_t *tile, const uint8_t *a, __m512 acc)
             for (int q = 0; q < 4; q++)
                 isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s[q], t.sc[8 * half + g + 2 * q]));
         }
-    return off_finish(&t, a, isum, acc);
+    return off_finish(&t, a, isum, acc, 0);
 }
 
 /* ---- row-dot path for M <= 2 (decode) ---------------------------------------------------------
@@ -894,6 +934,7 @@ INLINE void build_ktile(ktile *t, tsrc src, int kind)
     else if (kind == KT_Q5_K) build_q5_K(t, src);
     else if (kind == KT_Q6_K) build_q6_K(t, src);
     else if (kind == KT_Q3_K) build_q3_K(t, src);
+    else if (kind == KT_Q2_K) build_q2_K(t, src);
     else build_iq4_xs(t, src);
 }
 
@@ -931,7 +972,7 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
     }
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : kind == KT_Q5_K ? sizeof(ar_block_q5_K)
                         : kind == KT_Q6_K ? sizeof(ar_block_q6_K) : kind == KT_Q3_K ? sizeof(ar_block_q3_K)
-                        : sizeof(ar_block_iq4_xs);
+                        : kind == KT_Q2_K ? sizeof(ar_block_q2_K) : sizeof(ar_block_iq4_xs);
     const size_t tbytes = TW * bbytes;   /* one tile of the tile layout */
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* tile layout: end of the range's tiles */
@@ -1050,6 +1091,7 @@ KQUANT_KERNELS(q5_K, KT_Q5_K)
 KQUANT_KERNELS(q6_K, KT_Q6_K)
 KQUANT_KERNELS(iq4_xs, KT_IQ4_XS)
 KQUANT_KERNELS(q3_K, KT_Q3_K)
+KQUANT_KERNELS(q2_K, KT_Q2_K)
 #undef KQUANT_KERNELS
 
 /* ---- 32-element block types with signed weights (Q8_0, Q4_0, IQ4_NL) x Q8_0 ------------------ */
@@ -1776,6 +1818,7 @@ ar_gemm_kernel ar_gemm_avx512_kernel(int wtype)
     case AR_Q5_K:   return gemm_q5_K;
     case AR_Q6_K:   return gemm_q6_K;
     case AR_Q3_K:   return gemm_q3_K;
+    case AR_Q2_K:   return gemm_q2_K;
     case AR_IQ4_XS: return gemm_iq4_xs;
     default:        return NULL;
     }
@@ -1788,6 +1831,7 @@ ar_gemm_kernel ar_gemm_avx512_tile_kernel(int wtype)
     case AR_Q5_K:   return gemm_q5_K_tiles;
     case AR_Q6_K:   return gemm_q6_K_tiles;
     case AR_Q3_K:   return gemm_q3_K_tiles;
+    case AR_Q2_K:   return gemm_q2_K_tiles;
     case AR_IQ4_XS: return gemm_iq4_xs_tiles;
     case AR_Q8_0:   return gemm_q8_0_tiles;
     case AR_Q4_0:   return gemm_q4_0_tiles;

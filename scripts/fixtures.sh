@@ -6,7 +6,7 @@
 #   vocab-qwen35.gguf(.inp/.out)  copied from $ARBOR_LLAMA_SRC/models (llama.cpp's tokenizer vectors)
 #   tiny-f32.gguf tiny-f16.gguf tiny-bf16.gguf
 #                                 `arbor mkmodel --preset tiny --vocab small:4096` (seed 1)
-#   tiny-q8_0.gguf tiny-q4_k_m.gguf tiny-q5_k_m.gguf tiny-q6_k.gguf
+#   tiny-q8_0.gguf tiny-q4_k_m.gguf tiny-q5_k_m.gguf tiny-q6_k.gguf tiny-q3_k_m.gguf tiny-q2_k.gguf
 #                                 tiny-f32 quantized BY LLAMA.CPP ($ARBOR_ORACLE quantize IN OUT TYPE)
 #
 # Usage: scripts/fixtures.sh [ARBOR_BIN]   (default $ARBOR_BIN, else build/arbor)
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RECIPE=1
+RECIPE=2
 ARBOR=${1:-${ARBOR_BIN:-build/arbor}}
 FIX=${ARBOR_FIXTURES:-build/fixtures}
 LLAMA_SRC=${ARBOR_LLAMA_SRC:-build/oracle/llama.cpp}
@@ -24,7 +24,7 @@ STAMP=$FIX/.fixtures-stamp
 
 VOCAB_FILES=(vocab-qwen35.gguf vocab-qwen35.gguf.inp vocab-qwen35.gguf.out)
 ARBOR_MODELS=(f32 f16 bf16)
-LLAMA_QUANTS=(q8_0 q4_k_m q5_k_m q6_k)
+LLAMA_QUANTS=(q8_0 q4_k_m q5_k_m q6_k q3_k_m q2_k)
 
 fail() {
     echo "fixtures: $*" >&2

@@ -10,7 +10,8 @@
  * Cases: synthetic F32 models of several shapes (GDN V/QK head ratios 1/2/3, GQA 1/4/6, head dims
  * 64/128/256, partial rope 25 %, tied/untied, full_attention_interval and an explicit
  * recurrent_layers array, a small real BPE vocab) with prompts of 1, 7, 64 and 700 tokens (KV pages
- * crossed); the tiny fixture in F16/BF16 and quantized by llama.cpp (Q8_0, Q4_K_M, Q5_K_M, Q6_K);
+ * crossed); the tiny fixture in F16/BF16 and quantized by llama.cpp (Q8_0, Q4_K_M, Q5_K_M, Q6_K, Q3_K_M,
+ * Q2_K);
  * one text prompt tokenized by both; and the `arbor eval` CLI's own file against the oracle's.
  *
  * Tolerances. F32: every row <= 1e-4 relative and identical greedy tokens. For F16/BF16 and the
@@ -362,6 +363,8 @@ int main(void)
         { "tiny-q4_k_m.gguf", { 1e-1, 1e-3, 0.95 } },
         { "tiny-q5_k_m.gguf", { 1e-1, 1e-3, 0.95 } },
         { "tiny-q6_k.gguf", { 1e-1, 1e-3, 0.95 } },
+        { "tiny-q3_k_m.gguf", { 1e-1, 1e-3, 0.95 } },
+        { "tiny-q2_k.gguf", { 1e-1, 1e-3, 0.95 } },
     };
     for (size_t k = 0; k < sizeof typed / sizeof typed[0]; k++) {
         if (san && k != 0 && k != 3) continue;

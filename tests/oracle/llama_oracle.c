@@ -648,6 +648,8 @@ static const struct {
     {"q5_1", LLAMA_FTYPE_MOSTLY_Q5_1},     {"q4_k_s", LLAMA_FTYPE_MOSTLY_Q4_K_S},
     {"q4_k_m", LLAMA_FTYPE_MOSTLY_Q4_K_M}, {"q5_k_s", LLAMA_FTYPE_MOSTLY_Q5_K_S},
     {"q5_k_m", LLAMA_FTYPE_MOSTLY_Q5_K_M}, {"q6_k", LLAMA_FTYPE_MOSTLY_Q6_K},
+    {"q3_k_s", LLAMA_FTYPE_MOSTLY_Q3_K_S}, {"q3_k_m", LLAMA_FTYPE_MOSTLY_Q3_K_M},
+    {"q3_k_l", LLAMA_FTYPE_MOSTLY_Q3_K_L}, {"q2_k", LLAMA_FTYPE_MOSTLY_Q2_K},
     {"iq4_xs", LLAMA_FTYPE_MOSTLY_IQ4_XS}, {"f16", LLAMA_FTYPE_MOSTLY_F16},
     {"bf16", LLAMA_FTYPE_MOSTLY_BF16},     {"f32", LLAMA_FTYPE_ALL_F32},
 };

@@ -258,6 +258,95 @@ INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
     }
 }
 
+/* Q3_K (110-byte blocks: hmask 32, qs 64, scales 12, d): element 128n + 32s + l (l < 32) is
+ * (qs[32n + l] >> 2s & 3) | (hmask[l] >> (4n + s) & 1) << 2, minus 4 (gemm_avx512.c's build_q3_K): quad
+ * 32n + 8s + tt from qs dword 8n + tt and hmask dword tt. sc[j] = the 6-bit scale j - 32 in both halves,
+ * mn[p] = (4 sc_2p, 4 sc_2p+1) for the - 4 through the bsums. */
+INLINE void build_q3_K(ktile *t, const uint8_t *const p[TW])
+{
+    __m256i h[4];
+    load_headers8(p, 92, h);   /* h[1..3] = scale bytes 0-3, 4-7, 8-11 (16 bytes ending inside the block) */
+    const __m256i m4 = _mm256_set1_epi32(0x0F0F0F0F), m2 = _mm256_set1_epi32(0x03030303);
+    __m256i pk[4];   /* pk[c] byte k = the 6-bit scale 4c + k */
+    pk[0] = _mm256_or_si256(_mm256_and_si256(h[1], m4), _mm256_slli_epi32(_mm256_and_si256(h[3], m2), 4));
+    pk[1] = _mm256_or_si256(_mm256_and_si256(h[2], m4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h[3], 2), m2), 4));
+    pk[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(h[1], 4), m4),
+                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h[3], 4), m2), 4));
+    pk[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(h[2], 4), m4),
+                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h[3], 6), m2), 4));
+    __m256i sc[16];
+    const __m256i b32 = _mm256_set1_epi32(32), ff = _mm256_set1_epi32(0xFF);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            sc[4 * c + k] = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(pk[c], 8 * k), ff), b32);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) t->sc[j] = pair16(sc[j]);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        const __m256i s0 = _mm256_slli_epi32(sc[2 * j], 2), s1 = _mm256_slli_epi32(sc[2 * j + 1], 2);
+        t->mn[j] = _mm256_or_si256(_mm256_and_si256(s0, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(s1, 16));
+    }
+    t->d = gather_f16(p, 108);
+    __m256i hm[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < TW; i++) hm[i] = _mm256_loadu_si256((const __m256i *)p[i]);
+    transpose8(hm);
+    const __m256i q2 = _mm256_set1_epi8(3), b2 = _mm256_set1_epi8(4);
+    for (int n = 0; n < 2; n++) {
+        __m256i qs[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) qs[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 32 + 32 * n));
+        transpose8(qs);
+#pragma GCC unroll 4
+        for (int sh = 0; sh < 4; sh++) {
+            const int hb = 4 * n + sh;   /* the hmask bit, moved to bit 2 */
+#pragma GCC unroll 8
+            for (int tt = 0; tt < 8; tt++) {
+                const __m256i hi = hb >= 2 ? _mm256_srli_epi32(hm[tt], hb - 2) : _mm256_slli_epi32(hm[tt], 2 - hb);
+                t->q[32 * n + 8 * sh + tt] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(qs[tt], 2 * sh), q2),
+                                                             _mm256_and_si256(hi, b2));
+            }
+        }
+    }
+}
+
+/* Q2_K (84-byte blocks: scales 16 (scale | min << 4), qs 64, d, dmin): element 128n + 32s + l is
+ * qs[32n + l] >> 2s & 3 (quad 32n + 8s + tt from qs dword 8n + tt), of sub-block 8n + 2s + l / 16.
+ * sc[j] = scale j in both halves, mn[p] = (min 2p, min 2p+1) against the bsums, scaled by dmin. */
+INLINE void build_q2_K(ktile *t, const uint8_t *const p[TW])
+{
+    __m256i h[4], dd[4];
+    load_headers8(p, 0, h);
+    load_headers8(p, 68, dd);   /* dd[3] = d | dmin << 16 */
+    t->d = half_lanes_to_f32(dd[3], 0);
+    t->dmin = half_lanes_to_f32(dd[3], 1);
+    const __m256i m4 = _mm256_set1_epi32(0x0F);
+    __m256i mins[16];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            t->sc[4 * c + k] = pair16(_mm256_and_si256(_mm256_srli_epi32(h[c], 8 * k), m4));
+            mins[4 * c + k] = _mm256_and_si256(_mm256_srli_epi32(h[c], 8 * k + 4), m4);
+        }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) t->mn[j] = _mm256_or_si256(mins[2 * j], _mm256_slli_epi32(mins[2 * j + 1], 16));
+    const __m256i q2 = _mm256_set1_epi8(3);
+    for (int n = 0; n < 2; n++) {
+        __m256i qs[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) qs[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 16 + 32 * n));
+        transpose8(qs);
+#pragma GCC unroll 4
+        for (int sh = 0; sh < 4; sh++)
+#pragma GCC unroll 8
+            for (int tt = 0; tt < 8; tt++)
+                t->q[32 * n + 8 * sh + tt] = _mm256_and_si256(_mm256_srli_epi32(qs[tt], 2 * sh), q2);
+    }
+}
+
 enum { Q8K_QS = 4, Q8K_BSUMS = 260, Q8K_BYTES = 292 };
 
 /* Q4_K/Q5_K tile x R rows; G = quads per int16 group (8 for Q4_K, 4 for Q5_K). */
@@ -328,11 +417,44 @@ INLINE void run_q6(const ktile *t, const uint8_t *const a[MR], int R, __m256 *ac
     }
 }
 
-enum { KT_Q4_K, KT_Q5_K, KT_Q6_K };
+/* Q3_K / Q2_K tile x R rows: quants of at most 3 bits, so a sub-block's 4 quads sum in int16 (|sum| <=
+ * 4 * 2 * 7 * 128) before one vpmaddwd by its scale. Q3_K: the - 4 through the bsums as Q6_K's - 32; Q2_K
+ * (mins16): the mins' sum over the bsums, scaled by dmin, as Q4_K's. */
+INLINE void run_q3(const ktile *t, const uint8_t *const a[MR], int R, int mins16, __m256 *acc)
+{
+    __m256i isum[MR];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (int j = 0; j < 16; j++) {
+        const __m256i sc = t->sc[j];
+        const __m256i *q = t->q + 4 * j;
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *x = a[r] + Q8K_QS + 16 * j;
+            const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(q[0], bcast4(x)), _mm256_maddubs_epi16(q[1], bcast4(x + 4)));
+            const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(q[2], bcast4(x + 8)), _mm256_maddubs_epi16(q[3], bcast4(x + 12)));
+            isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_add_epi16(s01, s23), sc));
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        __m256i off = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+            off = _mm256_add_epi32(off, _mm256_madd_epi16(t->mn[j], bcast4(a[r] + Q8K_BSUMS + 4 * j)));
+        const __m256 f = mins16 ? _mm256_fmsub_ps(_mm256_cvtepi32_ps(isum[r]), t->d, _mm256_mul_ps(_mm256_cvtepi32_ps(off), t->dmin))
+                                : _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], off)), t->d);
+        acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(load_f32(a[r])), acc[r]);
+    }
+}
+
+enum { KT_Q4_K, KT_Q5_K, KT_Q6_K, KT_Q3_K, KT_Q2_K };
 
 INLINE void run_ktile(const ktile *t, const uint8_t *const a[MR], int R, int kind, __m256 *acc)
 {
     if (kind == KT_Q6_K) run_q6(t, a, R, acc);
+    else if (kind == KT_Q3_K || kind == KT_Q2_K) run_q3(t, a, R, kind == KT_Q2_K, acc);
     else run_k4(t, a, R, kind == KT_Q4_K ? 8 : 4, acc);
 }
 
@@ -448,20 +570,95 @@ INLINE float rowdot_q6_K_block(const uint8_t *blk, const uint8_t *a, float acc)
     return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a)), _mm_set_ss(acc)));
 }
 
+/* Q3_K block x one Q8_K block a, in natural order: for half n and shift s the 32 elements 128n + 32s + l are
+ * one vector (sub-blocks 8n + 2s and 8n + 2s + 1 in its two 128-bit lanes), vpmaddubsw against the
+ * activation, vpmaddwd by the two scales; the - 4 comes off as 4 * sum_g sc_g bsum_g (the tile path's
+ * integers and float steps). */
+INLINE float rowdot_q3_K_block(const uint8_t *blk, const uint8_t *a, float acc)
+{
+    uint32_t u[3];
+    memcpy(u, blk + 96, 12);
+    uint32_t pk[4];   /* byte k of pk[c] = the 6-bit scale 4c + k */
+    pk[0] = (u[0] & 0x0f0f0f0fu) | (u[2] & 0x03030303u) << 4;
+    pk[1] = (u[1] & 0x0f0f0f0fu) | (u[2] >> 2 & 0x03030303u) << 4;
+    pk[2] = (u[0] >> 4 & 0x0f0f0f0fu) | (u[2] >> 4 & 0x03030303u) << 4;
+    pk[3] = (u[1] >> 4 & 0x0f0f0f0fu) | (u[2] >> 6 & 0x03030303u) << 4;
+    const __m128i sc8 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)pk), _mm_set1_epi8(32));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    const __m256i q2 = _mm256_set1_epi8(3), b2 = _mm256_set1_epi8(4);
+    const __m256i H = _mm256_loadu_si256((const __m256i *)blk);
+    const uint8_t *x = a + Q8K_QS;
+    __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int n = 0; n < 2; n++) {
+        const __m256i s16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(n ? _mm_unpackhi_epi64(sc8, sc8) : sc8));
+        const __m256i Q = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * n));
+#pragma GCC unroll 4
+        for (int sh = 0; sh < 4; sh++) {
+            const int hb = 4 * n + sh;
+            const __m256i hi = hb >= 2 ? _mm256_srli_epi16(H, hb - 2) : _mm256_slli_epi16(H, 2 - hb);
+            const __m256i w = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(Q, 2 * sh), q2), _mm256_and_si256(hi, b2));
+            const __m256i p = _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)(x + 128 * n + 32 * sh)));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(s16, pick16(2 * sh, 2 * sh + 1))));
+        }
+    }
+    const __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a + Q8K_BSUMS)), sc16);
+    const __m128i sums = hsum2_epi32(isum, off);
+    const int32_t tot = _mm_cvtsi128_si32(sums) - 4 * _mm_extract_epi32(sums, 1);
+    uint16_t dh;
+    memcpy(&dh, blk + 108, 2);
+    const __m128 f = _mm_mul_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), tot), _mm_set_ss(_cvtsh_ss(dh)));
+    return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a)), _mm_set_ss(acc)));
+}
+
+/* Q2_K block x one Q8_K block a, in natural order (as rowdot_q3_K_block, 2-bit quants, no offset); the
+ * mins' sum over the bsums is scaled by dmin: f = is * d - im * dmin (the tile path's float steps). */
+INLINE float rowdot_q2_K_block(const uint8_t *blk, const uint8_t *a, float acc)
+{
+    const __m128i sc = _mm_loadu_si128((const __m128i *)blk), m4 = _mm_set1_epi8(0x0F);
+    const __m128i sc8 = _mm_and_si128(sc, m4);
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+    const __m256i q2 = _mm256_set1_epi8(3);
+    const uint8_t *x = a + Q8K_QS;
+    __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int n = 0; n < 2; n++) {
+        const __m256i s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(n ? _mm_unpackhi_epi64(sc8, sc8) : sc8));
+        const __m256i Q = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * n));
+#pragma GCC unroll 4
+        for (int sh = 0; sh < 4; sh++) {
+            const __m256i w = _mm256_and_si256(_mm256_srli_epi16(Q, 2 * sh), q2);
+            const __m256i p = _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)(x + 128 * n + 32 * sh)));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(s16, pick16(2 * sh, 2 * sh + 1))));
+        }
+    }
+    const __m256i imin = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a + Q8K_BSUMS)), mn16);
+    const __m128i sums = hsum2_epi32(isum, imin);
+    uint16_t dh[2];
+    memcpy(dh, blk + 80, 4);
+    const __m128 d = _mm_set_ss(_cvtsh_ss(dh[0])), dmin = _mm_set_ss(_cvtsh_ss(dh[1]));
+    const __m128 f = _mm_fmsub_ss(_mm_cvtepi32_ps(sums), d, _mm_mul_ss(_mm_cvtepi32_ps(_mm_srli_si128(sums, 4)), dmin));
+    return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a)), _mm_set_ss(acc)));
+}
+
 /* y[o] for o in [o_lo, o_hi), one activation row: one weight row at a time, blocks in order. */
 INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
                      float *y, int kind)
 {
     const int64_t nb = n_in / AR_QK_K;
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : kind == KT_Q5_K ? sizeof(ar_block_q5_K)
-                        : sizeof(ar_block_q6_K);
+                        : kind == KT_Q6_K ? sizeof(ar_block_q6_K) : kind == KT_Q3_K ? sizeof(ar_block_q3_K)
+                        : sizeof(ar_block_q2_K);
     const uint8_t *x = xq;
     for (int64_t o = o_lo; o < o_hi; o++) {
         const uint8_t *row = (const uint8_t *)w + (size_t)o * wrb;
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *blk = row + (size_t)b * bbytes, *a = x + (size_t)b * Q8K_BYTES;
-            acc = kind == KT_Q6_K ? rowdot_q6_K_block(blk, a, acc) : rowdot_q4_K_block(blk, a, acc, kind == KT_Q5_K);
+            acc = kind == KT_Q6_K   ? rowdot_q6_K_block(blk, a, acc)
+                : kind == KT_Q3_K ? rowdot_q3_K_block(blk, a, acc)
+                : kind == KT_Q2_K ? rowdot_q2_K_block(blk, a, acc)
+                                  : rowdot_q4_K_block(blk, a, acc, kind == KT_Q5_K);
         }
         y[o] = acc;
     }
@@ -476,7 +673,8 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
         return;
     }
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K)
-                        : kind == KT_Q5_K ? sizeof(ar_block_q5_K) : sizeof(ar_block_q6_K);
+                        : kind == KT_Q5_K ? sizeof(ar_block_q5_K) : kind == KT_Q6_K ? sizeof(ar_block_q6_K)
+                        : kind == KT_Q3_K ? sizeof(ar_block_q3_K) : sizeof(ar_block_q2_K);
     const uint8_t *wb = w, *xb = xq;
     ktile t;
     __m256 acc[MCHUNK];
@@ -498,7 +696,9 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                 prefetch_slice(have_next, nx, 0, slices, bbytes);
                 if (kind == KT_Q4_K) build_q4_K(&t, p);
                 else if (kind == KT_Q5_K) build_q5_K(&t, p);
-                else build_q6_K(&t, p);
+                else if (kind == KT_Q6_K) build_q6_K(&t, p);
+                else if (kind == KT_Q3_K) build_q3_K(&t, p);
+                else build_q2_K(&t, p);
                 for (int r0 = 0, g = 1; r0 < mc; r0 += MR, g++) {
                     const int R = mc - r0 < MR ? mc - r0 : MR;
                     const uint8_t *a[MR];
@@ -533,6 +733,18 @@ static void gemm_q6_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int
                       const void *xq, size_t xrb, int M, float *y, int64_t ldy)
 {
     gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q6_K);
+}
+
+static void gemm_q3_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q3_K);
+}
+
+static void gemm_q2_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q2_K);
 }
 
 /* ---- IQ4_XS: signed non-linear values, 8 sub-blocks of 32 with signed 6-bit scales ------------ */
@@ -1000,6 +1212,8 @@ ar_gemm_kernel ar_gemm_avx2_kernel(int wtype)
     case AR_Q4_K:   return gemm_q4_K;
     case AR_Q5_K:   return gemm_q5_K;
     case AR_Q6_K:   return gemm_q6_K;
+    case AR_Q3_K:   return gemm_q3_K;
+    case AR_Q2_K:   return gemm_q2_K;
     case AR_IQ4_XS: return gemm_iq4_xs;
     default:        return NULL;
     }

@@ -87,6 +87,7 @@ typedef struct {
     int8x16_t q[64];
     int32x4_t sc[16];
     int32x4_t mn[8];
+    int32x4_t mins[16];   /* Q2_K: the min of each 16-element sub-block */
     float32x4_t d, dmin;
 } ktile;
 
@@ -192,6 +193,74 @@ INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
     }
 }
 
+/* Q3_K (110-byte blocks: hmask 32, qs 64, scales 12, d): element 128n + 32s + l (l < 32) is
+ * (qs[32n + l] >> 2s & 3) | (hmask[l] >> (4n + s) & 1) << 2, minus 4, signed here; quad 32n + 8s + tt from
+ * qs dword 8n + tt and hmask dword tt. sc[j] = the 6-bit scale j - 32 (gemm_avx512.c's build_q3_K). */
+INLINE void build_q3_K(ktile *t, const uint8_t *const p[TW])
+{
+    int32x4_t h[4];
+    load4x16(p, 92, h);   /* h[1..3] = scale bytes 0-3, 4-7, 8-11 (16 bytes ending inside the block) */
+    const uint32x4_t a0 = vreinterpretq_u32_s32(h[1]), a1 = vreinterpretq_u32_s32(h[2]), a2 = vreinterpretq_u32_s32(h[3]);
+    const uint32x4_t m4 = vdupq_n_u32(0x0F0F0F0F), m2 = vdupq_n_u32(0x03030303);
+    uint32x4_t pk[4];   /* byte k of pk[c] = the 6-bit scale 4c + k */
+    pk[0] = vorrq_u32(vandq_u32(a0, m4), vshlq_n_u32(vandq_u32(a2, m2), 4));
+    pk[1] = vorrq_u32(vandq_u32(a1, m4), vshlq_n_u32(vandq_u32(vshrq_n_u32(a2, 2), m2), 4));
+    pk[2] = vorrq_u32(vandq_u32(vshrq_n_u32(a0, 4), m4), vshlq_n_u32(vandq_u32(vshrq_n_u32(a2, 4), m2), 4));
+    pk[3] = vorrq_u32(vandq_u32(vshrq_n_u32(a1, 4), m4), vshlq_n_u32(vandq_u32(vshrq_n_u32(a2, 6), m2), 4));
+    for (int c = 0; c < 4; c++)
+        for (int k = 0; k < 4; k++) {
+            const uint32x4_t v = vandq_u32(vshlq_u32(pk[c], vdupq_n_s32(-8 * k)), vdupq_n_u32(0xFF));
+            t->sc[4 * c + k] = vsubq_s32(vreinterpretq_s32_u32(v), vdupq_n_s32(32));
+        }
+    t->d = gather_f16(p, 108);
+    int32x4_t hm[8];
+    load4x16(p, 0, hm);
+    load4x16(p, 16, hm + 4);
+    const uint8x16_t q2 = vdupq_n_u8(3), b2 = vdupq_n_u8(4);
+    const int8x16_t off = vdupq_n_s8(4);
+    for (int n = 0; n < 2; n++) {
+        int32x4_t qs[8];
+        load4x16(p, 32 + 32 * (size_t)n, qs);
+        load4x16(p, 48 + 32 * (size_t)n, qs + 4);
+        for (int sh = 0; sh < 4; sh++) {
+            const int hb = 4 * n + sh;   /* the hmask bit, moved to bit 2 */
+            for (int tt = 0; tt < 8; tt++) {
+                const uint8x16_t lo = vandq_u8(vshlq_u8(vreinterpretq_u8_s32(qs[tt]), vdupq_n_s8((int8_t)(-2 * sh))), q2);
+                const uint8x16_t hi = vandq_u8(vshlq_u8(vreinterpretq_u8_s32(hm[tt]), vdupq_n_s8((int8_t)(2 - hb))), b2);
+                t->q[32 * n + 8 * sh + tt] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, hi)), off);
+            }
+        }
+    }
+}
+
+/* Q2_K (84-byte blocks: scales 16 (scale | min << 4), qs 64, d, dmin): element 128n + 32s + l is
+ * qs[32n + l] >> 2s & 3 (quad 32n + 8s + tt from qs dword 8n + tt), of sub-block 8n + 2s + l / 16, value
+ * d sc u - dmin m. */
+INLINE void build_q2_K(ktile *t, const uint8_t *const p[TW])
+{
+    int32x4_t h[4], dd[4];
+    load4x16(p, 0, h);
+    load4x16(p, 68, dd);   /* dd[3] = d | dmin << 16 */
+    t->d = half_lanes_to_f32(dd[3], 0);
+    t->dmin = half_lanes_to_f32(dd[3], 1);
+    for (int c = 0; c < 4; c++)
+        for (int k = 0; k < 4; k++) {
+            const uint32x4_t v = vshlq_u32(vreinterpretq_u32_s32(h[c]), vdupq_n_s32(-8 * k));
+            t->sc[4 * c + k] = vreinterpretq_s32_u32(vandq_u32(v, vdupq_n_u32(15)));
+            t->mins[4 * c + k] = vreinterpretq_s32_u32(vandq_u32(vshrq_n_u32(v, 4), vdupq_n_u32(15)));
+        }
+    const uint8x16_t q2 = vdupq_n_u8(3);
+    for (int n = 0; n < 2; n++) {
+        int32x4_t qs[8];
+        load4x16(p, 16 + 32 * (size_t)n, qs);
+        load4x16(p, 32 + 32 * (size_t)n, qs + 4);
+        for (int sh = 0; sh < 4; sh++)
+            for (int tt = 0; tt < 8; tt++)
+                t->q[32 * n + 8 * sh + tt] =
+                    vreinterpretq_s8_u8(vandq_u8(vshlq_u8(vreinterpretq_u8_s32(qs[tt]), vdupq_n_s8((int8_t)(-2 * sh))), q2));
+    }
+}
+
 enum { Q8K_QS = 4, Q8K_BSUMS = 260, Q8K_BYTES = 292 };
 
 /* Four sdot by element: s += q[0..3] . the 4 groups of x (16 activations). */
@@ -246,6 +315,25 @@ INLINE void run_signed(const ktile *t, const uint8_t *const a[MR], int R, int QS
     }
 }
 
+/* Q2_K: the 16 sub-blocks of 16 as run_signed, and the mins against the 16 bsums, scaled by dmin. */
+INLINE void run_q2(const ktile *t, const uint8_t *const a[MR], int R, float32x4_t *acc)
+{
+    for (int r = 0; r < R; r++) {
+        const int8_t *x = (const int8_t *)(a[r] + Q8K_QS);
+        int32x4_t isum = vdupq_n_s32(0), imin = vdupq_n_s32(0);
+        for (int j = 0; j < 16; j++) {
+            int32x4_t s0 = vdupq_n_s32(0), s1 = vdupq_n_s32(0);
+            DOT4(s0, s1, t->q + 4 * j, vld1q_s8(x + 16 * j));
+            isum = vmlaq_s32(isum, vaddq_s32(s0, s1), t->sc[j]);
+        }
+        int16_t bs[16];
+        memcpy(bs, a[r] + Q8K_BSUMS, sizeof bs);
+        for (int j = 0; j < 16; j++) imin = vmlaq_n_s32(imin, t->mins[j], bs[j]);
+        const float32x4_t f = vsubq_f32(vmulq_f32(vcvtq_f32_s32(isum), t->d), vmulq_f32(vcvtq_f32_s32(imin), t->dmin));
+        acc[r] = vfmaq_n_f32(acc[r], f, load_f32(a[r]));
+    }
+}
+
 /* IQ4_XS: 136-byte blocks: d, scales_h, scales_l[4], qs[128]; sub-block j (32) has scale
  * ls_j - 32 and nibbles qs[16j..16j+15] (low: elements 0..15, high: 16..31). */
 INLINE void build_iq4_xs(ktile *t, const uint8_t *const p[TW])
@@ -272,14 +360,15 @@ INLINE void build_iq4_xs(ktile *t, const uint8_t *const p[TW])
     }
 }
 
-enum { KT_Q4_K, KT_Q5_K, KT_Q6_K, KT_IQ4_XS };
+enum { KT_Q4_K, KT_Q5_K, KT_Q6_K, KT_IQ4_XS, KT_Q3_K, KT_Q2_K };
 
 static void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
                         const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
 {
     const int64_t nb = n_in / AR_QK_K;
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K) : kind == KT_Q5_K ? sizeof(ar_block_q5_K)
-                        : kind == KT_Q6_K ? sizeof(ar_block_q6_K) : sizeof(ar_block_iq4_xs);
+                        : kind == KT_Q6_K ? sizeof(ar_block_q6_K) : kind == KT_Q3_K ? sizeof(ar_block_q3_K)
+                        : kind == KT_Q2_K ? sizeof(ar_block_q2_K) : sizeof(ar_block_iq4_xs);
     const uint8_t *wb = w, *xb = xq;
     ktile t;
     float32x4_t acc[MCHUNK];
@@ -296,13 +385,16 @@ static void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                 if (kind == KT_Q4_K) build_q4_K(&t, p);
                 else if (kind == KT_Q5_K) build_q5_K(&t, p);
                 else if (kind == KT_Q6_K) build_q6_K(&t, p);
+                else if (kind == KT_Q3_K) build_q3_K(&t, p);
+                else if (kind == KT_Q2_K) build_q2_K(&t, p);
                 else build_iq4_xs(&t, p);
                 for (int r0 = 0; r0 < mc; r0 += MR) {
                     const int R = mc - r0 < MR ? mc - r0 : MR;
                     const uint8_t *a[MR];
                     for (int r = 0; r < MR; r++)
                         a[r] = xb + (size_t)(m0 + r0 + (r < R ? r : 0)) * xrb + (size_t)b * Q8K_BYTES;
-                    if (kind == KT_Q6_K) run_signed(&t, a, R, 4, acc + r0);
+                    if (kind == KT_Q6_K || kind == KT_Q3_K) run_signed(&t, a, R, 4, acc + r0);
+                    else if (kind == KT_Q2_K) run_q2(&t, a, R, acc + r0);
                     else if (kind == KT_IQ4_XS) run_signed(&t, a, R, 8, acc + r0);
                     else run_k4(&t, a, R, acc + r0);
                 }
@@ -334,6 +426,18 @@ static void gemm_iq4_xs(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                         const void *xq, size_t xrb, int M, float *y, int64_t ldy)
 {
     gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_IQ4_XS);
+}
+
+static void gemm_q3_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q3_K);
+}
+
+static void gemm_q2_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
+                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+{
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q2_K);
 }
 
 /* ---- 32-element block types (Q8_0, Q4_0, IQ4_NL) x Q8_0 ------------------------------------- */
@@ -522,6 +626,8 @@ ar_gemm_kernel ar_gemm_neon_kernel(int wtype)
     case AR_Q4_K:   return gemm_q4_K;
     case AR_Q5_K:   return gemm_q5_K;
     case AR_Q6_K:   return gemm_q6_K;
+    case AR_Q3_K:   return gemm_q3_K;
+    case AR_Q2_K:   return gemm_q2_K;
     case AR_IQ4_XS: return gemm_iq4_xs;
     default:        return NULL;
     }

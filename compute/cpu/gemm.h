@@ -27,8 +27,8 @@
  * (exact) and scale by d without a conversion; other paths ignore it.
  *
  * Dispatch: scalar reference (gemm.c, exactly ggml's generic vec_dot math) for every type above,
- * and fast paths (gemm_avx512.c, gemm_avx2.c, gemm_neon.c) for Q4_K Q5_K Q6_K IQ4_XS Q8_0 Q4_0
- * IQ4_NL F32 F16 BF16, chosen once by CPU features (other types use the reference). The fast
+ * and fast paths (gemm_avx512.c, gemm_avx2.c, gemm_neon.c) for Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS Q8_0
+ * Q4_0 IQ4_NL F32 F16 BF16, chosen once by CPU features (other types use the reference). The fast
  * paths agree with the reference to float rounding and are tested against it (tests/test_gemm.c).
  * They read each weight block once per call and reuse it for all M rows, so a call with M = 16
  * costs far less than 16 calls with M = 1 (numbers: bench/gemm_bench.c).
@@ -61,13 +61,14 @@ void   ar_gemm(int wtype, const void *w, size_t w_row_bytes, int64_t n_in, int64
                int64_t o_hi, const void *xq, size_t xq_row_bytes, int M, float *y, int64_t ldy);
 
 /* ---- the 16-row tile layout -------------------------------------------------------------
- * The AVX-512 K-quant, Q8_0, Q4_0 and IQ4_NL kernels work on tiles of 16 weight rows x one block, transposed so that a
+ * The AVX-512 K-quant (Q2_K..Q6_K, IQ4_XS), Q8_0, Q4_0 and IQ4_NL kernels work on tiles of 16 weight rows x one
+ * block, transposed so that a
  * 32-bit lane holds one row. From the row layout they transpose every tile on every call (16
  * row streams, 2-3 16x16 transposes per tile); in the tile layout the weights are stored that way
  * once, at load. Same bytes, same size, rearranged:
  *   tile (g, b) = rows 16g..16g+15 of block column b, at data + 16g * row_bytes + b * 16 * block_bytes;
  *   byte j of row i's block is at (j / 4) * 64 + 4i + j % 4 in the tile for j < 4 * (block_bytes / 4),
- *   and the bytes after those (Q6_K's 2-byte d) follow as 16 rows x (block_bytes % 4) bytes. A Q8_0,
+ *   and the bytes after those (Q6_K's and Q3_K's 2-byte d) follow as 16 rows x (block_bytes % 4) bytes. A Q8_0,
  *   Q4_0 or IQ4_NL block is taken as its quants then its d (the 2 head bytes moved behind), so its
  *   dword columns (8; 4 of packed nibbles) hold quants only and the 16 rows' d follow as 16 halves;
  *   Q8_0's quants are stored + 128 (each byte's top bit flipped), the unsigned operand vpdpbusd takes.

@@ -353,31 +353,38 @@ INLINE void build_q6_K(ktile *t, tsrc src)
  * (column 8 + 8n + tt) against hmask column tt. The scales: 4 low bits from bytes 0-7 (j < 8: the low
  * nibble of byte j, else the high nibble of byte j - 8), 2 high bits from byte 8 + j % 4 at bit 2 (j / 4),
  * minus 32. */
+/* Q3_K's scales from the dword columns of scale bytes 0-3, 4-7, 8-11 (h[1..3]): sc[j] = the 6-bit scale j
+ * - 32; mn[p] = (4 sc_2p, 4 sc_2p+1) as 16-bit pairs, for the - 4 through the bsums. */
+INLINE void q3_scales(ktile *t, const __m512i h[4])
+{
+    const __m512i m4 = _mm512_set1_epi32(0x0F0F0F0F), m2 = _mm512_set1_epi32(0x03030303);
+    __m512i pk[4];   /* pk[c] byte k = the 6-bit scale 4c + k */
+    pk[0] = _mm512_or_si512(_mm512_and_si512(h[1], m4), _mm512_slli_epi32(_mm512_and_si512(h[3], m2), 4));
+    pk[1] = _mm512_or_si512(_mm512_and_si512(h[2], m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[3], 2), m2), 4));
+    pk[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(h[1], 4), m4),
+                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[3], 4), m2), 4));
+    pk[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(h[2], 4), m4),
+                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[3], 6), m2), 4));
+    const __m512i b32 = _mm512_set1_epi32(32), ff = _mm512_set1_epi32(0xFF);
+#pragma GCC unroll 16
+    for (int c = 0; c < 4; c++)
+#pragma GCC unroll 16
+        for (int k = 0; k < 4; k++)
+            t->sc[4 * c + k] = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(pk[c], 8 * k), ff), b32);
+#pragma GCC unroll 16
+    for (int j = 0; j < 8; j++) {   /* the offset terms: 4 sc as 16-bit pairs */
+        const __m512i s0 = _mm512_slli_epi32(t->sc[2 * j], 2), s1 = _mm512_slli_epi32(t->sc[2 * j + 1], 2);
+        t->mn[j] = _mm512_or_si512(_mm512_and_si512(s0, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(s1, 16));
+    }
+}
+
 INLINE void build_q3_K(ktile *t, tsrc src)
 {
     {
         __m512i h[4];
         src_cols(src, 92, 4, h);   /* h[1..3] = scale bytes 0-3, 4-7, 8-11 (h[0]: the last qs dword; reading
                                       from 96 would run 2 bytes past the block) */
-        const __m512i m4 = _mm512_set1_epi32(0x0F0F0F0F), m2 = _mm512_set1_epi32(0x03030303);
-        __m512i pk[4];   /* pk[c] byte k = the 6-bit scale 4c + k */
-        pk[0] = _mm512_or_si512(_mm512_and_si512(h[1], m4), _mm512_slli_epi32(_mm512_and_si512(h[3], m2), 4));
-        pk[1] = _mm512_or_si512(_mm512_and_si512(h[2], m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[3], 2), m2), 4));
-        pk[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(h[1], 4), m4),
-                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[3], 4), m2), 4));
-        pk[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(h[2], 4), m4),
-                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[3], 6), m2), 4));
-        const __m512i b32 = _mm512_set1_epi32(32), ff = _mm512_set1_epi32(0xFF);
-#pragma GCC unroll 16
-        for (int c = 0; c < 4; c++)
-#pragma GCC unroll 16
-            for (int k = 0; k < 4; k++)
-                t->sc[4 * c + k] = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(pk[c], 8 * k), ff), b32);
-#pragma GCC unroll 16
-        for (int j = 0; j < 8; j++) {   /* the offset terms: 4 sc as 16-bit pairs */
-            const __m512i s0 = _mm512_slli_epi32(t->sc[2 * j], 2), s1 = _mm512_slli_epi32(t->sc[2 * j + 1], 2);
-            t->mn[j] = _mm512_or_si512(_mm512_and_si512(s0, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(s1, 16));
-        }
+        q3_scales(t, h);
         t->d = src_f16_tail(src, 108);
     }
     __m512i hm[8], qs[16];
@@ -403,10 +410,10 @@ INLINE void build_q3_K(ktile *t, tsrc src)
  * 128n + 32s + l (l < 32) is qs[32n + l] >> 2s & 3 (quad 32n + 8s + tt from qs column 4 + 8n + tt), of
  * sub-block 8n + 2s + l / 16; its value d sc u - dmin m. sc[j] = scale j; mn[p] = the mins of sub-blocks
  * 2p, 2p+1 as a 16-bit pair, summed against the bsums and scaled by dmin (off_finish, mins16). */
-INLINE void build_q2_K(ktile *t, tsrc src)
+/* Q2_K's scales and mins from the 4 dword columns of scale bytes (h): sc[j] = scale j, mn[p] = the mins of
+ * sub-blocks 2p, 2p+1 as a 16-bit pair. */
+INLINE void q2_scales(ktile *t, const __m512i h[4])
 {
-    __m512i h[4];
-    src_cols(src, 0, 4, h);   /* scales bytes 4c..4c+3 */
     const __m512i m4 = _mm512_set1_epi32(0x0F);
     __m512i mins[16];
 #pragma GCC unroll 16
@@ -418,6 +425,13 @@ INLINE void build_q2_K(ktile *t, tsrc src)
         }
 #pragma GCC unroll 8
     for (int p = 0; p < 8; p++) t->mn[p] = _mm512_or_si512(mins[2 * p], _mm512_slli_epi32(mins[2 * p + 1], 16));
+}
+
+INLINE void build_q2_K(ktile *t, tsrc src)
+{
+    __m512i h[4];
+    src_cols(src, 0, 4, h);   /* scales bytes 4c..4c+3 */
+    q2_scales(t, h);
     {
         __m512i dd[4];
         src_cols(src, 68, 4, dd);   /* dd[3] = d | dmin << 16 (16 bytes ending at the block's end) */
@@ -958,7 +972,7 @@ INLINE int krows(int left, int nt, int mr)
     if (nt == 2) return left < MR ? left : MR;
     return left >= mr ? mr : left >= MR ? MR : left;
 }
-enum { M1_Q4_K, M1_Q6_K, M1_Q8_0, M1_Q4_0, M1_IQ4_NL };   /* the decode kernels of m1_tiles */
+enum { M1_Q4_K, M1_Q6_K, M1_Q8_0, M1_Q4_0, M1_IQ4_NL, M1_Q3_K, M1_Q2_K };   /* the decode kernels of m1_tiles */
 INLINE void m1_tiles(const uint8_t *wb, size_t wrb, int64_t nb, size_t tb, int64_t o_lo, int64_t o_hi,
                      const uint8_t *xb, float *y, int m1);
 
@@ -976,8 +990,9 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
     const size_t tbytes = TW * bbytes;   /* one tile of the tile layout */
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* tile layout: end of the range's tiles */
-    if (tiled && M == 1 && (kind == KT_Q4_K || kind == KT_Q6_K)) {   /* decode: tiles straight from memory */
-        m1_tiles(wb, wrb, nb, tbytes, o_lo, o_hi, xb, y, kind == KT_Q4_K ? M1_Q4_K : M1_Q6_K);
+    if (tiled && M == 1 && kind != KT_Q5_K && kind != KT_IQ4_XS) {   /* decode: tiles straight from memory */
+        m1_tiles(wb, wrb, nb, tbytes, o_lo, o_hi, xb, y,
+                 kind == KT_Q4_K ? M1_Q4_K : kind == KT_Q6_K ? M1_Q6_K : kind == KT_Q3_K ? M1_Q3_K : M1_Q2_K);
         return;
     }
     ktile t[2];
@@ -1491,6 +1506,59 @@ INLINE __m512 m1_iq4_nl(const uint8_t *tile, const uint8_t *a, const uint8_t *re
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dd, acc);
 }
 
+/* Q3_K / Q2_K tile (layout of build_q3_K / build_q2_K) x one Q8_K block a, the quants formed from the tile's
+ * columns in registers: for half n and shift sh the 8 quads 32n + 8sh + tt are sub-blocks 8n + 2sh (tt < 4)
+ * and 8n + 2sh + 1, two chains each. q3: Q3_K (qs columns 8.., hmask 0..7, scales 23..26, d tail 27), else
+ * Q2_K (qs columns 4.., scales 0..3, d | dmin column 20). */
+INLINE __m512 m1_q3q2(const uint8_t *tile, const uint8_t *a, __m512 acc, int q3)
+{
+    ktile t;   /* only the scales, the offset or min terms, d (and dmin) are filled */
+    __m512i hm[8];
+    if (q3) {
+        __m512i h[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) h[c] = _mm512_loadu_si512(tile + 64 * (23 + c));
+        q3_scales(&t, h);
+        t.d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tile + 27 * 64)));
+#pragma GCC unroll 8
+        for (int tt = 0; tt < 8; tt++) hm[tt] = _mm512_loadu_si512(tile + 64 * tt);
+    } else {
+        __m512i h[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) h[c] = _mm512_loadu_si512(tile + 64 * c);
+        q2_scales(&t, h);
+        const __m512i dd = _mm512_loadu_si512(tile + 64 * 20);
+        t.d = half_lanes_to_f32(dd, 0);
+        t.dmin = half_lanes_to_f32(dd, 1);
+    }
+    const __m512i m2 = _mm512_set1_epi8(3), b2 = _mm512_set1_epi8(4);
+    const uint8_t *x = a + Q8K_QS, *qcol = tile + 64 * (q3 ? 8 : 4);
+    __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 1
+    for (int n = 0; n < 2; n++)
+#pragma GCC unroll 4
+        for (int sh = 0; sh < 4; sh++) {
+            const int hb = 4 * n + sh;
+            __m512i s[4] = { _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                             _mm512_setzero_si512() };
+#pragma GCC unroll 8
+            for (int tt = 0; tt < 8; tt++) {
+                const __m512i lo = _mm512_srli_epi32(_mm512_loadu_si512(qcol + 64 * (8 * n + tt)), 2 * sh);
+                __m512i u;
+                if (q3) {
+                    const __m512i hi = hb >= 2 ? _mm512_srli_epi32(hm[tt], hb - 2) : _mm512_slli_epi32(hm[tt], 2 - hb);
+                    u = _mm512_ternarylogic_epi32(lo, _mm512_and_si512(hi, b2), m2, 0xE4);
+                } else {
+                    u = _mm512_and_si512(lo, m2);
+                }
+                s[2 * (tt / 4) + (tt & 1)] = _mm512_dpbusd_epi32(s[2 * (tt / 4) + (tt & 1)], u, bcast4(x + 4 * (32 * n + 8 * sh + tt)));
+            }
+            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(s[0], s[1]), t.sc[8 * n + 2 * sh]));
+            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(s[2], s[3]), t.sc[8 * n + 2 * sh + 1]));
+        }
+    return off_finish(&t, a, isum, acc, !q3);
+}
+
 /* One tile x the activation's block b with decode kernel m1 (a constant after inlining). */
 INLINE __m512 m1_block(int m1, const uint8_t *tile, const uint8_t *xb, int64_t nb, int64_t b, __m512i lut, __m512 acc)
 {
@@ -1498,6 +1566,8 @@ INLINE __m512 m1_block(int m1, const uint8_t *tile, const uint8_t *xb, int64_t n
     case M1_Q4_K:
         return m1_q4_K(tile, xb + (size_t)b * Q8K_BYTES, xb + (size_t)nb * Q8K_BYTES + (size_t)b * AR_GEMM_Q8K_PAIRS, acc);
     case M1_Q6_K:  return m1_q6_K(tile, xb + (size_t)b * Q8K_BYTES, acc);
+    case M1_Q3_K:  return m1_q3q2(tile, xb + (size_t)b * Q8K_BYTES, acc, 1);
+    case M1_Q2_K:  return m1_q3q2(tile, xb + (size_t)b * Q8K_BYTES, acc, 0);
     case M1_Q8_0:  return m1_q8_0(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), acc);
     case M1_Q4_0:  return m1_q4_0(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), acc);
     default:       return m1_iq4_nl(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), lut, acc);

@@ -453,21 +453,28 @@ INLINE void build_q2_K(ktile *t, tsrc src)
 /* IQ4_XS: 136-byte blocks: d, scales_h (2), scales_l (4), qs (128). Sub-block j (32) has the
  * 6-bit scale ls_j - 32 and its nibbles in qs[16j..16j+15] (low: elements 0..15, high: 16..31);
  * values are ar_iq4nl_values, stored +128 so they are unsigned. */
-INLINE void build_iq4_xs(ktile *t, tsrc src)
+/* IQ4_XS's d, scales (ls_j - 32) and offset terms (128 ls_j for both bsums of sub-block j) from dword columns 0
+ * (d | scales_h << 16) and 1 (scales_l). */
+INLINE void iq4xs_scales(ktile *t, __m512i h0, __m512i h1)
 {
-    __m512i h[4];
-    src_cols(src, 0, 4, h); /* h[0] = d | scales_h << 16, h[1] = scales_l */
-    t->d = half_lanes_to_f32(h[0], 0);
+    t->d = half_lanes_to_f32(h0, 0);
     const __m512i m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3), b32 = _mm512_set1_epi32(32);
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
-        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(h[1], 4 * j), m4);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(h[0], 16 + 2 * j), m2);
+        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(h1, 4 * j), m4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(h0, 16 + 2 * j), m2);
         const __m512i ls = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), b32);
         t->sc[j] = ls;
         const __m512i o = _mm512_and_si512(_mm512_slli_epi32(ls, 7), _mm512_set1_epi32(0xFFFF));
         t->mn[j] = _mm512_or_si512(o, _mm512_slli_epi32(o, 16));
     }
+}
+
+INLINE void build_iq4_xs(ktile *t, tsrc src)
+{
+    __m512i h[4];
+    src_cols(src, 0, 4, h); /* h[0] = d | scales_h << 16, h[1] = scales_l */
+    iq4xs_scales(t, h[0], h[1]);
     const __m512i n4 = _mm512_set1_epi8(0x0F);
     const __m512i lut = _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ar_iq4nl_values)),
                                          _mm512_set1_epi8((char)0x80));
@@ -972,7 +979,7 @@ INLINE int krows(int left, int nt, int mr)
     if (nt == 2) return left < MR ? left : MR;
     return left >= mr ? mr : left >= MR ? MR : left;
 }
-enum { M1_Q4_K, M1_Q6_K, M1_Q8_0, M1_Q4_0, M1_IQ4_NL, M1_Q3_K, M1_Q2_K };   /* the decode kernels of m1_tiles */
+enum { M1_Q4_K, M1_Q6_K, M1_Q8_0, M1_Q4_0, M1_IQ4_NL, M1_Q3_K, M1_Q2_K, M1_Q5_K, M1_IQ4_XS };   /* the decode kernels of m1_tiles */
 INLINE void m1_tiles(const uint8_t *wb, size_t wrb, int64_t nb, size_t tb, int64_t o_lo, int64_t o_hi,
                      const uint8_t *xb, float *y, int m1);
 
@@ -990,9 +997,10 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
     const size_t tbytes = TW * bbytes;   /* one tile of the tile layout */
     const uint8_t *wb = w, *xb = xq;
     const uint8_t *tend = wb + (size_t)((o_hi + TW - 1) / TW * TW) * wrb;   /* tile layout: end of the range's tiles */
-    if (tiled && M == 1 && kind != KT_Q5_K && kind != KT_IQ4_XS) {   /* decode: tiles straight from memory */
+    if (tiled && M == 1) {   /* decode: tiles straight from memory */
         m1_tiles(wb, wrb, nb, tbytes, o_lo, o_hi, xb, y,
-                 kind == KT_Q4_K ? M1_Q4_K : kind == KT_Q6_K ? M1_Q6_K : kind == KT_Q3_K ? M1_Q3_K : M1_Q2_K);
+                 kind == KT_Q4_K ? M1_Q4_K : kind == KT_Q5_K ? M1_Q5_K : kind == KT_Q6_K ? M1_Q6_K
+                 : kind == KT_Q3_K ? M1_Q3_K : kind == KT_Q2_K ? M1_Q2_K : M1_IQ4_XS);
         return;
     }
     ktile t[2];
@@ -1506,6 +1514,76 @@ INLINE __m512 m1_iq4_nl(const uint8_t *tile, const uint8_t *a, const uint8_t *re
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dd, acc);
 }
 
+/* Q5_K tile (layout of build_q5_K: d | dmin, scales in columns 0..3, qh 4..11, qs 12..43) x one Q8_K block a:
+ * chunk c's low nibbles (sub-block 2c) take qh bit 2c as their fifth bit, its high nibbles (2c + 1) bit 2c + 1,
+ * joined in registers by a bit select; then m1_q4_K's chains and finish. */
+INLINE __m512 m1_q5_K(const uint8_t *tile, const uint8_t *a, const uint8_t *pairs, __m512 acc)
+{
+    ktile t;   /* only the scales, mins, d and dmin are filled */
+    __m512i h[4], qh[8];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) h[c] = _mm512_loadu_si512(tile + 64 * c);
+    k4_header(&t, h);
+#pragma GCC unroll 8
+    for (int tt = 0; tt < 8; tt++) qh[tt] = _mm512_loadu_si512(tile + 64 * (4 + tt));
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+    const uint8_t *x = a + Q8K_QS;
+    __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {   /* chunk c: elements 64c.. (sub-block 2c low nibbles, 2c + 1 high) */
+        const uint8_t *col = tile + (size_t)(12 + 16 * (c / 2) + 8 * (c % 2)) * 64;
+        __m512i lo0 = _mm512_setzero_si512(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
+#pragma GCC unroll 8
+        for (int tt = 0; tt < 8; tt++) {
+            const __m512i v = _mm512_loadu_si512(col + 64 * tt);
+            /* qh bits 2c and 2c + 1 moved to bit 4 of each byte */
+            const __m512i bl = 2 * c <= 4 ? _mm512_slli_epi32(qh[tt], 4 - 2 * c) : _mm512_srli_epi32(qh[tt], 2 * c - 4);
+            const __m512i bh = 2 * c + 1 <= 4 ? _mm512_slli_epi32(qh[tt], 3 - 2 * c) : _mm512_srli_epi32(qh[tt], 2 * c - 3);
+            const __m512i wl = _mm512_ternarylogic_epi32(v, _mm512_and_si512(bl, b4), m4, 0xE4);
+            const __m512i wh = _mm512_ternarylogic_epi32(_mm512_srli_epi32(v, 4), _mm512_and_si512(bh, b4), m4, 0xE4);
+            if (tt & 1) {
+                lo1 = _mm512_dpbusd_epi32(lo1, wl, bcast4(x + 64 * c + 4 * tt));
+                hi1 = _mm512_dpbusd_epi32(hi1, wh, bcast4(x + 64 * c + 32 + 4 * tt));
+            } else {
+                lo0 = _mm512_dpbusd_epi32(lo0, wl, bcast4(x + 64 * c + 4 * tt));
+                hi0 = _mm512_dpbusd_epi32(hi0, wh, bcast4(x + 64 * c + 32 + 4 * tt));
+            }
+        }
+        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(lo0, lo1), t.sc[2 * c]));
+        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(hi0, hi1), t.sc[2 * c + 1]));
+    }
+    return k4_finish(&t, a, pairs, isum, acc);
+}
+
+/* IQ4_XS tile (layout of build_iq4_xs: d | scales_h, scales_l, then qs in columns 2..33) x one Q8_K block a:
+ * sub-block j's quads are the low (elements 0..15) and high (16..31) nibbles of columns 2 + 4j .. 5 + 4j,
+ * looked up (values + 128) in registers. */
+INLINE __m512 m1_iq4_xs(const uint8_t *tile, const uint8_t *a, __m512 acc)
+{
+    ktile t;   /* only the scales, the offset terms and d are filled */
+    iq4xs_scales(&t, _mm512_loadu_si512(tile), _mm512_loadu_si512(tile + 64));
+    const __m512i n4 = _mm512_set1_epi8(0x0F), lut = iq4nl_lut_u8();
+    const uint8_t *x = a + Q8K_QS;
+    __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int j = 0; j < 8; j++) {
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i += 2) {
+            const __m512i v0 = _mm512_loadu_si512(tile + 64 * (2 + 4 * j + i));
+            const __m512i v1 = _mm512_loadu_si512(tile + 64 * (3 + 4 * j + i));
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_shuffle_epi8(lut, _mm512_and_si512(v0, n4)), bcast4(x + 32 * j + 4 * i));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_shuffle_epi8(lut, _mm512_and_si512(v1, n4)), bcast4(x + 32 * j + 4 * i + 4));
+            s2 = _mm512_dpbusd_epi32(s2, _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi32(v0, 4), n4)),
+                                     bcast4(x + 32 * j + 16 + 4 * i));
+            s3 = _mm512_dpbusd_epi32(s3, _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi32(v1, 4), n4)),
+                                     bcast4(x + 32 * j + 20 + 4 * i));
+        }
+        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3)), t.sc[j]));
+    }
+    return off_finish(&t, a, isum, acc, 0);
+}
+
 /* Q3_K / Q2_K tile (layout of build_q3_K / build_q2_K) x one Q8_K block a, the quants formed from the tile's
  * columns in registers: for half n and shift sh the 8 quads 32n + 8sh + tt are sub-blocks 8n + 2sh (tt < 4)
  * and 8n + 2sh + 1, two chains each. q3: Q3_K (qs columns 8.., hmask 0..7, scales 23..26, d tail 27), else
@@ -1566,6 +1644,9 @@ INLINE __m512 m1_block(int m1, const uint8_t *tile, const uint8_t *xb, int64_t n
     case M1_Q4_K:
         return m1_q4_K(tile, xb + (size_t)b * Q8K_BYTES, xb + (size_t)nb * Q8K_BYTES + (size_t)b * AR_GEMM_Q8K_PAIRS, acc);
     case M1_Q6_K:  return m1_q6_K(tile, xb + (size_t)b * Q8K_BYTES, acc);
+    case M1_Q5_K:
+        return m1_q5_K(tile, xb + (size_t)b * Q8K_BYTES, xb + (size_t)nb * Q8K_BYTES + (size_t)b * AR_GEMM_Q8K_PAIRS, acc);
+    case M1_IQ4_XS: return m1_iq4_xs(tile, xb + (size_t)b * Q8K_BYTES, acc);
     case M1_Q3_K:  return m1_q3q2(tile, xb + (size_t)b * Q8K_BYTES, acc, 1);
     case M1_Q2_K:  return m1_q3q2(tile, xb + (size_t)b * Q8K_BYTES, acc, 0);
     case M1_Q8_0:  return m1_q8_0(tile, xb + (size_t)b * 34, act_rec(xb, nb, b), acc);

@@ -293,7 +293,8 @@ int main(void)
     bool have_oracle = access(oracle, X_OK) == 0;
     CHECK(have_oracle, "llama.cpp oracle '%s' not found: run scripts/oracle.sh or set ARBOR_ORACLE", oracle);
     static const char *const fixtures_needed[] = { "tiny-f32.gguf", "tiny-f16.gguf", "tiny-bf16.gguf", "tiny-q8_0.gguf",
-                                                   "tiny-q4_k_m.gguf", "tiny-q5_k_m.gguf", "tiny-q6_k.gguf" };
+                                                   "tiny-q4_k_m.gguf", "tiny-q5_k_m.gguf", "tiny-q6_k.gguf",
+                                                   "tiny-q3_k_m.gguf", "tiny-q2_k.gguf" };
     bool have_all = true;
     for (size_t i = 0; i < sizeof fixtures_needed / sizeof fixtures_needed[0]; i++) {
         bool ok = exists(fixture(fixtures_needed[i]));
@@ -304,7 +305,7 @@ int main(void)
         /* 1. dequantization, tensor by tensor */
         double t0 = ar_now();
         static const char *const dq[] = { "tiny-q8_0.gguf", "tiny-q4_k_m.gguf", "tiny-q5_k_m.gguf", "tiny-q6_k.gguf",
-                                          "tiny-f16.gguf", "tiny-bf16.gguf" };
+                                          "tiny-q3_k_m.gguf", "tiny-q2_k.gguf", "tiny-f16.gguf", "tiny-bf16.gguf" };
         for (size_t i = 0; i < sizeof dq / sizeof dq[0]; i++) dequant_file(dq[i]);
         int n_types = 0, n_tensors = 0;
         printf("ok dequant checked:");
@@ -315,14 +316,15 @@ int main(void)
         CHECK(n_types >= 6, "only %d types were checked", n_types);
 
         /* 2. quantization: the fixtures llama.cpp made, then every other type the oracle offers */
-        static const char *const fix_types[] = { "q8_0", "q4_k_m", "q5_k_m", "q6_k" };
-        for (size_t i = 0; i < 4; i++) {
+        static const char *const fix_types[] = { "q8_0", "q4_k_m", "q5_k_m", "q6_k", "q3_k_m", "q2_k" };
+        for (size_t i = 0; i < sizeof fix_types / sizeof fix_types[0]; i++) {
             char ref[64], label[64];
             snprintf(ref, sizeof ref, "tiny-%s.gguf", fix_types[i]);
             snprintf(label, sizeof label, "tiny-f32 -> %s", fix_types[i]);
             compare_quant(label, fixture("tiny-f32.gguf"), fix_types[i], fixture(ref));
         }
-        static const char *const more[] = { "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_s", "q5_k_s", "iq4_xs", "f16", "bf16", "f32" };
+        static const char *const more[] = { "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_s", "q5_k_s", "iq4_xs", "q3_k_s", "q3_k_l",
+                                            "f16", "bf16", "f32" };
         const size_t n_more = test_sanitized() ? 3 : sizeof more / sizeof more[0];
         for (size_t i = 0; i < n_more; i++) quant_vs_oracle("tiny-f32.gguf", more[i]);
         quant_vs_oracle("tiny-f16.gguf", "q4_k_m");

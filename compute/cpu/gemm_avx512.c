@@ -1612,7 +1612,7 @@ INLINE __m512 m1_q3q2(const uint8_t *tile, const uint8_t *a, __m512 acc, int q3)
     const __m512i m2 = _mm512_set1_epi8(3), b2 = _mm512_set1_epi8(4);
     const uint8_t *x = a + Q8K_QS, *qcol = tile + 64 * (q3 ? 8 : 4);
     __m512i isum = _mm512_setzero_si512();
-#pragma GCC unroll 1
+#pragma GCC unroll 2
     for (int n = 0; n < 2; n++)
 #pragma GCC unroll 4
         for (int sh = 0; sh < 4; sh++) {

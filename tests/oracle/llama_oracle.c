@@ -970,7 +970,7 @@ static void usage(void)
           "  detok MODEL ID...\n"
           "  vocabtest VOCAB.gguf\n"
           "  eval MODEL (-p TEXT | --ids \"1 2 3\" | --ids-file F) [-n NGEN] [-o OUT.bin] [-t N] [-c CTX] [--special]\n"
-          "  quantize IN.gguf OUT.gguf TYPE   (q8_0 q4_0 q4_1 q5_0 q5_1 q4_k_s q4_k_m q5_k_s q5_k_m q6_k iq4_xs f16 bf16 f32)\n"
+          "  quantize IN.gguf OUT.gguf TYPE   (q8_0 q4_0 q4_1 q5_0 q5_1 q4_k_s q4_k_m q5_k_s q5_k_m q6_k q3_k_s q3_k_m q3_k_l q2_k iq4_xs f16 bf16 f32)\n"
           "  dequant MODEL.gguf TENSOR OUT.bin\n"
           "  bench MODEL [--pp 512] [--tg 128] [-r 3] [-t N] [--verify 1,2,4,8,16]\n"
           "env: LLAMA_VERBOSE=1 (= -v), LLAMA_CPU_VARIANT=zen4|icelake|haswell|x64|... forces one CPU backend\n",

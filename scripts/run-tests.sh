@@ -38,10 +38,10 @@ for t in "$BUILD"/tests/test_*; do
 done
 
 # The AVX2 kernels as a CPU without AVX-512 runs them (ARBOR_CPU_ISA caps the feature table; test_gemm
-# already forces each ISA itself): attention and the GDN step against their references, the forward
+# already forces each ISA itself): attention, the GDN step, SiLU, the norms and the convolution against their references, the forward
 # against llama.cpp.
 if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
-    for t in test_attn test_gdn test_qwen35 test_parity; do
+    for t in test_attn test_gdn test_act test_norm test_qwen35 test_parity; do
         [ -x "$BUILD/tests/$t" ] && run_suite "$t (ARBOR_CPU_ISA=avx2)" env ARBOR_CPU_ISA=avx2 "$BUILD/tests/$t"
     done
 fi

@@ -135,8 +135,17 @@ int main(void)
         CHECK(handled == 3, "AVX-512 CPU: %d of the 3 fast paths handled their call (not built with AVX-512?)",
               handled);
         printf("norm: AVX-512 fast paths under test\n");
+    } else if (ar_cpu_has_avx2_set()) {   /* a CPU without AVX-512, or ARBOR_CPU_ISA=avx2 */
+        float x[20], y[20], out[16], w[64];
+        for (int i = 0; i < 20; i++) x[i] = (float)i - 7.5f;
+        for (int i = 0; i < 64; i++) w[i] = (float)i * 0.01f;
+        const float *rows[4] = { x, x + 1, x + 2, x + 3 };
+        const int handled = ar_rmsnorm_avx2(y, x, NULL, 20, 1e-6f) + ar_l2norm_avx2(y, 20, 1e-6f) +
+                            ar_conv_step_avx2(out, rows, w, 16, 4);
+        CHECK(handled == 3, "AVX2 CPU: %d of the 3 fast paths handled their call (not built with AVX2?)", handled);
+        printf("norm: AVX2 fast paths under test\n");
     } else {
-        printf("norm: no AVX-512 here: the dispatched calls run the references\n");
+        printf("norm: no AVX-512 or AVX2 here: the dispatched calls run the references\n");
     }
     test_rmsnorm();
     test_conv();

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 int  ar_silu_mul_avx512(float *y, const float *g, const float *u, int64_t n);
+int  ar_silu_mul_avx2(float *y, const float *g, const float *u, int64_t n);
 
 /* The scalar reference: y[i] = silu(g[i]) * (u ? u[i] : 1), libm expf. */
 void ar_silu_mul_ref(float *y, const float *g, const float *u, int64_t n);

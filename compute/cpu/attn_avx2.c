@@ -4,9 +4,8 @@
  * Rows that see the same keys share every key and value load: the scores run 2 rows x 4 keys per pass
  * (8 FMA chains over the head dim, each score one chain in order, then one fixed reduction network
  * for all 8), the value accumulation 2 rows x 32 dims per pass with the keys in order per lane, so a
- * row's result is the same bits whichever rows share its call. exp(s - max) is a vector exp (range
- * reduction by ln 2 in two parts, Taylor to r^7, 2^n built in the exponent; inputs below -87 give
- * e^-87 instead of a subnormal or 0, which no softmax sum can notice). Needs d % 32 == 0 (every
+ * row's result is the same bits whichever rows share its call. exp(s - max) is exp_avx2.h's vector exp
+ * (inputs below -87 give e^-87 instead of a subnormal or 0, which no softmax sum can notice). Needs d % 32 == 0 (every
  * qwen35 / DFlash head dim is). */
 #include "compute/cpu/attn.h"
 
@@ -15,6 +14,8 @@
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #include <math.h>
+
+#include "compute/cpu/exp_avx2.h"
 
 enum { TR = 2, TK = 4, TD = 4 };   /* rows, keys per score pass; 8-float vectors per value pass */
 
@@ -33,27 +34,6 @@ INLINE __m256 hsum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m25
     const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
     const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-
-INLINE __m256 exp256(__m256 x)
-{
-    const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-    const __m256 ln2_hi = _mm256_set1_ps(0.693359375f), ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, ln2_hi, x);
-    r = _mm256_fnmadd_ps(n, ln2_lo, r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    /* 2^n for n in [-126, 127] (x >= -87 keeps n >= -126) */
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
 /* acc[r][t] += x[r] * y[t], 2 x 4 vectors: the step of both passes (score: rows x keys over one slice of the

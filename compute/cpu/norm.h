@@ -7,6 +7,9 @@
 int ar_rmsnorm_avx512(float *y, const float *x, const float *w, int n, float eps);
 int ar_l2norm_avx512(float *x, int n, float eps);
 int ar_conv_step_avx512(float *out, const float *const *rows, const float *w, int channels, int taps);
+int ar_rmsnorm_avx2(float *y, const float *x, const float *w, int n, float eps);
+int ar_l2norm_avx2(float *x, int n, float eps);
+int ar_conv_step_avx2(float *out, const float *const *rows, const float *w, int channels, int taps);
 
 /* The scalar references (what ops.c runs without a fast path). */
 void ar_rmsnorm_ref(float *y, const float *x, const float *w, int n, float eps);

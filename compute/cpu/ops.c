@@ -467,6 +467,7 @@ int ar_weight_pack(ar_weight *w, void *data)
 void ar_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
 {
     if (ar_cpu_has_avx512_set() && ar_rmsnorm_avx512(y, x, w, n, eps)) return;
+    if (ar_cpu_has_avx2_set() && ar_rmsnorm_avx2(y, x, w, n, eps)) return;
     ar_rmsnorm_ref(y, x, w, n, eps);
 }
 
@@ -485,6 +486,7 @@ void ar_rmsnorm_ref(float *y, const float *x, const float *w, int n, float eps)
 void ar_l2norm(float *x, int n, float eps)
 {
     if (ar_cpu_has_avx512_set() && ar_l2norm_avx512(x, n, eps)) return;
+    if (ar_cpu_has_avx2_set() && ar_l2norm_avx2(x, n, eps)) return;
     ar_l2norm_ref(x, n, eps);
 }
 
@@ -538,6 +540,7 @@ void ar_rope_apply(float *x, int n_heads, int head_stride, int n_rot, const floa
 void ar_conv_step(float *out, const float *const *rows, const float *w, int channels, int taps)
 {
     if (ar_cpu_has_avx512_set() && ar_conv_step_avx512(out, rows, w, channels, taps)) return;
+    if (ar_cpu_has_avx2_set() && ar_conv_step_avx2(out, rows, w, channels, taps)) return;
     ar_conv_step_ref(out, rows, w, channels, taps);
 }
 
@@ -553,6 +556,7 @@ void ar_conv_step_ref(float *out, const float *const *rows, const float *w, int 
 void ar_silu_mul(float *y, const float *g, const float *u, int64_t n)
 {
     if (ar_cpu_has_avx512_set() && ar_silu_mul_avx512(y, g, u, n)) return;
+    if (ar_cpu_has_avx2_set() && ar_silu_mul_avx2(y, g, u, n)) return;
     ar_silu_mul_ref(y, g, u, n);
 }
 

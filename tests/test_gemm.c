@@ -545,7 +545,11 @@ static void test_tiles(void)
 
 int main(void)
 {
-    test_act_conversion();
+    /* the activation conversions of every implementation here (each ISA has its own Q8_K / Q8_0 paths) */
+    static const char *const act_isas[] = { "avx512", "avx2", "neon", "scalar" };
+    for (size_t i = 0; i < sizeof act_isas / sizeof act_isas[0]; i++)
+        if (ar_gemm_force(act_isas[i]) == 0) test_act_conversion();
+    CHECK(ar_gemm_force(NULL) == 0, "back to the best implementation");
     test_force();
     test_kernels();
     test_tiles();

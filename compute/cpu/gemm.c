@@ -132,7 +132,8 @@ void ar_gemm_quantize_act(int wtype, const float *x, void *xq, int64_t n_in)
     case AR_Q8_1: act_q8_1(x, xq, n_in / 32); break;
     case AR_Q8_K:
 #if defined(__x86_64__)
-        if (isa_now() == ISA_AVX512 && ar_gemm_avx512_q8_K(x, xq, n_in / AR_QK_K)) {
+        if ((isa_now() == ISA_AVX512 && ar_gemm_avx512_q8_K(x, xq, n_in / AR_QK_K)) ||
+            (isa_now() == ISA_AVX2 && ar_gemm_avx2_q8_K(x, xq, n_in / AR_QK_K))) {
             q8k_pairs(xq, n_in / AR_QK_K);
             break;
         }

@@ -1201,6 +1201,56 @@ static void gemm_bf16(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int
     gemm_float(FK_BF16, w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy);
 }
 
+/* Q8_K activation rows, bit-identical to ar_quantize_row (gemm.h): the first element of largest magnitude
+ * sets iscale = -127 / max, quants round half to even (the reference's nearest_int) and clamp at 127. */
+int ar_gemm_avx2_q8_K(const float *x, void *y, int64_t nb)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    uint8_t *out = y;
+    for (int64_t i = 0; i < nb; i++, x += AR_QK_K, out += Q8K_BYTES) {
+        __m256 m = _mm256_setzero_ps();
+        for (int c = 0; c < AR_QK_K / 8; c++) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * c)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+        const float amax = _mm_cvtss_f32(h);
+        if (!(amax > 0.0f)) {   /* zero (or NaN) block: as the reference does for zero */
+            memset(out, 0, Q8K_BYTES);
+            continue;
+        }
+        float max = 0.0f;
+        for (int c = 0; c < AR_QK_K / 8; c++) {
+            const int k = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * c)),
+                                                           _mm256_set1_ps(amax), _CMP_EQ_OQ));
+            if (k) { max = x[8 * c + __builtin_ctz((unsigned)k)]; break; }
+        }
+        const float iscale = -127.f / max;
+        const __m256 is = _mm256_set1_ps(iscale);
+        int16_t bsums[AR_QK_K / 16];
+        for (int c = 0; c < AR_QK_K / 16; c++) {
+            __m256i q[2];
+            for (int h2 = 0; h2 < 2; h2++) {
+                const __m256 v = _mm256_round_ps(_mm256_mul_ps(is, _mm256_loadu_ps(x + 16 * c + 8 * h2)),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                q[h2] = _mm256_min_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(127));
+            }
+            /* 16 int32 -> 16 int8 in order (the packs interleave the 128-bit lanes; the permute undoes it) */
+            const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
+            const __m128i b8 = _mm_packs_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
+            _mm_storeu_si128((__m128i *)(out + Q8K_QS + 16 * c), b8);
+            const __m256i s = _mm256_add_epi32(q[0], q[1]);
+            __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+            bsums[c] = (int16_t)_mm_cvtsi128_si32(t);
+        }
+        memcpy(out + Q8K_BSUMS, bsums, sizeof bsums);
+        const float d = 1 / iscale;
+        memcpy(out, &d, sizeof d);
+    }
+    return 1;
+}
+
 ar_gemm_kernel ar_gemm_avx2_kernel(int wtype)
 {
     switch (wtype) {
@@ -1221,6 +1271,14 @@ ar_gemm_kernel ar_gemm_avx2_kernel(int wtype)
 }
 
 #elif defined(__x86_64__)
+
+int ar_gemm_avx2_q8_K(const float *x, void *y, int64_t nb)
+{
+    (void)x;
+    (void)y;
+    (void)nb;
+    return 0;
+}
 
 ar_gemm_kernel ar_gemm_avx2_kernel(int wtype)
 {

@@ -121,32 +121,29 @@ static void test_conv(void)
         }
 }
 
+/* The best ISA's three fast paths must each take a call (else the dispatched calls below would compare the
+ * reference with itself). */
+static void check_handled(const char *isa, int (*rms)(float *, const float *, const float *, int, float),
+                          int (*l2)(float *, int, float),
+                          int (*conv)(float *, const float *const *, const float *, int, int))
+{
+    float x[20], y[20], out[16], w[64];
+    for (int i = 0; i < 20; i++) x[i] = (float)i - 7.5f;
+    for (int i = 0; i < 64; i++) w[i] = (float)i * 0.01f;
+    const float *rows[4] = { x, x + 1, x + 2, x + 3 };
+    const int handled = rms(y, x, NULL, 20, 1e-6f) + l2(y, 20, 1e-6f) + conv(out, rows, w, 16, 4);
+    CHECK(handled == 3, "%s CPU: %d of the 3 fast paths handled their call (not built with it?)", isa, handled);
+    printf("norm: %s fast paths under test\n", isa);
+}
+
 int main(void)
 {
-    /* where the build and the CPU have AVX-512, the dispatched calls below must take it (else they would
-     * compare the reference with itself) */
-    if (ar_cpu_has_avx512_set()) {
-        float x[20], y[20], out[16], w[64];
-        for (int i = 0; i < 20; i++) x[i] = (float)i - 7.5f;
-        for (int i = 0; i < 64; i++) w[i] = (float)i * 0.01f;
-        const float *rows[4] = { x, x + 1, x + 2, x + 3 };
-        const int handled = ar_rmsnorm_avx512(y, x, NULL, 20, 1e-6f) + ar_l2norm_avx512(y, 20, 1e-6f) +
-                      ar_conv_step_avx512(out, rows, w, 16, 4);
-        CHECK(handled == 3, "AVX-512 CPU: %d of the 3 fast paths handled their call (not built with AVX-512?)",
-              handled);
-        printf("norm: AVX-512 fast paths under test\n");
-    } else if (ar_cpu_has_avx2_set()) {   /* a CPU without AVX-512, or ARBOR_CPU_ISA=avx2 */
-        float x[20], y[20], out[16], w[64];
-        for (int i = 0; i < 20; i++) x[i] = (float)i - 7.5f;
-        for (int i = 0; i < 64; i++) w[i] = (float)i * 0.01f;
-        const float *rows[4] = { x, x + 1, x + 2, x + 3 };
-        const int handled = ar_rmsnorm_avx2(y, x, NULL, 20, 1e-6f) + ar_l2norm_avx2(y, 20, 1e-6f) +
-                            ar_conv_step_avx2(out, rows, w, 16, 4);
-        CHECK(handled == 3, "AVX2 CPU: %d of the 3 fast paths handled their call (not built with AVX2?)", handled);
-        printf("norm: AVX2 fast paths under test\n");
-    } else {
+    if (ar_cpu_has_avx512_set())
+        check_handled("AVX-512", ar_rmsnorm_avx512, ar_l2norm_avx512, ar_conv_step_avx512);
+    else if (ar_cpu_has_avx2_set())   /* a CPU without AVX-512, or ARBOR_CPU_ISA=avx2 */
+        check_handled("AVX2", ar_rmsnorm_avx2, ar_l2norm_avx2, ar_conv_step_avx2);
+    else
         printf("norm: no AVX-512 or AVX2 here: the dispatched calls run the references\n");
-    }
     test_rmsnorm();
     test_conv();
     TEST_END();

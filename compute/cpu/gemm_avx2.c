@@ -570,72 +570,62 @@ INLINE float rowdot_q6_K_block(const uint8_t *blk, const uint8_t *a, float acc)
     return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a)), _mm_set_ss(acc)));
 }
 
-/* Q3_K block x one Q8_K block a, in natural order: for half n and shift s the 32 elements 128n + 32s + l are
- * one vector (sub-blocks 8n + 2s and 8n + 2s + 1 in its two 128-bit lanes), vpmaddubsw against the
- * activation, vpmaddwd by the two scales; the - 4 comes off as 4 * sum_g sc_g bsum_g (the tile path's
- * integers and float steps). */
-INLINE float rowdot_q3_K_block(const uint8_t *blk, const uint8_t *a, float acc)
+/* Q3_K (q3) or Q2_K block x one Q8_K block a, in natural order: for half n and shift s the 32 elements
+ * 128n + 32s + l are one vector (sub-blocks 8n + 2s and 8n + 2s + 1 in its two 128-bit lanes), vpmaddubsw
+ * against the activation, vpmaddwd by the two scales. Q3_K's quants take their third bit from hmask and the
+ * - 4 comes off as 4 * sum_g sc_g bsum_g; Q2_K's mins' sum over the bsums is scaled by dmin. The tile path's
+ * integers and float steps (run_q3). */
+INLINE float rowdot_q32_block(const uint8_t *blk, const uint8_t *a, float acc, int q3)
 {
-    /* the scale bytes a0, a1, a2 (dwords 1..3 of the 16 bytes ending at the scales' end); byte k of dword c
-     * of pk = the 6-bit scale 4c + k: (a0, a1, a0 >> 4, a1 >> 4) & 0x0f | (a2 >> 0, 2, 4, 6 & 3) << 4. In
-     * registers: scalar stores read back as a vector stall on store forwarding (4.8 GB/s -> see BENCHMARKS) */
-    const __m128i v = _mm_loadu_si128((const __m128i *)(blk + 92));
-    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(v, 0x99), _mm_setr_epi32(0, 0, 4, 4)),
-                                     _mm_set1_epi8(0x0F));
-    const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(v, 0xFF), _mm_setr_epi32(0, 2, 4, 6)),
-                                     _mm_set1_epi8(3));
-    const __m128i sc8 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi32(hi, 4)), _mm_set1_epi8(32));
-    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    __m128i sc8;     /* the 16 sub-block scales (Q3_K: less 32) */
+    __m256i mn16;    /* what the bsums are dotted with: Q3_K the scales, Q2_K the mins */
+    if (q3) {
+        /* the scale bytes a0, a1, a2 (dwords 1..3 of the 16 bytes ending at the scales' end); byte k of dword c
+         * of pk = the 6-bit scale 4c + k: (a0, a1, a0 >> 4, a1 >> 4) & 0x0f | (a2 >> 0, 2, 4, 6 & 3) << 4. In
+         * registers: scalar stores read back as a vector stall on store forwarding (4.8 GB/s -> see BENCHMARKS) */
+        const __m128i v = _mm_loadu_si128((const __m128i *)(blk + 92));
+        const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(v, 0x99), _mm_setr_epi32(0, 0, 4, 4)),
+                                         _mm_set1_epi8(0x0F));
+        const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(v, 0xFF), _mm_setr_epi32(0, 2, 4, 6)),
+                                         _mm_set1_epi8(3));
+        sc8 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi32(hi, 4)), _mm_set1_epi8(32));
+        mn16 = _mm256_cvtepi8_epi16(sc8);
+    } else {
+        const __m128i sc = _mm_loadu_si128((const __m128i *)blk), m4 = _mm_set1_epi8(0x0F);
+        sc8 = _mm_and_si128(sc, m4);
+        mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+    }
     const __m256i q2 = _mm256_set1_epi8(3), b2 = _mm256_set1_epi8(4);
-    const __m256i H = _mm256_loadu_si256((const __m256i *)blk);
+    const __m256i H = q3 ? _mm256_loadu_si256((const __m256i *)blk) : _mm256_setzero_si256();
     const uint8_t *x = a + Q8K_QS;
     __m256i isum = _mm256_setzero_si256();
 #pragma GCC unroll 2
     for (int n = 0; n < 2; n++) {
-        const __m256i s16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(n ? _mm_unpackhi_epi64(sc8, sc8) : sc8));
-        const __m256i Q = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * n));
+        const __m128i sch = n ? _mm_unpackhi_epi64(sc8, sc8) : sc8;
+        const __m256i s16 = _mm256_broadcastsi128_si256(q3 ? _mm_cvtepi8_epi16(sch) : _mm_cvtepu8_epi16(sch));
+        const __m256i Q = _mm256_loadu_si256((const __m256i *)(blk + (q3 ? 32 : 16) + 32 * n));
 #pragma GCC unroll 4
         for (int sh = 0; sh < 4; sh++) {
-            const int hb = 4 * n + sh;
-            const __m256i hi = hb >= 2 ? _mm256_srli_epi16(H, hb - 2) : _mm256_slli_epi16(H, 2 - hb);
-            const __m256i w = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(Q, 2 * sh), q2), _mm256_and_si256(hi, b2));
+            __m256i w = _mm256_and_si256(_mm256_srli_epi16(Q, 2 * sh), q2);
+            if (q3) {
+                const int hb = 4 * n + sh;
+                const __m256i hi = hb >= 2 ? _mm256_srli_epi16(H, hb - 2) : _mm256_slli_epi16(H, 2 - hb);
+                w = _mm256_or_si256(w, _mm256_and_si256(hi, b2));
+            }
             const __m256i p = _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)(x + 128 * n + 32 * sh)));
             isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(s16, pick16(2 * sh, 2 * sh + 1))));
         }
     }
-    const __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a + Q8K_BSUMS)), sc16);
-    const __m128i sums = hsum2_epi32(isum, off);
-    const int32_t tot = _mm_cvtsi128_si32(sums) - 4 * _mm_extract_epi32(sums, 1);
-    uint16_t dh;
-    memcpy(&dh, blk + 108, 2);
-    const __m128 f = _mm_mul_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), tot), _mm_set_ss(_cvtsh_ss(dh)));
-    return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a)), _mm_set_ss(acc)));
-}
-
-/* Q2_K block x one Q8_K block a, in natural order (as rowdot_q3_K_block, 2-bit quants, no offset); the
- * mins' sum over the bsums is scaled by dmin: f = is * d - im * dmin (the tile path's float steps). */
-INLINE float rowdot_q2_K_block(const uint8_t *blk, const uint8_t *a, float acc)
-{
-    const __m128i sc = _mm_loadu_si128((const __m128i *)blk), m4 = _mm_set1_epi8(0x0F);
-    const __m128i sc8 = _mm_and_si128(sc, m4);
-    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
-    const __m256i q2 = _mm256_set1_epi8(3);
-    const uint8_t *x = a + Q8K_QS;
-    __m256i isum = _mm256_setzero_si256();
-#pragma GCC unroll 2
-    for (int n = 0; n < 2; n++) {
-        const __m256i s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(n ? _mm_unpackhi_epi64(sc8, sc8) : sc8));
-        const __m256i Q = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * n));
-#pragma GCC unroll 4
-        for (int sh = 0; sh < 4; sh++) {
-            const __m256i w = _mm256_and_si256(_mm256_srli_epi16(Q, 2 * sh), q2);
-            const __m256i p = _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)(x + 128 * n + 32 * sh)));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(s16, pick16(2 * sh, 2 * sh + 1))));
-        }
+    const __m256i im = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a + Q8K_BSUMS)), mn16);
+    const __m128i sums = hsum2_epi32(isum, im);
+    if (q3) {   /* acc += ((is - 4 off) * d) * d8 */
+        uint16_t dh;
+        memcpy(&dh, blk + 108, 2);
+        const int32_t tot = _mm_cvtsi128_si32(sums) - 4 * _mm_extract_epi32(sums, 1);
+        const __m128 f = _mm_mul_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), tot), _mm_set_ss(_cvtsh_ss(dh)));
+        return _mm_cvtss_f32(_mm_fmadd_ss(f, _mm_set_ss(load_f32(a)), _mm_set_ss(acc)));
     }
-    const __m256i imin = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a + Q8K_BSUMS)), mn16);
-    const __m128i sums = hsum2_epi32(isum, imin);
-    uint16_t dh[2];
+    uint16_t dh[2];   /* f = is * d - im * dmin, acc += f * d8 */
     memcpy(dh, blk + 80, 4);
     const __m128 d = _mm_set_ss(_cvtsh_ss(dh[0])), dmin = _mm_set_ss(_cvtsh_ss(dh[1]));
     const __m128 f = _mm_fmsub_ss(_mm_cvtepi32_ps(sums), d, _mm_mul_ss(_mm_cvtepi32_ps(_mm_srli_si128(sums, 4)), dmin));
@@ -657,8 +647,7 @@ INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int6
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *blk = row + (size_t)b * bbytes, *a = x + (size_t)b * Q8K_BYTES;
             acc = kind == KT_Q6_K   ? rowdot_q6_K_block(blk, a, acc)
-                : kind == KT_Q3_K ? rowdot_q3_K_block(blk, a, acc)
-                : kind == KT_Q2_K ? rowdot_q2_K_block(blk, a, acc)
+                : kind == KT_Q3_K || kind == KT_Q2_K ? rowdot_q32_block(blk, a, acc, kind == KT_Q3_K)
                                   : rowdot_q4_K_block(blk, a, acc, kind == KT_Q5_K);
         }
         y[o] = acc;

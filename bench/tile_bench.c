@@ -21,7 +21,7 @@ int main(int argc, char **argv)
 {
     static const struct { const char *name; int type; } types[] = {
         { "q4_K", AR_Q4_K }, { "q5_K", AR_Q5_K }, { "q6_K", AR_Q6_K }, { "iq4_xs", AR_IQ4_XS },
-        { "q8_0", AR_Q8_0 }, { "q4_0", AR_Q4_0 }, { "iq4_nl", AR_IQ4_NL },
+        { "q8_0", AR_Q8_0 }, { "q4_0", AR_Q4_0 }, { "iq4_nl", AR_IQ4_NL }, { "q3_K", AR_Q3_K }, { "q2_K", AR_Q2_K },
     };
     int ti = 0;
     while (argc > 1 && ti < (int)(sizeof types / sizeof types[0]) && strcmp(argv[1], types[ti].name)) ti++;

@@ -65,7 +65,7 @@ measure() {   # measure SIDE
 }
 
 echo "kernel_ab: ${kind}_bench ${bargs[*]}, $rounds rounds, A = $side_a, B = $side_b"
-for r in $(seq "$rounds"); do
+for _ in $(seq "$rounds"); do
     for s in a b; do
         measure "$s" >> "$tmp/all" || die "the bench failed on side $s"
     done

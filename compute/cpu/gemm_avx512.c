@@ -1613,7 +1613,7 @@ INLINE __m512 m1_q3q2(const uint8_t *tile, const uint8_t *a, __m512 acc, int q3)
     const uint8_t *x = a + Q8K_QS, *qcol = tile + 64 * (q3 ? 8 : 4);
     __m512i isum = _mm512_setzero_si512();
     /* the (n, sh) loops stay rolled: unrolled, the constants, hmask vectors and chains of all eight passes spilled
-     * (`gemm_bench q3_K 5120 17408 best 5 cold tiles`, two threads, M = 1: 32-40 -> 51-70 GB/s) */
+     * (`gemm_bench q3_K 5120 17408 best 5 cold tiles`, two threads, M = 1: 34.5-38.1 -> 45.0-64.7 GB/s) */
 #pragma GCC unroll 1
     for (int n = 0; n < 2; n++)
 #pragma GCC unroll 1

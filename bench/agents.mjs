@@ -5,7 +5,8 @@
 //   node bench/agents.mjs run --url http://127.0.0.1:8090 --engine arbor --agents 4 --turns 4 --out DIR
 //        [--traffic FILE] [--system-tokens 4096] [--tool-tokens 300] [--max-tokens 64] [--convs K]
 //        [--duration S] [--stagger-ms MS] [--think-ms MS] [--pid PID] [--req-timeout S] [--no-tools] [--thinking]
-//   node bench/agents.mjs report DIR...     markdown table of the DIR/summary.json files
+//   node bench/agents.mjs burst --url URL --engine arbor --agents N --out DIR [--max-tokens 128] [--req-timeout S]
+//   node bench/agents.mjs report DIR...     markdown table of the DIR/summary.json files (and DIR/burst.json)
 //
 // Traffic. Every agent runs conversations of --turns turns. Turn 1: the shared system prompt (the same
 // text for every agent and engine: deterministic code-like text, like a coding agent's tool/system
@@ -27,6 +28,12 @@
 // (HTTP status, error frames, streams without [DONE], socket errors, --req-timeout). With --pid, VmRSS of
 // that process every second (DIR/rss.csv). For arbor, /metrics before and after (DIR/metrics-*.txt).
 // DIR/summary.json holds the aggregates; `report` prints them as one markdown table.
+//
+// Burst (decode scaling without prompts in the way): N requests at once, each a short prompt of its own
+// (a user task, no system prompt, no tools: ~40 tokens), --max-tokens tokens each, temperature 0, thinking
+// off. Every stream's decode rate is (completion tokens - 1) / (last token event - first token event); the
+// aggregate is their sum, with the share of the streams' decode time during which all N were decoding
+// (near 1: they ran side by side, so the sum is what the server delivers). DIR/burst.json.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -551,6 +558,37 @@ async function run(o) {
     return summary;
 }
 
+// ---- burst -----------------------------------------------------------------------------------------
+async function burst(o) {
+    fs.mkdirSync(o.out, { recursive: true });
+    const t0 = performance.now();
+    const recs = await Promise.all(Array.from({ length: o.agents }, (_, a) => streamChat(o.url, {
+        model: 'agent', messages: [{ role: 'user', content: userTask(a, 1000) }], stream: true,
+        stream_options: { include_usage: true }, max_tokens: o.maxTokens, temperature: 0,
+        chat_template_kwargs: { enable_thinking: false },
+    }, o.reqTimeout, t0)));
+    const streams = recs.map((r, a) => ({
+        agent: a, ok: r.ok, error: r.error, completion_tokens: r.usage?.completion_tokens ?? null,
+        t_start_ms: +r.t_start.toFixed(1), t_first_ms: r.events.length ? +r.events[0].toFixed(1) : null,
+        t_last_ms: r.events.length ? +r.events[r.events.length - 1].toFixed(1) : null,
+    }));
+    const good = streams.filter((x) => x.ok && x.completion_tokens > 1 && x.t_last_ms > x.t_first_ms);
+    const rates = good.map((x) => (x.completion_tokens - 1) / ((x.t_last_ms - x.t_first_ms) / 1000));
+    const all = good.length ? Math.min(...good.map((x) => x.t_last_ms)) - Math.max(...good.map((x) => x.t_first_ms)) : 0;
+    const mean = good.length ? good.reduce((s, x) => s + x.t_last_ms - x.t_first_ms, 0) / good.length : 0;
+    const b = {
+        engine: o.engine, agents: o.agents, max_tokens: o.maxTokens, ok: good.length, failed: o.agents - good.length,
+        errors: [...new Set(streams.filter((x) => !x.ok).map((x) => x.error))].slice(0, 5),
+        decode_tok_s: good.length === o.agents ? +rates.reduce((s, x) => s + x, 0).toFixed(2) : null,
+        per_stream_tok_s: rates.length ? +(rates.reduce((s, x) => s + x, 0) / rates.length).toFixed(2) : null,
+        overlap: mean > 0 ? +(Math.max(0, all) / mean).toFixed(3) : null, streams,
+    };
+    fs.writeFileSync(path.join(o.out, 'burst.json'), JSON.stringify(b, null, 1) + '\n');
+    process.stderr.write(`agents.mjs: burst ${o.engine} x${o.agents}: ${b.ok}/${o.agents} ok, aggregate decode ${fmt(b.decode_tok_s, 1)} tok/s ` +
+        `(${fmt(b.per_stream_tok_s, 2)} per stream, overlap ${fmt(b.overlap, 2)})\n`);
+    if (b.failed) die(`burst: ${b.failed} of ${o.agents} requests failed: ${b.errors.join('; ')}`);
+}
+
 // ---- report ---------------------------------------------------------------------------------------
 function fmt(x, d) { return x === null || x === undefined || Number.isNaN(x) ? '–' : Number(x).toFixed(d); }
 function report(dirs) {
@@ -561,18 +599,23 @@ function report(dirs) {
     }
     if (!rows.length) die('no summary.json in the given directories');
     const soak = rows.some((r) => r.soak);
+    const bursts = dirs.filter((d) => fs.existsSync(path.join(d, 'summary.json')))
+        .map((d) => { const f = path.join(d, 'burst.json'); return fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, 'utf8')) : null; });
+    const hasBurst = bursts.some(Boolean);
     const out = [];
     out.push('| engine | agents | requests ok / failed | gen tok/s (wall) | decode tok/s | TTFT p50 / p95 s | turn-1 / turn-2 TTFT p50 s | turn 2 / turn 1 | ITL p50 / p95 / max ms | prefix-cache hit | RSS start / peak / end MiB |' +
-        (soak ? ' RSS slope MiB/min (all / 2nd half) |' : ''));
-    out.push('| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |' + (soak ? ' --: |' : ''));
-    for (const r of rows) {
+        (soak ? ' RSS slope MiB/min (all / 2nd half) |' : '') + (hasBurst ? ' burst decode tok/s (per stream) |' : ''));
+    out.push('| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |' + (soak ? ' --: |' : '') + (hasBurst ? ' --: |' : ''));
+    for (const [i, r] of rows.entries()) {
+        const bu = bursts[i];
         const hit = r.cache_hit_pct === null ? '–' : `${fmt(r.cache_hit_pct, 1)}%` +
             (r.metrics_cache_hit_pct !== null && r.metrics_cache_hit_pct !== undefined ? ` (/metrics ${fmt(r.metrics_cache_hit_pct, 1)}%)` : '');
         out.push(`| ${r.label || r.engine} | ${r.agents} | ${r.ok} / ${r.failed} | ${fmt(r.gen_tok_s, 1)} | ${fmt(r.decode_tok_s, 1)} | ` +
             `${fmt(r.ttft_p50_s, 2)} / ${fmt(r.ttft_p95_s, 2)} | ${fmt(r.ttft_turn1_p50_s, 2)} / ${fmt(r.ttft_turn2_p50_s, 2)} | ` +
             `${r.turn2_over_turn1_pct === null ? '–' : fmt(r.turn2_over_turn1_pct, 1) + '%'} | ${fmt(r.itl_p50_ms, 1)} / ${fmt(r.itl_p95_ms, 1)} / ${fmt(r.itl_max_ms, 0)} | ${hit} | ` +
             `${fmt(r.rss_start_mib, 0)} / ${fmt(r.rss_peak_mib, 0)} / ${fmt(r.rss_end_mib, 0)} |` +
-            (soak ? ` ${fmt(r.rss_slope_mib_per_min, 2)} / ${fmt(r.rss_slope_2nd_half_mib_per_min, 2)} |` : ''));
+            (soak ? ` ${fmt(r.rss_slope_mib_per_min, 2)} / ${fmt(r.rss_slope_2nd_half_mib_per_min, 2)} |` : '') +
+            (hasBurst ? ` ${bu ? `${fmt(bu.decode_tok_s, 1)} (${fmt(bu.per_stream_tok_s, 2)})` : '–'} |` : ''));
     }
     const errs = rows.filter((r) => r.failed).map((r) => `- ${r.label || r.engine} x${r.agents}: ${r.failed} failed: ${r.errors.join('; ')}`);
     for (const r of rows) if (r.prefix_warning) errs.push(`- ${r.label || r.engine} x${r.agents}: WARNING: ${r.prefix_warning}`);
@@ -582,6 +625,8 @@ function report(dirs) {
 const [cmd, ...rest] = process.argv.slice(2);
 if (cmd === 'run') {
     run(parseArgs(rest)).catch((e) => die(e.stack || String(e)));
+} else if (cmd === 'burst') {
+    burst(parseArgs(rest)).catch((e) => die(e.stack || String(e)));
 } else if (cmd === 'report') {
     report(rest);
 } else {

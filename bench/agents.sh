@@ -28,6 +28,9 @@
 #   --think-ms MS     each agent waits MS ms before its next turn (default 0); wall tok/s then counts the waits
 #   --no-tools        send no tool definitions (default: 4 function tools in every request)
 #   --nice N          run servers and driver under nice -n N (default 0)
+#   --burst N         after the traffic, on the same server: N-token answers to as many short prompts as
+#                     agents, all at once (agents.mjs burst: decode scaling with no prompts in the way; the
+#                     table's last column); default 128, 0: none
 # env: ARBOR (default build/arbor), LLAMA_SERVER (default build/oracle/llama-server, from
 #      `scripts/oracle.sh --server-tools`), NODE (default node, >= 18), ARBOR_ARGS / LLAMA_SERVER_ARGS:
 #      extra server flags (e.g. LLAMA_SERVER_ARGS="--poll 0").
@@ -47,7 +50,7 @@ die() { echo "agents.sh: $*" >&2; exit 1; }
 
 model=models/arbor-tiny-target.gguf threads=2 agents_list=1,4,10 turns=4 convs=1 duration=0
 engines=arbor,llama arbor_port=8090 llama_port=8091 system_tokens=4096 tool_tokens=300 max_tokens=64
-ctx=0 cache_mib=1024 stagger=0 think=0 tools=1 nice_n=0 llama_template=
+ctx=0 cache_mib=1024 stagger=0 think=0 tools=1 nice_n=0 llama_template='' burst=128
 while [ $# -gt 0 ]; do
     case $1 in
         -m) model=${2:?-m needs a model}; shift 2 ;;
@@ -69,12 +72,13 @@ while [ $# -gt 0 ]; do
         --think-ms) think=${2:?--think-ms needs a value}; shift 2 ;;
         --no-tools) tools=0; shift ;;
         --nice) nice_n=${2:?--nice needs a value}; shift 2 ;;
+        --burst) burst=${2:?--burst needs a value}; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
 for v in "$threads" "$turns" "$convs" "$duration" "$arbor_port" "$llama_port" "$system_tokens" "$tool_tokens" \
-         "$max_tokens" "$ctx" "$cache_mib" "$stagger" "$think" "$nice_n"; do
+         "$max_tokens" "$ctx" "$cache_mib" "$stagger" "$think" "$nice_n" "$burst"; do
     [[ $v =~ ^[0-9]+$ ]] || die "'$v' is not a non-negative integer"
 done
 [[ $agents_list =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--agents: '$agents_list' is not a list like 1,4,10"
@@ -163,6 +167,7 @@ mode="$convs conversation(s) per agent"
     echo "  TTFT to the first content token; ITL = gaps between streamed token chunks; turn 2 / turn 1 = median over conversations of"
     echo "  TTFT(turn 2) / TTFT(turn 1); prefix-cache hit = cached prompt tokens / prompt tokens (arbor: usage.prompt_tokens_details,"
     echo "  and /metrics arbor_prompt_cached_tokens_total / arbor_prompt_tokens_total; llama.cpp: timings.cache_n / (cache_n + prompt_n))"
+    [ "$burst" = 0 ] || echo "- burst decode tok/s: after the traffic, on the same server, N short prompts at once with $burst-token answers: the sum of the streams' decode rates (and the mean per stream)"
     echo
 } > "$summary"
 
@@ -199,6 +204,11 @@ for n in "${counts[@]}"; do
         [ "$tools" = 1 ] || drv+=(--no-tools)
         "${nice_cmd[@]+"${nice_cmd[@]}"}" "$NODE" bench/agents.mjs "${drv[@]}" 2> >(tee "$run/driver.log" >&2) \
             || { stop_server; die "the driver failed for $e with $n agent(s) (see $run/driver.log)"; }
+        if [ "$burst" -gt 0 ] && kill -0 "$server_pid" 2>/dev/null; then
+            "${nice_cmd[@]+"${nice_cmd[@]}"}" "$NODE" bench/agents.mjs burst --url "http://127.0.0.1:$port" --engine "$e" \
+                --agents "$n" --max-tokens "$burst" --out "$run" 2> >(tee -a "$run/driver.log" >&2) \
+                || { stop_server; die "the burst failed for $e with $n agent(s) (see $run/driver.log)"; }
+        fi
         if ! kill -0 "$server_pid" 2>/dev/null; then
             echo "agents.sh: the $e server exited during the run (log: $run/server.log)" >&2
             echo "$e x$n: **the server exited during the run** (log: $run/server.log)" >> "$out/load.txt"

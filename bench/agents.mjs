@@ -586,7 +586,7 @@ async function burst(o) {
     fs.writeFileSync(path.join(o.out, 'burst.json'), JSON.stringify(b, null, 1) + '\n');
     process.stderr.write(`agents.mjs: burst ${o.engine} x${o.agents}: ${b.ok}/${o.agents} ok, aggregate decode ${fmt(b.decode_tok_s, 1)} tok/s ` +
         `(${fmt(b.per_stream_tok_s, 2)} per stream, overlap ${fmt(b.overlap, 2)})\n`);
-    if (b.failed) die(`burst: ${b.failed} of ${o.agents} requests failed: ${b.errors.join('; ')}`);
+    if (b.failed) process.stderr.write(`agents.mjs: burst ${o.engine} x${o.agents}: ${b.failed} failed: ${b.errors.join('; ')}\n`);
 }
 
 // ---- report ---------------------------------------------------------------------------------------
@@ -615,9 +615,10 @@ function report(dirs) {
             `${r.turn2_over_turn1_pct === null ? '–' : fmt(r.turn2_over_turn1_pct, 1) + '%'} | ${fmt(r.itl_p50_ms, 1)} / ${fmt(r.itl_p95_ms, 1)} / ${fmt(r.itl_max_ms, 0)} | ${hit} | ` +
             `${fmt(r.rss_start_mib, 0)} / ${fmt(r.rss_peak_mib, 0)} / ${fmt(r.rss_end_mib, 0)} |` +
             (soak ? ` ${fmt(r.rss_slope_mib_per_min, 2)} / ${fmt(r.rss_slope_2nd_half_mib_per_min, 2)} |` : '') +
-            (hasBurst ? ` ${bu ? `${fmt(bu.decode_tok_s, 1)} (${fmt(bu.per_stream_tok_s, 2)})` : '–'} |` : ''));
+            (hasBurst ? ` ${bu ? `${fmt(bu.decode_tok_s, 1)} (${fmt(bu.per_stream_tok_s, 2)})${bu.failed ? `, ${bu.failed} failed` : ''}` : '–'} |` : ''));
     }
     const errs = rows.filter((r) => r.failed).map((r) => `- ${r.label || r.engine} x${r.agents}: ${r.failed} failed: ${r.errors.join('; ')}`);
+    bursts.forEach((b) => { if (b && b.failed) errs.push(`- burst ${b.engine} x${b.agents}: ${b.failed} failed: ${b.errors.join('; ')}`); });
     for (const r of rows) if (r.prefix_warning) errs.push(`- ${r.label || r.engine} x${r.agents}: WARNING: ${r.prefix_warning}`);
     process.stdout.write(out.join('\n') + '\n' + (errs.length ? '\nfailures and warnings:\n' + errs.join('\n') + '\n' : ''));
 }

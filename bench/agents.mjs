@@ -574,13 +574,14 @@ async function burst(o) {
     }));
     const good = streams.filter((x) => x.ok && x.completion_tokens > 1 && x.t_last_ms > x.t_first_ms);
     const rates = good.map((x) => (x.completion_tokens - 1) / ((x.t_last_ms - x.t_first_ms) / 1000));
+    const total = rates.reduce((s, x) => s + x, 0);
     const all = good.length ? Math.min(...good.map((x) => x.t_last_ms)) - Math.max(...good.map((x) => x.t_first_ms)) : 0;
     const mean = good.length ? good.reduce((s, x) => s + x.t_last_ms - x.t_first_ms, 0) / good.length : 0;
     const b = {
         engine: o.engine, agents: o.agents, max_tokens: o.maxTokens, ok: good.length, failed: o.agents - good.length,
         errors: [...new Set(streams.filter((x) => !x.ok).map((x) => x.error))].slice(0, 5),
-        decode_tok_s: good.length === o.agents ? +rates.reduce((s, x) => s + x, 0).toFixed(2) : null,
-        per_stream_tok_s: rates.length ? +(rates.reduce((s, x) => s + x, 0) / rates.length).toFixed(2) : null,
+        decode_tok_s: good.length === o.agents ? +total.toFixed(2) : null,
+        per_stream_tok_s: rates.length ? +(total / rates.length).toFixed(2) : null,
         overlap: mean > 0 ? +(Math.max(0, all) / mean).toFixed(3) : null, streams,
     };
     fs.writeFileSync(path.join(o.out, 'burst.json'), JSON.stringify(b, null, 1) + '\n');
@@ -592,15 +593,14 @@ async function burst(o) {
 // ---- report ---------------------------------------------------------------------------------------
 function fmt(x, d) { return x === null || x === undefined || Number.isNaN(x) ? '–' : Number(x).toFixed(d); }
 function report(dirs) {
-    const rows = [];
+    const rows = [], bursts = [];   /* bursts[i]: rows[i]'s DIR/burst.json, or null */
+    const json = (f) => (fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, 'utf8')) : null);
     for (const d of dirs) {
-        const f = path.join(d, 'summary.json');
-        if (fs.existsSync(f)) rows.push(JSON.parse(fs.readFileSync(f, 'utf8')));
+        const r = json(path.join(d, 'summary.json'));
+        if (r) { rows.push(r); bursts.push(json(path.join(d, 'burst.json'))); }
     }
     if (!rows.length) die('no summary.json in the given directories');
     const soak = rows.some((r) => r.soak);
-    const bursts = dirs.filter((d) => fs.existsSync(path.join(d, 'summary.json')))
-        .map((d) => { const f = path.join(d, 'burst.json'); return fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, 'utf8')) : null; });
     const hasBurst = bursts.some(Boolean);
     const out = [];
     out.push('| engine | agents | requests ok / failed | gen tok/s (wall) | decode tok/s | TTFT p50 / p95 s | turn-1 / turn-2 TTFT p50 s | turn 2 / turn 1 | ITL p50 / p95 / max ms | prefix-cache hit | RSS start / peak / end MiB |' +
@@ -626,8 +626,8 @@ function report(dirs) {
 const [cmd, ...rest] = process.argv.slice(2);
 if (cmd === 'run') {
     run(parseArgs(rest)).catch((e) => die(e.stack || String(e)));
-} else if (cmd === 'burst') {
-    burst(parseArgs(rest)).catch((e) => die(e.stack || String(e)));
+} else if (cmd === 'burst') {   /* its own default answer length: 128 (the traffic's is 64) */
+    burst(parseArgs(rest.includes('--max-tokens') ? rest : [...rest, '--max-tokens', '128'])).catch((e) => die(e.stack || String(e)));
 } else if (cmd === 'report') {
     report(rest);
 } else {

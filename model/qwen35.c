@@ -190,6 +190,17 @@ int qwen35_ctx_create(qwen35_ctx **out, const qwen35_model *m, int max_nodes, in
     return AR_OK;
 }
 
+/* ar_node.capture's buffers, sized as a snapshot's (qwen35_snap_adopt takes them over) */
+static size_t cap_state_floats(const qwen35_hparams *hp)
+{
+    return (size_t)hp->n_gdn_layers * (size_t)hp->ssm_n_v_heads * (size_t)hp->ssm_head_dim * (size_t)hp->ssm_head_dim;
+}
+
+static size_t cap_conv_floats(const qwen35_hparams *hp)
+{
+    return (size_t)hp->n_gdn_layers * (size_t)(hp->ssm_d_conv - 1) * (size_t)hp->ssm_conv_channels;
+}
+
 void qwen35_ctx_free(qwen35_ctx *c)
 {
     if (!c) return;
@@ -198,8 +209,10 @@ void qwen35_ctx_free(qwen35_ctx *c)
                      c->gdn_slot, c->gdn_from, c->free_slots, c->slots, c->x, c->h, c->proj, c->proj2, c->mix,
                      c->logit_nodes, c->attn_o, c->anc_stack, c->rope_cs, c->att_tiles, c->att_acc, c->att_gacc,
                      (void *)c->att_gq, c->scr_k, c->scr_v, c->keep_k, c->keep_v, c->keep_mixed,
-                     c->keep_g, c->keep_beta, c->cap_state, c->cap_conv };
+                     c->keep_g, c->keep_beta };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    qwen35_state_free(c->cap_state, cap_state_floats(&c->m->hp));
+    qwen35_state_free(c->cap_conv, cap_conv_floats(&c->m->hp));
     free(c);
 }
 
@@ -678,12 +691,11 @@ int qwen35_forward(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, ar
     for (int i = 0; i < M; i++)
         if (c->nodes[i].capture) c->cap_node = i;
     if (c->cap_node >= 0 && hp->n_gdn_layers > 0 && !c->cap_state) {
-        const size_t ng = (size_t)hp->n_gdn_layers, d = (size_t)hp->ssm_head_dim;
-        c->cap_state = malloc(ng * (size_t)hp->ssm_n_v_heads * d * d * sizeof(float));
-        c->cap_conv = malloc(ng * (size_t)(hp->ssm_d_conv - 1) * (size_t)hp->ssm_conv_channels * sizeof(float));
+        c->cap_state = qwen35_state_alloc(cap_state_floats(hp));
+        c->cap_conv = qwen35_state_alloc(cap_conv_floats(hp));
         if (!c->cap_state || !c->cap_conv) {
-            free(c->cap_state);
-            free(c->cap_conv);
+            qwen35_state_free(c->cap_state, cap_state_floats(hp));
+            qwen35_state_free(c->cap_conv, cap_conv_floats(hp));
             c->cap_state = c->cap_conv = NULL;
             return ar_fail(err, AR_ENOMEM, "out of memory for a captured recurrent state (ar_node.capture)");
         }

@@ -52,8 +52,16 @@ struct qwen35_seq {
  * stays as it is, with a warning: every op reads either layout. Shared with dflash_load.c. */
 void qwen35_pack_weight(gguf_file *f, ar_weight *w, uint64_t *bytes);
 
+/* The recurrent-state buffers of sequences, snapshots and captures: n_gdn_layers x state_floats (the GDN
+ * state) or x conv_floats (the conv window) floats, zero-filled, from base/bigmem.h (huge pages where the
+ * kernel has them: a new snapshot then costs ~10 page faults instead of ~4,600). NULL when out of memory.
+ * qwen35_state_free needs the same count. */
+float *qwen35_state_alloc(size_t floats);
+void   qwen35_state_free(float *p, size_t floats);
+
 /* A snapshot of s at n_past (<= s->n_past): shares the KV pages of [0, n_past) and takes ownership of
- * gdn_state and conv (malloc'd, laid out as in qwen35_seq) on success; on failure they stay the caller's. */
+ * gdn_state and conv (from qwen35_state_alloc, laid out as in qwen35_seq) on success; on failure they
+ * stay the caller's. */
 int qwen35_snap_adopt(qwen35_snap **out, const qwen35_seq *s, int n_past, float *gdn_state, float *conv, ar_error *err);
 
 #endif

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bigmem.h"
 #include "base/log.h"
 
 enum { DEFAULT_PAGE_TOKENS = 256 };
@@ -31,6 +32,14 @@ static size_t conv_floats(const qwen35_hparams *hp)
 {
     return (size_t)(hp->ssm_d_conv - 1) * (size_t)hp->ssm_conv_channels;
 }
+
+float *qwen35_state_alloc(size_t floats)
+{
+    if (floats > SIZE_MAX / sizeof(float)) return NULL;
+    return ar_bigmem_alloc(floats * sizeof(float));
+}
+
+void qwen35_state_free(float *p, size_t floats) { ar_bigmem_free(p, floats * sizeof(float)); }
 
 uint64_t qwen35_seq_bytes(const qwen35_model *m, int n_ctx)
 {
@@ -89,8 +98,8 @@ int qwen35_seq_create_pooled(qwen35_seq **out, const qwen35_model *m, int n_ctx,
     if (rc != AR_OK) { free(s); return rc; }
     s->kv.pool = pool;
     size_t ng = (size_t)hp->n_gdn_layers;
-    s->gdn_state = calloc(ng * s->state_floats + 1, sizeof(float));
-    s->conv = calloc(ng * s->conv_floats + 1, sizeof(float));
+    s->gdn_state = qwen35_state_alloc(ng * s->state_floats);
+    s->conv = qwen35_state_alloc(ng * s->conv_floats);
     if (!s->gdn_state || !s->conv) {
         qwen35_seq_free(s);
         return ar_fail(err, AR_ENOMEM, "out of memory for the recurrent state (%s)", hn);
@@ -113,8 +122,9 @@ void qwen35_seq_free(qwen35_seq *s)
 {
     if (!s) return;
     ar_kv_release(&s->kv);
-    free(s->gdn_state);
-    free(s->conv);
+    const size_t ng = (size_t)s->m->hp.n_gdn_layers;
+    qwen35_state_free(s->gdn_state, ng * s->state_floats);
+    qwen35_state_free(s->conv, ng * s->conv_floats);
     free(s);
 }
 
@@ -171,8 +181,8 @@ int qwen35_snap_take(qwen35_snap **out, const qwen35_seq *s, ar_error *err)
                         err);
     if (rc == AR_OK) rc = ar_kv_share(&p->kv, &s->kv, s->n_past, err);
     if (rc == AR_OK) {
-        p->gdn_state = malloc((ng * p->state_floats + 1) * sizeof(float));
-        p->conv = malloc((ng * p->conv_floats + 1) * sizeof(float));
+        p->gdn_state = qwen35_state_alloc(ng * p->state_floats);
+        p->conv = qwen35_state_alloc(ng * p->conv_floats);
         if (!p->gdn_state || !p->conv) rc = ar_fail(err, AR_ENOMEM, "out of memory for a state snapshot");
     }
     if (rc != AR_OK) { qwen35_snap_free(p); return rc; }
@@ -221,8 +231,9 @@ void qwen35_snap_free(qwen35_snap *p)
 {
     if (!p) return;
     ar_kv_release(&p->kv);
-    free(p->gdn_state);
-    free(p->conv);
+    const size_t ng = (size_t)p->m->hp.n_gdn_layers;
+    qwen35_state_free(p->gdn_state, ng * p->state_floats);
+    qwen35_state_free(p->conv, ng * p->conv_floats);
     free(p);
 }
 

@@ -1,0 +1,22 @@
+/* base/bigmem.h — large buffers straight from anonymous memory, advised for transparent huge pages.
+ *
+ * The recurrent state of a sequence and its prefix-cache snapshots are tens of MiB each (the mid model:
+ * 18 Gated DeltaNet layers x 1 MiB). From malloc, each new one is a fresh mapping whose first touch
+ * faults every 4 KiB page: ~4,600 faults for one 18.9 MB snapshot, taken between a request's prompt and
+ * its first token. A 2 MiB-aligned mapping advised MADV_HUGEPAGE faults once per 2 MiB where the kernel
+ * has transparent huge pages (mode "always" or "madvise"), and a state streamed every decode step then
+ * needs one TLB entry per 2 MiB instead of 512. Where THP is off this is plain anonymous memory, as
+ * malloc would give. (Measured in docs/BENCHMARKS.md, 2026-11-28 12:00 section.)
+ *
+ * The memory is zero-filled; from 2 MiB on it starts on a 2 MiB boundary, below on a page. ar_bigmem_free
+ * needs the size given to ar_bigmem_alloc. Built with AR_BIGMEM_MALLOC (the sanitizer build) these are
+ * calloc and free, so that LeakSanitizer sees a buffer that is never freed. */
+#ifndef AR_BASE_BIGMEM_H
+#define AR_BASE_BIGMEM_H
+
+#include <stddef.h>
+
+void *ar_bigmem_alloc(size_t bytes);          /* NULL when out of memory (bytes 0: a valid 1-byte buffer) */
+void  ar_bigmem_free(void *p, size_t bytes);  /* p NULL: nothing */
+
+#endif

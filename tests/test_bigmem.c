@@ -1,7 +1,10 @@
 /* tests/test_bigmem.c — base/bigmem.h: buffers of every size class are zero-filled, writable to their
  * last byte, aligned (a page; 2 MiB from 2 MiB on), and freed; a size that cannot be mapped gives NULL;
  * where the kernel has transparent huge pages the large ones carry the huge-page advice (the "hg" flag
- * of /proc/self/smaps). */
+ * of /proc/self/smaps). A freed buffer is handed out again, zeroed, to the next allocation of its span,
+ * the kept ones stay within their bounds, trimming returns them, and threads allocating and freeing at
+ * once always get zeroed buffers of their own. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +53,73 @@ static int thp_in_kernel(void)
 
 #endif
 
+#ifndef AR_BIGMEM_MALLOC
+/* a freed buffer comes back, zeroed, for the same span; the kept ones stay within 4 buffers and 512 MiB */
+static void check_reuse(void)
+{
+    const size_t MiB = (size_t)1 << 20, n = 18874368;
+    unsigned char *p = ar_bigmem_alloc(n);
+    CHECK(p != NULL, "ar_bigmem_alloc(%zu)", n);
+    if (!p) return;
+    memset(p, 0x5A, n);
+    ar_bigmem_free(p, n);
+    CHECK(ar_bigmem_spare_bytes() == n, "a freed %zu-byte buffer: %zu bytes kept", n, ar_bigmem_spare_bytes());
+    unsigned char *q = ar_bigmem_alloc(n - 100);   /* the same 18 MiB span */
+    CHECK(q == p, "the kept buffer %p was not reused (got %p)", (void *)p, (void *)q);
+    size_t nonzero = 0;
+    for (size_t k = 0; q && k < n; k++) nonzero += q[k] != 0;
+    CHECK(q && nonzero == 0, "the reused buffer has %zu bytes not zero", nonzero);
+    CHECK(ar_bigmem_spare_bytes() == 0, "after reuse %zu bytes kept", ar_bigmem_spare_bytes());
+    unsigned char *r = ar_bigmem_alloc(n + 4 * MiB);   /* another span: a new mapping */
+    CHECK(r != NULL && r != q, "ar_bigmem_alloc(%zu): %p", n + 4 * MiB, (void *)r);
+    ar_bigmem_free(q, n - 100);
+    ar_bigmem_free(r, n + 4 * MiB);
+    ar_bigmem_trim();
+    void *many[6];
+    for (int i = 0; i < 6; i++) many[i] = ar_bigmem_alloc(2 * MiB);
+    for (int i = 0; i < 6; i++) ar_bigmem_free(many[i], 2 * MiB);
+    CHECK(ar_bigmem_spare_bytes() == 4 * 2 * MiB, "6 freed 2 MiB buffers: %zu bytes kept, expected 4 buffers",
+          ar_bigmem_spare_bytes());
+    ar_bigmem_trim();
+    void *big[3];
+    for (int i = 0; i < 3; i++) big[i] = ar_bigmem_alloc(200 * MiB);
+    for (int i = 0; i < 3; i++) ar_bigmem_free(big[i], 200 * MiB);
+    CHECK(ar_bigmem_spare_bytes() == 400 * MiB, "3 freed 200 MiB buffers: %zu bytes kept, expected 2 (512 MiB cap)",
+          ar_bigmem_spare_bytes());
+    ar_bigmem_trim();
+}
+#endif
+
+/* threads allocating, writing and freeing buffers of a few spans at once: each gets zeroed memory */
+static void *churn(void *arg)
+{
+    uint64_t rng = (uint64_t)(uintptr_t)arg * 0x9E3779B97F4A7C15ull + 1;
+    const size_t sizes[] = { 4096, 100000, 2u << 20, 5u << 20 };
+    long bad = 0;
+    for (int it = 0; it < 200; it++) {
+        const size_t n = sizes[test_xorshift(&rng) % 4];
+        unsigned char *p = ar_bigmem_alloc(n);
+        if (!p) return (void *)-1L;
+        for (size_t k = 0; k < n; k += 509) bad += p[k] != 0;
+        bad += p[n - 1] != 0;
+        memset(p, 0xC3, n);
+        ar_bigmem_free(p, n);
+    }
+    return (void *)bad;
+}
+
+static void check_threads(void)
+{
+    pthread_t th[4];
+    for (long i = 0; i < 4; i++) pthread_create(&th[i], NULL, churn, (void *)i);
+    for (int i = 0; i < 4; i++) {
+        void *r = NULL;
+        pthread_join(th[i], &r);
+        CHECK(r == NULL, "thread %d: %ld bytes not zero (or an allocation failed: -1)", i, (long)r);
+    }
+    ar_bigmem_trim();
+}
+
 int main(void)
 {
     const size_t MiB = (size_t)1 << 20;
@@ -79,9 +149,15 @@ int main(void)
 #endif
         ar_bigmem_free(p, n);
 #ifndef AR_BIGMEM_MALLOC
-        CHECK(!smaps_flags(p, flags, sizeof flags) || n < 2 * MiB, "ar_bigmem_free(%zu): still mapped", n);
+        ar_bigmem_trim();
+        CHECK(ar_bigmem_spare_bytes() == 0, "ar_bigmem_trim kept %zu bytes", ar_bigmem_spare_bytes());
+        CHECK(!smaps_flags(p, flags, sizeof flags) || n < 2 * MiB, "ar_bigmem_free(%zu) + trim: still mapped", n);
 #endif
     }
+#ifndef AR_BIGMEM_MALLOC
+    check_reuse();
+#endif
+    check_threads();
     ar_bigmem_free(NULL, 123);   /* nothing */
 #ifndef AR_BIGMEM_MALLOC   /* (AddressSanitizer's calloc aborts on such sizes instead of returning NULL) */
     CHECK(ar_bigmem_alloc(SIZE_MAX) == NULL, "ar_bigmem_alloc(SIZE_MAX) did not fail");

@@ -27,7 +27,7 @@ size_t ar_bigmem_spare_bytes(void) { return 0; }
 
 enum { HUGE_SHIFT = 21,   /* 2 MiB: the x86-64 and arm64 (4 KiB granule) transparent huge page */
        SPARES = 4 };      /* freed buffers kept for reuse */
-#define SPARE_BYTES ((size_t)512 << 20)   /* ... holding at most this much memory */
+#define SPARE_BYTES ((size_t)256 << 20)   /* ... holding at most this much memory (one 27B-shape state, 151 MB) */
 
 /* Buffers under one huge page gain nothing from the alignment; they keep whole 4 KiB pages. */
 static size_t span(size_t bytes)

@@ -19,7 +19,7 @@
 void  *ar_bigmem_alloc(size_t bytes);          /* NULL when out of memory (bytes 0: a valid 1-byte buffer) */
 void   ar_bigmem_free(void *p, size_t bytes);  /* p NULL: nothing */
 
-/* A freed buffer is kept (up to 4 of them, 512 MiB in all) and handed out again, zeroed, to the next
+/* A freed buffer is kept (up to 4 of them, 256 MiB in all) and handed out again, zeroed, to the next
  * allocation of the same span: a fresh mapping costs the first-touch faults again, a kept one a memset
  * (thread-safe). ar_bigmem_trim returns the kept ones to the system; ar_bigmem_spare_bytes says how much
  * is kept. */

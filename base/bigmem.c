@@ -6,7 +6,7 @@
 /* Sanitizer builds (Makefile, test-asan): the heap, which LeakSanitizer watches; no alignment promise. */
 #include <stdlib.h>
 
-void *ar_bigmem_alloc(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
+void *ar_bigmem_alloc(size_t bytes, int zero) { return zero ? calloc(1, bytes ? bytes : 1) : malloc(bytes ? bytes : 1); }
 
 void ar_bigmem_free(void *p, size_t bytes)
 {
@@ -40,7 +40,7 @@ static size_t span(size_t bytes)
 
 /* Freed buffers, reused by the next allocation of the same span: a fresh mapping costs its first-touch
  * faults again (the part of a snapshot that huge pages do not remove: docs/BENCHMARKS.md), a reused one
- * only the zeroing. Buffers of one model come in a few sizes (a sequence's state, its conv window), and a
+ * nothing (a snapshot overwrites it whole) or the zeroing. Buffers of one model come in a few sizes (a sequence's state, its conv window), and a
  * full prefix cache frees one snapshot for each it stores, so a few spares serve the steady state. */
 static struct {
     pthread_mutex_t mu;
@@ -80,13 +80,13 @@ static int keep_spare(void *p, size_t len)
     return kept;
 }
 
-void *ar_bigmem_alloc(size_t bytes)
+void *ar_bigmem_alloc(size_t bytes, int zero)
 {
     const size_t huge = (size_t)1 << HUGE_SHIFT, len = span(bytes);
     if (len < bytes) return NULL;   /* overflow */
     void *r = take_spare(len);
     if (r) {
-        memset(r, 0, len);
+        if (zero) memset(r, 0, len);
         return r;
     }
     if (len < huge) {

@@ -8,7 +8,7 @@
  * needs one TLB entry per 2 MiB instead of 512. Where THP is off this is plain anonymous memory, as
  * malloc would give. (Measured in docs/BENCHMARKS.md, 2026-11-28 12:00 section.)
  *
- * The memory is zero-filled; from 2 MiB on it starts on a 2 MiB boundary, below on a page. ar_bigmem_free
+ * The memory is zero-filled when asked (a new mapping always is); from 2 MiB on it starts on a 2 MiB boundary, below on a page. ar_bigmem_free
  * needs the size given to ar_bigmem_alloc. Built with AR_BIGMEM_MALLOC (the sanitizer build) these are
  * calloc and free, so that LeakSanitizer sees a buffer that is never freed. */
 #ifndef AR_BASE_BIGMEM_H
@@ -16,12 +16,13 @@
 
 #include <stddef.h>
 
-void  *ar_bigmem_alloc(size_t bytes);          /* NULL when out of memory (bytes 0: a valid 1-byte buffer) */
+/* zero: the buffer must read as zeros; otherwise its bytes are unspecified (the caller overwrites them all) */
+void  *ar_bigmem_alloc(size_t bytes, int zero); /* NULL when out of memory (bytes 0: a valid 1-byte buffer) */
 void   ar_bigmem_free(void *p, size_t bytes);  /* p NULL: nothing */
 
-/* A freed buffer is kept (up to 4 of them, 256 MiB in all) and handed out again, zeroed, to the next
- * allocation of the same span: a fresh mapping costs the first-touch faults again, a kept one a memset
- * (thread-safe). ar_bigmem_trim returns the kept ones to the system; ar_bigmem_spare_bytes says how much
+/* A freed buffer is kept (up to 4 of them, 256 MiB in all) and handed out again to the next allocation
+ * of the same span: a fresh mapping costs the first-touch faults again, a kept one nothing, or a memset when
+ * zeros are asked for (thread-safe). ar_bigmem_trim returns the kept ones to the system; ar_bigmem_spare_bytes says how much
  * is kept. */
 void   ar_bigmem_trim(void);
 size_t ar_bigmem_spare_bytes(void);

@@ -191,15 +191,8 @@ int qwen35_ctx_create(qwen35_ctx **out, const qwen35_model *m, int max_nodes, in
 }
 
 /* ar_node.capture's buffers, sized as a snapshot's (qwen35_snap_adopt takes them over) */
-static size_t cap_state_floats(const qwen35_hparams *hp)
-{
-    return (size_t)hp->n_gdn_layers * (size_t)hp->ssm_n_v_heads * (size_t)hp->ssm_head_dim * (size_t)hp->ssm_head_dim;
-}
-
-static size_t cap_conv_floats(const qwen35_hparams *hp)
-{
-    return (size_t)hp->n_gdn_layers * (size_t)(hp->ssm_d_conv - 1) * (size_t)hp->ssm_conv_channels;
-}
+static size_t cap_state_floats(const qwen35_hparams *hp) { return (size_t)hp->n_gdn_layers * qwen35_state_floats(hp); }
+static size_t cap_conv_floats(const qwen35_hparams *hp) { return (size_t)hp->n_gdn_layers * qwen35_conv_floats(hp); }
 
 void qwen35_ctx_free(qwen35_ctx *c)
 {
@@ -691,8 +684,9 @@ int qwen35_forward(qwen35_ctx *c, qwen35_seq *const *seqs, const ar_batch *b, ar
     for (int i = 0; i < M; i++)
         if (c->nodes[i].capture) c->cap_node = i;
     if (c->cap_node >= 0 && hp->n_gdn_layers > 0 && !c->cap_state) {
-        c->cap_state = qwen35_state_alloc(cap_state_floats(hp));
-        c->cap_conv = qwen35_state_alloc(cap_conv_floats(hp));
+        /* every layer's state and window are copied in by the forward before a snapshot adopts them */
+        c->cap_state = qwen35_state_alloc(cap_state_floats(hp), 0);
+        c->cap_conv = qwen35_state_alloc(cap_conv_floats(hp), 0);
         if (!c->cap_state || !c->cap_conv) {
             qwen35_state_free(c->cap_state, cap_state_floats(hp));
             qwen35_state_free(c->cap_conv, cap_conv_floats(hp));

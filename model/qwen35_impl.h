@@ -52,11 +52,17 @@ struct qwen35_seq {
  * stays as it is, with a warning: every op reads either layout. Shared with dflash_load.c. */
 void qwen35_pack_weight(gguf_file *f, ar_weight *w, uint64_t *bytes);
 
-/* The recurrent-state buffers of sequences, snapshots and captures: n_gdn_layers x state_floats (the GDN
- * state) or x conv_floats (the conv window) floats, zero-filled, from base/bigmem.h (huge pages where the
- * kernel has them: a new snapshot then costs ~10 page faults instead of ~4,600). NULL when out of memory.
+/* Floats per GDN layer of the recurrent state S and of the conv window (qwen35_seq.state_floats,
+ * conv_floats). */
+size_t qwen35_state_floats(const qwen35_hparams *hp);
+size_t qwen35_conv_floats(const qwen35_hparams *hp);
+
+/* The recurrent-state buffers of sequences, snapshots and captures: n_gdn_layers x qwen35_state_floats (the
+ * GDN state) or x qwen35_conv_floats (the conv window) floats, from base/bigmem.h (huge pages where the
+ * kernel has them: a new snapshot then costs ~10 page faults instead of ~4,600), zero-filled when zero is
+ * set (a snapshot or capture overwrites the whole buffer and does not ask). NULL when out of memory.
  * qwen35_state_free needs the same count. */
-float *qwen35_state_alloc(size_t floats);
+float *qwen35_state_alloc(size_t floats, int zero);
 void   qwen35_state_free(float *p, size_t floats);
 
 /* A snapshot of s at n_past (<= s->n_past): shares the KV pages of [0, n_past) and takes ownership of

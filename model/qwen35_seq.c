@@ -23,20 +23,20 @@
 
 enum { DEFAULT_PAGE_TOKENS = 256 };
 
-static size_t state_floats(const qwen35_hparams *hp)
+size_t qwen35_state_floats(const qwen35_hparams *hp)
 {
     return (size_t)hp->ssm_n_v_heads * (size_t)hp->ssm_head_dim * (size_t)hp->ssm_head_dim;
 }
 
-static size_t conv_floats(const qwen35_hparams *hp)
+size_t qwen35_conv_floats(const qwen35_hparams *hp)
 {
     return (size_t)(hp->ssm_d_conv - 1) * (size_t)hp->ssm_conv_channels;
 }
 
-float *qwen35_state_alloc(size_t floats)
+float *qwen35_state_alloc(size_t floats, int zero)
 {
     if (floats > SIZE_MAX / sizeof(float)) return NULL;
-    return ar_bigmem_alloc(floats * sizeof(float));
+    return ar_bigmem_alloc(floats * sizeof(float), zero);
 }
 
 void qwen35_state_free(float *p, size_t floats) { ar_bigmem_free(p, floats * sizeof(float)); }
@@ -44,7 +44,7 @@ void qwen35_state_free(float *p, size_t floats) { ar_bigmem_free(p, floats * siz
 uint64_t qwen35_seq_bytes(const qwen35_model *m, int n_ctx)
 {
     const qwen35_hparams *hp = &m->hp;
-    uint64_t rec = (uint64_t)hp->n_gdn_layers * (state_floats(hp) + conv_floats(hp)) * sizeof(float);
+    uint64_t rec = (uint64_t)hp->n_gdn_layers * (qwen35_state_floats(hp) + qwen35_conv_floats(hp)) * sizeof(float);
     uint64_t kv = (uint64_t)hp->n_attn_layers * 2 * (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim * (m->kv_f32 ? 4u : 2u);
     return rec + kv * (uint64_t)(n_ctx > 0 ? n_ctx : 0);
 }
@@ -91,15 +91,15 @@ int qwen35_seq_create_pooled(qwen35_seq **out, const qwen35_model *m, int n_ctx,
     if (!s) return ar_fail(err, AR_ENOMEM, "out of memory creating a sequence");
     s->m = m;
     s->n_ctx = n_ctx;
-    s->state_floats = state_floats(hp);
-    s->conv_floats = conv_floats(hp);
+    s->state_floats = qwen35_state_floats(hp);
+    s->conv_floats = qwen35_conv_floats(hp);
     int rc = ar_kv_init(&s->kv, hp->n_attn_layers, hp->n_head_kv * hp->head_dim, m->kv_f32 ? 4 : 2, page_tokens, n_ctx,
                         err);
     if (rc != AR_OK) { free(s); return rc; }
     s->kv.pool = pool;
     size_t ng = (size_t)hp->n_gdn_layers;
-    s->gdn_state = qwen35_state_alloc(ng * s->state_floats);
-    s->conv = qwen35_state_alloc(ng * s->conv_floats);
+    s->gdn_state = qwen35_state_alloc(ng * s->state_floats, 1);   /* a new sequence starts from zeros */
+    s->conv = qwen35_state_alloc(ng * s->conv_floats, 1);
     if (!s->gdn_state || !s->conv) {
         qwen35_seq_free(s);
         return ar_fail(err, AR_ENOMEM, "out of memory for the recurrent state (%s)", hn);
@@ -181,8 +181,8 @@ int qwen35_snap_take(qwen35_snap **out, const qwen35_seq *s, ar_error *err)
                         err);
     if (rc == AR_OK) rc = ar_kv_share(&p->kv, &s->kv, s->n_past, err);
     if (rc == AR_OK) {
-        p->gdn_state = qwen35_state_alloc(ng * p->state_floats);
-        p->conv = qwen35_state_alloc(ng * p->conv_floats);
+        p->gdn_state = qwen35_state_alloc(ng * p->state_floats, 0);   /* copied over whole below */
+        p->conv = qwen35_state_alloc(ng * p->conv_floats, 0);
         if (!p->gdn_state || !p->conv) rc = ar_fail(err, AR_ENOMEM, "out of memory for a state snapshot");
     }
     if (rc != AR_OK) { qwen35_snap_free(p); return rc; }

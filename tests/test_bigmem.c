@@ -58,31 +58,39 @@ static int thp_in_kernel(void)
 static void check_reuse(void)
 {
     const size_t MiB = (size_t)1 << 20, n = 18874368;
-    unsigned char *p = ar_bigmem_alloc(n);
+    unsigned char *p = ar_bigmem_alloc(n, 1);
     CHECK(p != NULL, "ar_bigmem_alloc(%zu)", n);
     if (!p) return;
     memset(p, 0x5A, n);
     ar_bigmem_free(p, n);
     CHECK(ar_bigmem_spare_bytes() == n, "a freed %zu-byte buffer: %zu bytes kept", n, ar_bigmem_spare_bytes());
-    unsigned char *q = ar_bigmem_alloc(n - 100);   /* the same 18 MiB span */
+    unsigned char *q = ar_bigmem_alloc(n - 100, 1);   /* the same 18 MiB span */
     CHECK(q == p, "the kept buffer %p was not reused (got %p)", (void *)p, (void *)q);
     size_t nonzero = 0;
     for (size_t k = 0; q && k < n; k++) nonzero += q[k] != 0;
     CHECK(q && nonzero == 0, "the reused buffer has %zu bytes not zero", nonzero);
     CHECK(ar_bigmem_spare_bytes() == 0, "after reuse %zu bytes kept", ar_bigmem_spare_bytes());
-    unsigned char *r = ar_bigmem_alloc(n + 4 * MiB);   /* another span: a new mapping */
+    if (q) {   /* without zero the kept buffer comes back as it was left: no memset (a snapshot overwrites it) */
+        memset(q, 0x5A, n);
+        ar_bigmem_free(q, n - 100);
+        unsigned char *u = ar_bigmem_alloc(n, 0);
+        CHECK(u == q, "the kept buffer %p was not reused without zeroing (got %p)", (void *)q, (void *)u);
+        CHECK(u && u[0] == 0x5A && u[n - 1] == 0x5A, "a buffer asked for without zeroing was written anyway");
+        q = u;
+    }
+    unsigned char *r = ar_bigmem_alloc(n + 4 * MiB, 1);   /* another span: a new mapping */
     CHECK(r != NULL && r != q, "ar_bigmem_alloc(%zu): %p", n + 4 * MiB, (void *)r);
     ar_bigmem_free(q, n - 100);
     ar_bigmem_free(r, n + 4 * MiB);
     ar_bigmem_trim();
     void *many[6];
-    for (int i = 0; i < 6; i++) many[i] = ar_bigmem_alloc(2 * MiB);
+    for (int i = 0; i < 6; i++) many[i] = ar_bigmem_alloc(2 * MiB, 1);
     for (int i = 0; i < 6; i++) ar_bigmem_free(many[i], 2 * MiB);
     CHECK(ar_bigmem_spare_bytes() == 4 * 2 * MiB, "6 freed 2 MiB buffers: %zu bytes kept, expected 4 buffers",
           ar_bigmem_spare_bytes());
     ar_bigmem_trim();
     void *big[3];
-    for (int i = 0; i < 3; i++) big[i] = ar_bigmem_alloc(100 * MiB);
+    for (int i = 0; i < 3; i++) big[i] = ar_bigmem_alloc(100 * MiB, 1);
     for (int i = 0; i < 3; i++) ar_bigmem_free(big[i], 100 * MiB);
     CHECK(ar_bigmem_spare_bytes() == 200 * MiB, "3 freed 100 MiB buffers: %zu bytes kept, expected 2 (256 MiB cap)",
           ar_bigmem_spare_bytes());
@@ -98,7 +106,7 @@ static void *churn(void *arg)
     long bad = 0;
     for (int it = 0; it < 200; it++) {
         const size_t n = sizes[test_xorshift(&rng) % 4];
-        unsigned char *p = ar_bigmem_alloc(n);
+        unsigned char *p = ar_bigmem_alloc(n, 1);
         if (!p) return (void *)-1L;
         for (size_t k = 0; k < n; k += 509) bad += p[k] != 0;
         bad += p[n - 1] != 0;
@@ -129,7 +137,7 @@ int main(void)
 #endif
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         const size_t n = sizes[i];
-        unsigned char *p = ar_bigmem_alloc(n);
+        unsigned char *p = ar_bigmem_alloc(n, 1);
         CHECK(p != NULL, "ar_bigmem_alloc(%zu) failed", n);
         if (!p) continue;
         size_t nonzero = 0;
@@ -160,8 +168,8 @@ int main(void)
     check_threads();
     ar_bigmem_free(NULL, 123);   /* nothing */
 #ifndef AR_BIGMEM_MALLOC   /* (AddressSanitizer's calloc aborts on such sizes instead of returning NULL) */
-    CHECK(ar_bigmem_alloc(SIZE_MAX) == NULL, "ar_bigmem_alloc(SIZE_MAX) did not fail");
-    CHECK(ar_bigmem_alloc(SIZE_MAX - 4096) == NULL, "ar_bigmem_alloc(SIZE_MAX - 4096) did not fail");
+    CHECK(ar_bigmem_alloc(SIZE_MAX, 1) == NULL, "ar_bigmem_alloc(SIZE_MAX) did not fail");
+    CHECK(ar_bigmem_alloc(SIZE_MAX - 4096, 1) == NULL, "ar_bigmem_alloc(SIZE_MAX - 4096) did not fail");
 #endif
     TEST_END();
 }

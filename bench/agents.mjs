@@ -6,7 +6,9 @@
 //        [--traffic FILE] [--system-tokens 4096] [--tool-tokens 300] [--max-tokens 64] [--convs K]
 //        [--duration S] [--stagger-ms MS] [--think-ms MS] [--pid PID] [--req-timeout S] [--no-tools] [--thinking]
 //   node bench/agents.mjs burst --url URL --engine arbor --agents N --out DIR [--max-tokens 128] [--req-timeout S]
-//   node bench/agents.mjs report DIR...     markdown table of the DIR/summary.json files (and DIR/burst.json)
+//   node bench/agents.mjs scaling --url URL --engine arbor --agents N --out DIR [--pairs 3] [--max-tokens 128]
+//   node bench/agents.mjs report DIR...     markdown tables of the DIR/summary.json files (and DIR/burst.json,
+//                                           DIR/scaling.json)
 //
 // Traffic. Every agent runs conversations of --turns turns. Turn 1: the shared system prompt (the same
 // text for every agent and engine: deterministic code-like text, like a coding agent's tool/system
@@ -34,6 +36,12 @@
 // off. Every stream's decode rate is (completion tokens - 1) / (last token event - first token event); the
 // aggregate is their sum, with the share of the streams' decode time during which all N were decoding
 // (near 1: they ran side by side, so the sum is what the server delivers). DIR/burst.json.
+//
+// Scaling (decode at N streams over decode at one, in the same minutes): --pairs pairs of bursts on one
+// server, one stream and N streams, the order alternating (1 then N, N then 1, ...). A ratio of two rates
+// measured minutes or servers apart also holds the machine's drift (on a shared host one stream's decode
+// rate moved by 1.5x within an hour here); two bursts seconds apart share the host's state. Per pair: the
+// two aggregate rates and their ratio; the summary is the median ratio. DIR/scaling.json.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -49,7 +57,7 @@ function parseArgs(argv) {
     const o = {
         url: 'http://127.0.0.1:8090', engine: 'arbor', agents: 1, turns: 4, convs: 1, duration: 0,
         systemTokens: 4096, toolTokens: 300, maxTokens: 64, staggerMs: 0, thinkMs: 0, pid: 0, reqTimeout: 1800,
-        tools: true, thinking: false, out: '', traffic: '', label: '',
+        tools: true, thinking: false, out: '', traffic: '', label: '', pairs: 3,
     };
     const num = (k, v) => {
         if (v === undefined || !/^[0-9]+(\.[0-9]+)?$/.test(v)) die(`${k} needs a non-negative number, got '${v}'`);
@@ -72,6 +80,7 @@ function parseArgs(argv) {
             case '--think-ms': o.thinkMs = num(a, v); i++; break;
             case '--pid': o.pid = num(a, v); i++; break;
             case '--req-timeout': o.reqTimeout = num(a, v); i++; break;
+            case '--pairs': o.pairs = num(a, v); i++; break;
             case '--out': o.out = v; i++; break;
             case '--traffic': o.traffic = v; i++; break;
             case '--no-tools': o.tools = false; break;
@@ -80,7 +89,9 @@ function parseArgs(argv) {
         }
     }
     if (!o.out) die('--out DIR is required');
-    if (o.agents < 1 || o.turns < 1 || o.convs < 1 || o.maxTokens < 1) die('--agents, --turns, --convs, --max-tokens must be >= 1');
+    if (o.agents < 1 || o.turns < 1 || o.convs < 1 || o.maxTokens < 1 || o.pairs < 1) {
+        die('--agents, --turns, --convs, --max-tokens, --pairs must be >= 1');
+    }
     if (!['arbor', 'llama'].includes(o.engine)) die(`--engine must be arbor or llama, got '${o.engine}'`);
     return o;
 }
@@ -559,10 +570,10 @@ async function run(o) {
 }
 
 // ---- burst -----------------------------------------------------------------------------------------
-async function burst(o) {
-    fs.mkdirSync(o.out, { recursive: true });
+// n short prompts at once; the aggregate and per-stream decode rates (see the header)
+async function burstOnce(o, n) {
     const t0 = performance.now();
-    const recs = await Promise.all(Array.from({ length: o.agents }, (_, a) => streamChat(o.url, {
+    const recs = await Promise.all(Array.from({ length: n }, (_, a) => streamChat(o.url, {
         model: 'agent', messages: [{ role: 'user', content: userTask(a, 1000) }], stream: true,
         stream_options: { include_usage: true }, max_tokens: o.maxTokens, temperature: 0,
         chat_template_kwargs: { enable_thinking: false },
@@ -577,27 +588,73 @@ async function burst(o) {
     const total = rates.reduce((s, x) => s + x, 0);
     const all = good.length ? Math.min(...good.map((x) => x.t_last_ms)) - Math.max(...good.map((x) => x.t_first_ms)) : 0;
     const mean = good.length ? good.reduce((s, x) => s + x.t_last_ms - x.t_first_ms, 0) / good.length : 0;
-    const b = {
-        engine: o.engine, agents: o.agents, max_tokens: o.maxTokens, ok: good.length, failed: o.agents - good.length,
+    return {
+        engine: o.engine, agents: n, max_tokens: o.maxTokens, ok: good.length, failed: n - good.length,
         errors: [...new Set(streams.filter((x) => !x.ok).map((x) => x.error))].slice(0, 5),
-        decode_tok_s: good.length === o.agents ? +total.toFixed(2) : null,
+        decode_tok_s: good.length === n ? +total.toFixed(2) : null,
         per_stream_tok_s: rates.length ? +(total / rates.length).toFixed(2) : null,
         overlap: mean > 0 ? +(Math.max(0, all) / mean).toFixed(3) : null, streams,
     };
+}
+
+async function burst(o) {
+    fs.mkdirSync(o.out, { recursive: true });
+    const b = await burstOnce(o, o.agents);
     fs.writeFileSync(path.join(o.out, 'burst.json'), JSON.stringify(b, null, 1) + '\n');
     process.stderr.write(`agents.mjs: burst ${o.engine} x${o.agents}: ${b.ok}/${o.agents} ok, aggregate decode ${fmt(b.decode_tok_s, 1)} tok/s ` +
         `(${fmt(b.per_stream_tok_s, 2)} per stream, overlap ${fmt(b.overlap, 2)})\n`);
     if (b.failed) process.stderr.write(`agents.mjs: burst ${o.engine} x${o.agents}: ${b.failed} failed: ${b.errors.join('; ')}\n`);
 }
 
+// ---- scaling ---------------------------------------------------------------------------------------
+function median(xs) {
+    const a = [...xs].sort((x, y) => x - y);
+    return a.length ? (a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2) : null;
+}
+
+async function scaling(o) {
+    fs.mkdirSync(o.out, { recursive: true });
+    const pairs = [];
+    let failed = 0;
+    const errors = new Set();
+    for (let i = 0; i < o.pairs; i++) {
+        const order = i % 2 ? [o.agents, 1] : [1, o.agents];
+        const got = {};
+        for (const n of order) {
+            const b = await burstOnce(o, n);
+            failed += b.failed;
+            b.errors.forEach((e) => errors.add(e));
+            got[n] = b;
+        }
+        const one = got[1].decode_tok_s, many = got[o.agents].decode_tok_s;
+        const p = {
+            first: order[0], one_tok_s: one, many_tok_s: many, many_per_stream_tok_s: got[o.agents].per_stream_tok_s,
+            many_overlap: got[o.agents].overlap, ratio: one && many ? +(many / one).toFixed(3) : null,
+        };
+        pairs.push(p);
+        process.stderr.write(`agents.mjs: scaling ${o.engine} pair ${i + 1}/${o.pairs} (${order.join(' then ')} streams): ` +
+            `1 stream ${fmt(one, 1)}, ${o.agents} streams ${fmt(many, 1)} tok/s, ratio ${fmt(p.ratio, 2)}\n`);
+    }
+    const ratios = pairs.map((p) => p.ratio).filter((x) => x !== null);
+    const sc = {
+        engine: o.engine, agents: o.agents, max_tokens: o.maxTokens, pairs, failed, errors: [...errors].slice(0, 5),
+        median_ratio: ratios.length === pairs.length ? +median(ratios).toFixed(3) : null,
+    };
+    fs.writeFileSync(path.join(o.out, 'scaling.json'), JSON.stringify(sc, null, 1) + '\n');
+    process.stderr.write(`agents.mjs: scaling ${o.engine} x${o.agents}: median ${o.agents} / 1 ${fmt(sc.median_ratio, 2)} over ${pairs.length} pairs` +
+        (failed ? `, ${failed} streams failed: ${sc.errors.join('; ')}` : '') + '\n');
+}
+
 // ---- report ---------------------------------------------------------------------------------------
 function fmt(x, d) { return x === null || x === undefined || Number.isNaN(x) ? '–' : Number(x).toFixed(d); }
 function report(dirs) {
-    const rows = [], bursts = [];   /* bursts[i]: rows[i]'s DIR/burst.json, or null */
+    const rows = [], bursts = [], scalings = [];   /* bursts[i]: rows[i]'s DIR/burst.json, or null */
     const json = (f) => (fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, 'utf8')) : null);
     for (const d of dirs) {
         const r = json(path.join(d, 'summary.json'));
         if (r) { rows.push(r); bursts.push(json(path.join(d, 'burst.json'))); }
+        const sc = json(path.join(d, 'scaling.json'));
+        if (sc) scalings.push(sc);
     }
     if (!rows.length) die('no summary.json in the given directories');
     const soak = rows.some((r) => r.soak);
@@ -620,6 +677,16 @@ function report(dirs) {
     const errs = rows.filter((r) => r.failed).map((r) => `- ${r.label || r.engine} x${r.agents}: ${r.failed} failed: ${r.errors.join('; ')}`);
     bursts.forEach((b) => { if (b && b.failed) errs.push(`- burst ${b.engine} x${b.agents}: ${b.failed} failed: ${b.errors.join('; ')}`); });
     for (const r of rows) if (r.prefix_warning) errs.push(`- ${r.label || r.engine} x${r.agents}: WARNING: ${r.prefix_warning}`);
+    if (scalings.length) {
+        out.push('', 'Decode scaling, paired: on the N-agent server, bursts of 1 and N streams alternating, seconds apart ' +
+            `(${scalings[0].max_tokens}-token answers; aggregate decode tok/s of each burst):`, '',
+            '| engine | N | 1 stream, per pair | N streams, per pair | N / 1, per pair | median N / 1 |', '| :-- | --: | --: | --: | --: | --: |');
+        for (const sc of scalings) {
+            const col = (k, d) => sc.pairs.map((p) => fmt(p[k], d)).join(' / ');
+            out.push(`| ${sc.engine} | ${sc.agents} | ${col('one_tok_s', 1)} | ${col('many_tok_s', 1)} | ${col('ratio', 2)} | **${fmt(sc.median_ratio, 2)}** |`);
+            if (sc.failed) errs.push(`- scaling ${sc.engine} x${sc.agents}: ${sc.failed} streams failed: ${sc.errors.join('; ')}`);
+        }
+    }
     process.stdout.write(out.join('\n') + '\n' + (errs.length ? '\nfailures and warnings:\n' + errs.join('\n') + '\n' : ''));
 }
 
@@ -628,6 +695,8 @@ if (cmd === 'run') {
     run(parseArgs(rest)).catch((e) => die(e.stack || String(e)));
 } else if (cmd === 'burst') {   /* its own default answer length: 128 (the traffic's is 64) */
     burst(parseArgs(rest.includes('--max-tokens') ? rest : [...rest, '--max-tokens', '128'])).catch((e) => die(e.stack || String(e)));
+} else if (cmd === 'scaling') {
+    scaling(parseArgs(rest.includes('--max-tokens') ? rest : [...rest, '--max-tokens', '128'])).catch((e) => die(e.stack || String(e)));
 } else if (cmd === 'report') {
     report(rest);
 } else {

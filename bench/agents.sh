@@ -31,6 +31,10 @@
 #   --burst N         after the traffic, on the same server: N-token answers to as many short prompts as
 #                     agents, all at once (agents.mjs burst: decode scaling with no prompts in the way; the
 #                     table's last column); default 128, 0: none
+#   --scaling P       then, on each server with N > 1 agents: P pairs of such bursts with 1 and with N streams,
+#                     the order alternating, seconds apart (agents.mjs scaling): decode at N streams over decode
+#                     at one measured in the same minutes, so the host's drift between the 1-agent and the
+#                     N-agent runs does not enter the ratio; default 3, 0: none
 # env: ARBOR (default build/arbor), LLAMA_SERVER (default build/oracle/llama-server, from
 #      `scripts/oracle.sh --server-tools`), NODE (default node, >= 18), ARBOR_ARGS / LLAMA_SERVER_ARGS:
 #      extra server flags (e.g. LLAMA_SERVER_ARGS="--poll 0").
@@ -50,7 +54,7 @@ die() { echo "agents.sh: $*" >&2; exit 1; }
 
 model=models/arbor-tiny-target.gguf threads=2 agents_list=1,4,10 turns=4 convs=1 duration=0
 engines=arbor,llama arbor_port=8090 llama_port=8091 system_tokens=4096 tool_tokens=300 max_tokens=64
-ctx=0 cache_mib=1024 stagger=0 think=0 tools=1 nice_n=0 llama_template='' burst=128
+ctx=0 cache_mib=1024 stagger=0 think=0 tools=1 nice_n=0 llama_template='' burst=128 scaling=3
 while [ $# -gt 0 ]; do
     case $1 in
         -m) model=${2:?-m needs a model}; shift 2 ;;
@@ -73,12 +77,13 @@ while [ $# -gt 0 ]; do
         --no-tools) tools=0; shift ;;
         --nice) nice_n=${2:?--nice needs a value}; shift 2 ;;
         --burst) burst=${2:?--burst needs a value}; shift 2 ;;
+        --scaling) scaling=${2:?--scaling needs a value}; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
 for v in "$threads" "$turns" "$convs" "$duration" "$arbor_port" "$llama_port" "$system_tokens" "$tool_tokens" \
-         "$max_tokens" "$ctx" "$cache_mib" "$stagger" "$think" "$nice_n" "$burst"; do
+         "$max_tokens" "$ctx" "$cache_mib" "$stagger" "$think" "$nice_n" "$burst" "$scaling"; do
     [[ $v =~ ^[0-9]+$ ]] || die "'$v' is not a non-negative integer"
 done
 [[ $agents_list =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--agents: '$agents_list' is not a list like 1,4,10"
@@ -168,6 +173,7 @@ mode="$convs conversation(s) per agent"
     echo "  TTFT(turn 2) / TTFT(turn 1); prefix-cache hit = cached prompt tokens / prompt tokens (arbor: usage.prompt_tokens_details,"
     echo "  and /metrics arbor_prompt_cached_tokens_total / arbor_prompt_tokens_total; llama.cpp: timings.cache_n / (cache_n + prompt_n))"
     [ "$burst" = 0 ] || echo "- burst decode tok/s: after the traffic, on the same server, N short prompts at once with $burst-token answers: the sum of the streams' decode rates (and the mean per stream)"
+    [ "$scaling" = 0 ] || [ "$burst" = 0 ] || echo "- decode scaling: then, on each server with N > 1, $scaling pairs of such bursts with 1 and N streams, the order alternating"
     echo
 } > "$summary"
 
@@ -208,6 +214,11 @@ for n in "${counts[@]}"; do
             "${nice_cmd[@]+"${nice_cmd[@]}"}" "$NODE" bench/agents.mjs burst --url "http://127.0.0.1:$port" --engine "$e" \
                 --agents "$n" --max-tokens "$burst" --out "$run" 2> >(tee -a "$run/driver.log" >&2) \
                 || echo "agents.sh: the burst driver failed for $e with $n agent(s) (see $run/driver.log)" >&2
+            if [ "$scaling" -gt 0 ] && [ "$n" -gt 1 ] && kill -0 "$server_pid" 2>/dev/null; then
+                "${nice_cmd[@]+"${nice_cmd[@]}"}" "$NODE" bench/agents.mjs scaling --url "http://127.0.0.1:$port" --engine "$e" \
+                    --agents "$n" --pairs "$scaling" --max-tokens "$burst" --out "$run" 2> >(tee -a "$run/driver.log" >&2) \
+                    || echo "agents.sh: the scaling driver failed for $e with $n agent(s) (see $run/driver.log)" >&2
+            fi
         fi
         if ! kill -0 "$server_pid" 2>/dev/null; then
             echo "agents.sh: the $e server exited during the run (log: $run/server.log)" >&2

@@ -75,6 +75,57 @@ static void test_greedy(void)
     ar_sampler_free(g);
 }
 
+/* The argmax as prepare + argmax define it: NaN is -inf, the lowest id wins ties. */
+static int32_t greedy_ref(const float *lg, int n)
+{
+    int best = 0;
+    float bv = isnan(lg[0]) ? -INFINITY : lg[0];
+    for (int i = 1; i < n; i++) {
+        const float v = isnan(lg[i]) ? -INFINITY : lg[i];
+        if (v > bv) { best = i; bv = v; }
+    }
+    return best;
+}
+
+/* Greedy with default penalties and no constraint reads the raw logits (no copy into the candidates); with a
+ * penalty window that changes nothing (repeat penalty 1 with presence penalty 0 is "off", so a presence
+ * penalty on a token never seen) it takes the copying path: both must agree with the reference on ties,
+ * NaN, -inf and +inf anywhere, including the first and last ids. */
+static void test_greedy_raw(void)
+{
+    enum { NV = 997, T = 400 };
+    static float lg[NV];
+    ar_sampler *fast = make(plain(0.0f), NV);
+    ar_sampler_params pp = plain(0.0f);
+    pp.repeat_last_n = 8; pp.presence_penalty = 0.5f;
+    ar_sampler *slow = make(pp, NV);
+    int bad = 0, bad_dist = 0;
+    for (int t = 0; t < T; t++) {
+        const int kind = t % 8;
+        for (int i = 0; i < NV; i++) lg[i] = (float)(int)(frand() * 8.0f) - 4.0f;   /* many ties */
+        if (kind == 1) for (int i = 0; i < NV; i += 3) lg[i] = NAN;
+        if (kind == 2) { for (int i = 0; i < NV; i++) lg[i] = -INFINITY; lg[NV - 1] = -3.0f; }
+        if (kind == 3) for (int i = 0; i < NV; i++) lg[i] = -INFINITY;
+        if (kind == 4) { for (int i = 0; i < NV; i++) lg[i] = i % 2 ? -INFINITY : NAN; }
+        if (kind == 5) { lg[0] = NAN; for (int i = 1; i < NV; i++) lg[i] = -INFINITY; }
+        if (kind == 6) { lg[(t * 37) % NV] = INFINITY; lg[(t * 53) % NV] = INFINITY; }
+        if (kind == 7) for (int i = 0; i < NV; i++) lg[i] = NAN;
+        const int32_t want = greedy_ref(lg, NV);
+        const int32_t a = ar_sampler_sample(fast, lg), b = ar_sampler_sample(slow, lg);
+        if (a != want || b != want) {
+            if (bad < 3) printf("  case %d (kind %d): raw %d, copied %d, reference %d\n", t, kind, a, b, want);
+            bad++;
+        }
+        int32_t id = -1;
+        float pr = 0.0f;
+        if (ar_sampler_dist(fast, lg, &id, &pr, 1) != 1 || id != want || pr != 1.0f) bad_dist++;
+    }
+    CHECK(bad == 0, "greedy on raw logits: %d of %d rows differ from the reference or the copying path", bad, T);
+    CHECK(bad_dist == 0, "greedy dist on raw logits: %d of %d rows differ", bad_dist, T);
+    ar_sampler_free(fast);
+    ar_sampler_free(slow);
+}
+
 static void test_seed(void)
 {
     enum { NV = 5000, T = 300 };
@@ -360,6 +411,7 @@ static void test_errors_and_edges(void)
 int main(void)
 {
     test_greedy();
+    test_greedy_raw();
     test_seed();
     test_chi_square();
     test_filters();

@@ -4,7 +4,7 @@
  * are applied there, then the constraint (disallowed tokens -> -inf; sample.h); then either a greedy
  * argmax, or the filters shrink `cand` to the support of the final distribution, which is drawn from
  * with the sampler's own xoshiro256**. Greedy with no penalty and no constraint (every request at
- * temperature 0 with the defaults) skips the copy: argmax_logits reads the logits as they are.
+ * temperature 0 with the defaults) skips the copy: ar_argmax reads the logits as they are.
  *
  * Speed (248K-token vocabularies): nothing sorts the whole vocabulary in the common cases.
  * - top-k on: a size-k min-heap over one pass of the logits, then a sort of the k survivors;
@@ -266,7 +266,7 @@ static void prepare(ar_sampler *s, const float *logits)
  * took 2.5 % of a 10-sequence decode profile. */
 static float max_f(float a, float b) { return b > a ? b : a; }   /* NaN b never wins */
 
-static int32_t argmax_logits(const float *l, int n)
+int32_t ar_argmax(const float *l, int n)
 {
     /* eight running maxima, so that the pass is not one chain of dependent compares */
     float m0 = -INFINITY, m1 = m0, m2 = m0, m3 = m0, m4 = m0, m5 = m0, m6 = m0, m7 = m0;
@@ -441,7 +441,7 @@ int32_t ar_sampler_sample(ar_sampler *s, const float *logits)
 {
     if (plain_greedy(s)) {
         s->masked = false;
-        return argmax_logits(logits, s->n_vocab);
+        return ar_argmax(logits, s->n_vocab);
     }
     prepare(s, logits);
     if (!(s->p.temp > 0.0f)) return argmax(s->cand, s->n_vocab);
@@ -463,7 +463,7 @@ int ar_sampler_dist(ar_sampler *s, const float *logits, int32_t *ids, float *pro
 {
     if (plain_greedy(s)) {
         s->masked = false;
-        if (cap > 0) { ids[0] = argmax_logits(logits, s->n_vocab); probs[0] = 1.0f; }
+        if (cap > 0) { ids[0] = ar_argmax(logits, s->n_vocab); probs[0] = 1.0f; }
         return 1;
     }
     prepare(s, logits);

@@ -88,6 +88,10 @@ void ar_sampler_reset(ar_sampler *s);
 /* The seed in use (the chosen one when params.seed was AR_SEED_RANDOM). */
 uint64_t ar_sampler_seed(const ar_sampler *s);
 
+/* The greedy token of n raw logits (n >= 1): the largest, NaN counting as -inf, the lowest id on ties
+ * (what ar_sampler_sample returns at temperature 0 with no penalty and no constraint). */
+int32_t ar_argmax(const float *logits, int n);
+
 /* Pick the next token from n_vocab logits (not modified). Does not record it: call ar_sampler_accept. */
 int32_t ar_sampler_sample(ar_sampler *s, const float *logits);
 

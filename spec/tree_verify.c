@@ -144,14 +144,6 @@ int ar_ddtree_prefill(ar_ddtree *t, qwen35_seq *seq, const int32_t *tokens, int 
     return rc;
 }
 
-static int32_t argmax_row(const float *row, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (row[i] > row[best]) best = i;   /* strict: the lowest id wins ties (NaN never wins) */
-    return best;
-}
-
 int ddtree_walk(const ddtree *t, const float *logits, int n_vocab, ar_sampler *smp, int max_emit, ar_chain_emit emit,
                 void *user, int *path, int *n_path, int32_t *last, bool *stopped)
 {
@@ -166,7 +158,7 @@ int ddtree_walk(const ddtree *t, const float *logits, int n_vocab, ar_sampler *s
             y = ar_sampler_sample(smp, row);
             ar_sampler_accept(smp, y);
         } else {
-            y = argmax_row(row, n_vocab);
+            y = ar_argmax(row, n_vocab);   /* the sampler's greedy token (NaN as -inf, lowest id on ties) */
         }
         emitted++;
         if (emit && emit(user, y)) { *stopped = true; break; }

@@ -112,7 +112,7 @@ static void test_greedy_raw(void)
         if (kind == 7) for (int i = 0; i < NV; i++) lg[i] = NAN;
         const int32_t want = greedy_ref(lg, NV);
         const int32_t a = ar_sampler_sample(fast, lg), b = ar_sampler_sample(slow, lg);
-        if (a != want || b != want) {
+        if (a != want || b != want || ar_argmax(lg, NV) != want) {
             if (bad < 3) printf("  case %d (kind %d): raw %d, copied %d, reference %d\n", t, kind, a, b, want);
             bad++;
         }
@@ -120,7 +120,7 @@ static void test_greedy_raw(void)
         float pr = 0.0f;
         if (ar_sampler_dist(fast, lg, &id, &pr, 1) != 1 || id != want || pr != 1.0f) bad_dist++;
     }
-    CHECK(bad == 0, "greedy on raw logits: %d of %d rows differ from the reference or the copying path", bad, T);
+    CHECK(bad == 0, "greedy on raw logits (ar_argmax): %d of %d rows differ from the reference or the copying path", bad, T);
     CHECK(bad_dist == 0, "greedy dist on raw logits: %d of %d rows differ", bad_dist, T);
     ar_sampler_free(fast);
     ar_sampler_free(slow);

@@ -41,7 +41,8 @@
 // server, one stream and N streams, the order alternating (1 then N, N then 1, ...). A ratio of two rates
 // measured minutes or servers apart also holds the machine's drift (on a shared host one stream's decode
 // rate moved by 1.5x within an hour here); two bursts seconds apart share the host's state. Per pair: the
-// two aggregate rates and their ratio; the summary is the median ratio. DIR/scaling.json.
+// two aggregate rates and their ratio; the summary is their p50 (as the other percentiles here: with an even
+// number of pairs, the lower middle one). DIR/scaling.json.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -607,11 +608,6 @@ async function burst(o) {
 }
 
 // ---- scaling ---------------------------------------------------------------------------------------
-function median(xs) {
-    const a = [...xs].sort((x, y) => x - y);
-    return a.length ? (a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2) : null;
-}
-
 async function scaling(o) {
     fs.mkdirSync(o.out, { recursive: true });
     const pairs = [];
@@ -638,7 +634,7 @@ async function scaling(o) {
     const ratios = pairs.map((p) => p.ratio).filter((x) => x !== null);
     const sc = {
         engine: o.engine, agents: o.agents, max_tokens: o.maxTokens, pairs, failed, errors: [...errors].slice(0, 5),
-        median_ratio: ratios.length === pairs.length ? +median(ratios).toFixed(3) : null,
+        median_ratio: ratios.length === pairs.length ? +pct(ratios, 50).toFixed(3) : null,   /* p50 as the summaries' */
     };
     fs.writeFileSync(path.join(o.out, 'scaling.json'), JSON.stringify(sc, null, 1) + '\n');
     process.stderr.write(`agents.mjs: scaling ${o.engine} x${o.agents}: median ${o.agents} / 1 ${fmt(sc.median_ratio, 2)} over ${pairs.length} pairs` +

@@ -259,13 +259,13 @@ static void prepare(ar_sampler *s, const float *logits)
     if (s->cons) constrain(s);
 }
 
+static float max_f(float a, float b) { return b > a ? b : a; }   /* NaN b never wins */
+
 /* The argmax of raw logits, the same token as prepare + argmax without penalties or constraint: NaN
  * counts as -inf, the lowest id wins ties. One pass for the maximum, one to the first id holding it
  * (a NaN there when the maximum is -inf). The server samples every sequence of a step on one thread
  * while the other threads wait; the copy into `cand` (2 MB written and read back per 248K-token row)
  * took 2.5 % of a 10-sequence decode profile. */
-static float max_f(float a, float b) { return b > a ? b : a; }   /* NaN b never wins */
-
 int32_t ar_argmax(const float *l, int n)
 {
     /* eight running maxima, so that the pass is not one chain of dependent compares */

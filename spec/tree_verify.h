@@ -87,8 +87,9 @@ int  ar_ddtree_round(ar_ddtree *t, qwen35_seq *seq, ar_sampler *smp, int32_t anc
                      ar_chain_emit emit, void *user, int32_t *last, bool *stopped, ar_error *err);
 
 /* The walk alone (step 4) over logits rows [t->n][n_vocab] of a verified tree: smp NULL walks the
- * argmax (ar_argmax: NaN as -inf, lowest id on ties). Writes the accepted path (root first, node indices) to path (t->n
- * entries suffice) and returns the number of tokens emitted (>= 1); *last = the last one. */
+ * argmax (ar_argmax: NaN as -inf, lowest id on ties). Writes the accepted path (root first, node
+ * indices) to path (t->n entries suffice) and returns the number of tokens emitted (>= 1); *last = the
+ * last one. */
 int  ddtree_walk(const ddtree *t, const float *logits, int n_vocab, ar_sampler *smp, int max_emit, ar_chain_emit emit,
                  void *user, int *path, int *n_path, int32_t *last, bool *stopped);
 

@@ -312,19 +312,21 @@ static void test_large_vocab(void)
     printf("large vocab: %d runs vs full-sort reference, largest support %d\n", runs, worst_n);
     CHECK(bad == 0, "large vocab: %d of %d runs differ from the full-sort reference", bad, runs);
 
-    /* speed of the default chain and of top-k off */
+    /* speed of the default chain, of top-k off and of greedy (temperature 0: the raw-logit argmax) */
+    static const char *const what[] = { "defaults", "top-k off", "greedy" };
     for (int i = 0; i < NV; i++) lg[i] = frand() * 20.0f;
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 3; t++) {
         ar_sampler_params p = ar_sampler_defaults();
         p.seed = 3;
         if (t == 1) p.top_k = 0;
+        if (t == 2) p.temp = 0.0f;
         ar_sampler *s = make(p, NV);
         for (int i = 0; i < 64; i++) ar_sampler_accept(s, i * 13);
         double t0 = ar_now();
         int iters = test_sanitized() ? 5 : 50;
         for (int i = 0; i < iters; i++) (void)ar_sampler_sample(s, lg);
         double ms = (ar_now() - t0) * 1e3 / iters;
-        printf("sample over %d logits (%s): %.3f ms/token\n", NV, t ? "top-k off" : "defaults", ms);
+        printf("sample over %d logits (%s): %.3f ms/token\n", NV, what[t], ms);
         CHECK(test_sanitized() || ms < 20.0, "sampling takes %.2f ms per token", ms);
         ar_sampler_free(s);
     }

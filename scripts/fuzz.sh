@@ -6,6 +6,9 @@
 #            messages, OpenAI Responses) -> the chat template (fuzz/fuzz_request.c); seeds: request
 #            bodies written below into build-fuzz/seeds-request, with a JSON dictionary; corpus
 #            build-fuzz/corpus-request
+#   toolcall model output -> the incremental tool-call parser, whole and in pieces (fuzz/fuzz_toolcall.c);
+#            seeds: outputs written below into build-fuzz/seeds-toolcall, with a dictionary of the tags;
+#            corpus build-fuzz/corpus-toolcall
 # New interesting inputs accumulate in the corpus folders (kept between runs); a crash is saved in
 # build-fuzz/crashes/ and makes this script exit non-zero.
 #
@@ -18,9 +21,9 @@ SECS=${1:-60}
 case "$SECS" in ''|*[!0-9]*) echo "fuzz: SECONDS must be a whole number, not '$SECS'" >&2; exit 2 ;; esac
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(gguf request)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(gguf request toolcall)
 for t in "${TARGETS[@]}"; do
-    case "$t" in gguf|request) ;; *) echo "fuzz: unknown target '$t' (gguf, request)" >&2; exit 2 ;; esac
+    case "$t" in gguf|request|toolcall) ;; *) echo "fuzz: unknown target '$t' (gguf, request, toolcall)" >&2; exit 2 ;; esac
 done
 CC=${FUZZ_CC:-clang}
 OUT=build-fuzz
@@ -99,6 +102,40 @@ fuzz_request() {
     "$OUT/fuzz_request" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=8192 \
         -dict="$OUT/request.dict" -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$corpus" "$seeds"
     echo "fuzz: request: no crash in ${SECS}s"
+}
+
+# Model outputs, one file each; the first byte is the target's flags (bit 0: the prompt opened <think>).
+toolcall_seeds() {
+    local d=$1
+    rm -f "$d"/*
+    printf '\001I should read it.\n</think>\n\nLet me look.\n\n<tool_call>\n<function=read_file>\n<parameter=path>\nsrc/main.c\n</parameter>\n<parameter=offset>\n10\n</parameter>\n<parameter=limit>\nnull\n</parameter>\n</function>\n</tool_call>' >"$d/reasoning_call"
+    printf '\000<tool_call>\n<function=bash>\n<parameter=command>\nls -la | grep "x"\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=Edit>\n<parameter=old>\na\\nb \xc3\xa9\n</parameter>\n<parameter=n>\n3\n</parameter>\n<parameter=mode>\nfast\n</parameter>\n</function>\n</tool_call>' >"$d/parallel"
+    printf '\000<think>\nplan\n</think>\nDone: {"a": [1, 2]} \xe2\x9c\x93 \xff\xfe <tool_call>\n<function=nope>\n</function>\n</tool_call>' >"$d/content_unknown"
+    printf '\001\n</think>\n\n<tool_call>\n<function=read_file>\n<parameter=opts>\n{"a": {"b": [true, 1.5e3]}}\n</parameter>\n<parameter=lines>\n[1, 2\n</parameter>\n<parameter=binary>\ntrue\n</parameter>\n<parameter=scale>\n-0.25\n</parameter>\n<parameter=either>\n7\n</parameter>\n<parameter=any>\n"q"\n</parameter>\n<parameter=path>\nunterminated' >"$d/typed_unterminated"
+}
+
+toolcall_dict() {
+    local f=$1 w
+    : >"$f"
+    for w in '<think>' '</think>' '<tool_call>' '</tool_call>' '<function=' '</function>' '<parameter=' '</parameter>' \
+        'read_file' 'bash' 'Edit' 'path' 'offset' 'limit' 'binary' 'opts' 'lines' 'scale' 'either' 'any' 'command' \
+        'old' 'mode' 'null' 'true' 'false' '\\n' '>\\n' '\\n</parameter>\\n' '\\xc3\\xa9' '\\xe2\\x80' '\\xf0\\x9f\\x98\\x80'; do
+        printf '"%s"\n' "$w" >>"$f"
+    done
+}
+
+fuzz_toolcall() {
+    local seeds=$OUT/seeds-toolcall corpus=$OUT/corpus-toolcall
+    mkdir -p "$seeds" "$corpus"
+    local lib=(base/*.c tok/toolcall.c)
+    echo "fuzz: building $OUT/fuzz_toolcall"
+    "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${lib[@]}" fuzz/fuzz_toolcall.c -o "$OUT/fuzz_toolcall" -ljansson -lm
+    toolcall_seeds "$seeds"
+    toolcall_dict "$OUT/toolcall.dict"
+    echo "fuzz: toolcall: $(ls "$seeds" | wc -l) seeds, $(ls "$corpus" | wc -l) corpus inputs; running for ${SECS}s"
+    "$OUT/fuzz_toolcall" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=4096 \
+        -dict="$OUT/toolcall.dict" -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$corpus" "$seeds"
+    echo "fuzz: toolcall: no crash in ${SECS}s"
 }
 
 for t in "${TARGETS[@]}"; do "fuzz_$t"; done

@@ -469,6 +469,21 @@ static void ids_and_errors(void)
     CHECK(none != NULL, "empty tools");
     ar_tc_free(none);
     ar_tc_free(NULL);
+
+    /* an answer of no text at all (the first token was the end): nothing fed, or empty pieces, then the
+     * finish; no event (the sanitizer build also sees the pending buffer still unallocated, fuzz_toolcall's
+     * first find) */
+    for (int in_reasoning = 0; in_reasoning < 2; in_reasoning++)
+        for (int fed = 0; fed < 2; fed++) {
+            ar_toolcall_parser *e = ar_tc_create(TOOLS, in_reasoning, &err);
+            rec r = {0};
+            int rc = fed ? ar_tc_feed(e, "", 0, record, &r) : 0;
+            if (!rc) rc = ar_tc_finish(e, record, &r);
+            CHECK(rc == 0 && r.n == 0 && ar_tc_n_calls(e) == 0, "empty output (reasoning %d, fed %d): rc %d, %d events",
+                  in_reasoning, fed, rc, r.n);
+            rec_free(&r);
+            ar_tc_free(e);
+        }
 }
 
 int main(void)

@@ -555,6 +555,9 @@ static int call_head(ar_toolcall_parser *p, const char *s, size_t n, const tc_fu
     return *fn ? 1 : -1;
 }
 
+/* What is left to read (before any input the buffer is still NULL, and NULL + 0 is undefined). */
+static const char *pending(const ar_toolcall_parser *p) { return p->pend.p ? p->pend.p + p->off : ""; }
+
 /* TEXT and REASON: emit up to the next tag, holding back what might still become one. */
 static int step_segment(run *r)
 {
@@ -566,7 +569,7 @@ static int step_segment(run *r)
     if (reason) tags[n_tags++] = "</think>";
     if (p->n_funcs) tags[n_tags++] = "<tool_call>";
 
-    const char *s = p->pend.p + p->off;
+    const char *s = pending(p);
     size_t n = p->pend.n - p->off;
     if (p->seg_start) {
         size_t k = 0;
@@ -628,7 +631,7 @@ static int step_segment(run *r)
 static int step_start(run *r)
 {
     ar_toolcall_parser *p = r->p;
-    const char *s = p->pend.p + p->off;
+    const char *s = pending(p);
     size_t n = p->pend.n - p->off, k = 0;
     while (k < n && is_ws(s[k])) k++;
     if (k == n && !r->final) return NEED_MORE;
@@ -657,7 +660,7 @@ static int malformed(run *r)
 static int step_body(run *r)
 {
     ar_toolcall_parser *p = r->p;
-    const char *s = p->pend.p + p->off;
+    const char *s = pending(p);
     size_t n = p->pend.n - p->off, k = 0;
     while (k < n && is_ws(s[k])) k++;
     consume(p, k);
@@ -708,7 +711,7 @@ static int step_param(run *r)
 {
     static const char *const closers[] = { "</parameter>", "</function>", "</tool_call>" };
     ar_toolcall_parser *p = r->p;
-    const char *s = p->pend.p + p->off;
+    const char *s = pending(p);
     size_t n = p->pend.n - p->off;
     if (!p->pvalue) {
         if (!n && !r->final) return NEED_MORE;
@@ -754,7 +757,7 @@ static int step_param(run *r)
 static int step_tail(run *r)
 {
     ar_toolcall_parser *p = r->p;
-    const char *s = p->pend.p + p->off;
+    const char *s = pending(p);
     size_t n = p->pend.n - p->off, k = 0;
     while (k < n && is_ws(s[k])) k++;
     if (k == n && !r->final) return NEED_MORE;

@@ -9,6 +9,10 @@
 #   toolcall model output -> the incremental tool-call parser, whole and in pieces (fuzz/fuzz_toolcall.c);
 #            seeds: outputs written below into build-fuzz/seeds-toolcall, with a dictionary of the tags;
 #            corpus build-fuzz/corpus-toolcall
+#   tokenize prompt bytes -> the tokenizer on the Qwen3.5 vocab (build/fixtures/vocab-qwen35.gguf, made by
+#            the test suite; ARBOR_FUZZ_VOCAB overrides) -> the bytes back, whole and streamed
+#            (fuzz/fuzz_tokenize.c); seeds written below into build-fuzz/seeds-tokenize; corpus
+#            build-fuzz/corpus-tokenize
 # New interesting inputs accumulate in the corpus folders (kept between runs); a crash is saved in
 # build-fuzz/crashes/ and makes this script exit non-zero.
 #
@@ -21,9 +25,9 @@ SECS=${1:-60}
 case "$SECS" in ''|*[!0-9]*) echo "fuzz: SECONDS must be a whole number, not '$SECS'" >&2; exit 2 ;; esac
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(gguf request toolcall)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(gguf request toolcall tokenize)
 for t in "${TARGETS[@]}"; do
-    case "$t" in gguf|request|toolcall) ;; *) echo "fuzz: unknown target '$t' (gguf, request, toolcall)" >&2; exit 2 ;; esac
+    case "$t" in gguf|request|toolcall|tokenize) ;; *) echo "fuzz: unknown target '$t' (gguf, request, toolcall, tokenize)" >&2; exit 2 ;; esac
 done
 CC=${FUZZ_CC:-clang}
 OUT=build-fuzz
@@ -136,6 +140,30 @@ fuzz_toolcall() {
     "$OUT/fuzz_toolcall" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=4096 \
         -dict="$OUT/toolcall.dict" -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$corpus" "$seeds"
     echo "fuzz: toolcall: no crash in ${SECS}s"
+}
+
+# Prompt texts, one file each; the first byte is the target's flags (bit 0: parse special tokens).
+tokenize_seeds() {
+    local d=$1
+    rm -f "$d"/*
+    printf '\001<|im_start|>system\nYou are a coding agent.<|im_end|>\n<|im_start|>user\nFix parse.c<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n' >"$d/chat"
+    printf '\000int main(void) {\n\treturn 0;   // caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80\n}\n\n\n    x = 12345678901234567890;\r\n' >"$d/code"
+    printf '\000bad \xff\xfe \xc3 \xe2\x82 \xed\xa0\x80 \xf4\x90\x80\x80 \xc0\xaf end <|im_end|> <tool_call>' >"$d/invalid_utf8"
+    printf "\\001  \\n\\n\\n   It's 'quoted' and don't; I'll we've <|endoftext|>\\u00a0\\xc2\\xa0\\xe3\\x80\\x80" >"$d/spaces"
+}
+
+fuzz_tokenize() {
+    local seeds=$OUT/seeds-tokenize corpus=$OUT/corpus-tokenize vocab=${ARBOR_FUZZ_VOCAB:-build/fixtures/vocab-qwen35.gguf}
+    [ -f "$vocab" ] || { echo "fuzz: tokenize: $vocab not found (make test writes it; or set ARBOR_FUZZ_VOCAB)" >&2; exit 2; }
+    mkdir -p "$seeds" "$corpus"
+    local lib=(base/*.c format/gguf.c format/gguf_get.c format/quant.c tok/vocab.c tok/bpe.c)
+    echo "fuzz: building $OUT/fuzz_tokenize"
+    "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${lib[@]}" fuzz/fuzz_tokenize.c -o "$OUT/fuzz_tokenize" -lpcre2-8 -lutf8proc -lm
+    tokenize_seeds "$seeds"
+    echo "fuzz: tokenize: $(ls "$seeds" | wc -l) seeds, $(ls "$corpus" | wc -l) corpus inputs; running for ${SECS}s"
+    ARBOR_FUZZ_VOCAB=$vocab "$OUT/fuzz_tokenize" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=4096 \
+        -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$corpus" "$seeds"
+    echo "fuzz: tokenize: no crash in ${SECS}s"
 }
 
 for t in "${TARGETS[@]}"; do "fuzz_$t"; done

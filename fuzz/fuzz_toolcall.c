@@ -76,7 +76,7 @@ static void append(ev *x, const char *d, size_t n)
 static bool args_are_object(const ev *x)
 {
     json_error_t je;
-    json_t *j = json_loadb(x->data ? x->data : "", x->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);   /* "\u0000" is JSON */
+    json_t *j = json_loadb(x->data ? x->data : "", x->len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);   /* "\u0000" and 1e30 written as an integer are JSON */
     const bool ok = j && json_is_object(j);
     json_decref(j);
     return ok;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/json.h"
 #include "tok/toolcall.h"
 
 /* The shapes agents send: typed parameters (OpenAI function and Anthropic input_schema elements). */
@@ -47,21 +48,7 @@ typedef struct {
     int n_calls;
 } rec;
 
-static bool valid_utf8(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        const unsigned c = u[i];
-        const size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-        if (!len || i + len > n) return false;
-        for (size_t k = 1; k < len; k++)
-            if ((u[i + k] & 0xC0) != 0x80) return false;
-        if (len == 3 && ((c == 0xE0 && u[i + 1] < 0xA0) || (c == 0xED && u[i + 1] > 0x9F))) return false;
-        if (len == 4 && ((c == 0xF0 && u[i + 1] < 0x90) || (c == 0xF4 && u[i + 1] > 0x8F))) return false;
-        i += len;
-    }
-    return true;
-}
+static bool valid_utf8(const char *s, size_t n) { return utf8_valid_prefix(s, n) == n; }
 
 static void append(ev *x, const char *d, size_t n)
 {

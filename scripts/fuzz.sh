@@ -131,7 +131,7 @@ toolcall_dict() {
 fuzz_toolcall() {
     local seeds=$OUT/seeds-toolcall corpus=$OUT/corpus-toolcall
     mkdir -p "$seeds" "$corpus"
-    local lib=(base/*.c tok/toolcall.c)
+    local lib=(base/*.c tok/toolcall.c server/json.c)
     echo "fuzz: building $OUT/fuzz_toolcall"
     "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${lib[@]}" fuzz/fuzz_toolcall.c -o "$OUT/fuzz_toolcall" -ljansson -lm
     toolcall_seeds "$seeds"
@@ -156,9 +156,9 @@ fuzz_tokenize() {
     local seeds=$OUT/seeds-tokenize corpus=$OUT/corpus-tokenize vocab=${ARBOR_FUZZ_VOCAB:-build/fixtures/vocab-qwen35.gguf}
     [ -f "$vocab" ] || { echo "fuzz: tokenize: $vocab not found (make test writes it; or set ARBOR_FUZZ_VOCAB)" >&2; exit 2; }
     mkdir -p "$seeds" "$corpus"
-    local lib=(base/*.c format/gguf.c format/gguf_get.c format/quant.c tok/vocab.c tok/bpe.c)
+    local lib=(base/*.c format/gguf.c format/gguf_get.c format/quant.c tok/vocab.c tok/bpe.c server/json.c)
     echo "fuzz: building $OUT/fuzz_tokenize"
-    "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${lib[@]}" fuzz/fuzz_tokenize.c -o "$OUT/fuzz_tokenize" -lpcre2-8 -lutf8proc -lm
+    "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${lib[@]}" fuzz/fuzz_tokenize.c -o "$OUT/fuzz_tokenize" -lpcre2-8 -lutf8proc -ljansson -lm
     tokenize_seeds "$seeds"
     echo "fuzz: tokenize: $(ls "$seeds" | wc -l) seeds, $(ls "$corpus" | wc -l) corpus inputs; running for ${SECS}s"
     ARBOR_FUZZ_VOCAB=$vocab "$OUT/fuzz_tokenize" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=4096 \

@@ -420,6 +420,35 @@ static void long_values(void)
     free(want);
 }
 
+/* Names and the whitespace after "<tool_call>" at the MAX_NAME (256) boundary, parsed whole and fed byte by
+ * byte: the same events (a 257-byte parameter name was taken whole when its '>' was already there, refused
+ * when fed: fuzz_toolcall's find). */
+static void name_limits(void)
+{
+    static const struct { const char *before; int n; char fill; const char *after; } shapes[] = {
+        { "</think><tool_call>\n<function=get_weather>\n<parameter=", 0, 'a', ">\nParis\n</parameter>\n</function>\n</tool_call>" },
+        { "</think><tool_call>\n<function=", 0, 'a', ">\n</function>\n</tool_call>" },
+        { "</think><tool_call>", 0, ' ', "<function=ping>\n</function>\n</tool_call> after" },
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int len = 254; len <= 259; len++) {
+            char text[1024];
+            size_t t = (size_t)snprintf(text, sizeof text, "%s", shapes[i].before);
+            memset(text + t, shapes[i].fill, (size_t)len);
+            snprintf(text + t + (size_t)len, sizeof text - t - (size_t)len, "%s", shapes[i].after);
+            const size_t n = strlen(text);
+            size_t *cuts = malloc(n * sizeof *cuts);
+            for (size_t k = 0; k < n; k++) cuts[k] = k + 1;
+            rec whole, bytes;
+            int r1 = parse(TOOLS, true, text, NULL, 0, &whole), r2 = parse(TOOLS, true, text, cuts, (int)n - 1, &bytes);
+            CHECK(r1 == 0 && r2 == 0 && same_events(&whole, &bytes), "shape %zu, %d bytes of '%c': whole and byte by byte differ",
+                  i, len, shapes[i].fill);
+            rec_free(&whole);
+            rec_free(&bytes);
+            free(cuts);
+        }
+}
+
 static void ids_and_errors(void)
 {
     /* ids: one per call, the same on all its events, distinct, "call_" + 24 alphanumerics, seeded */
@@ -502,6 +531,7 @@ int main(void)
     }
     random_soups();
     long_values();
+    name_limits();
     ids_and_errors();
     printf("toolcall: %zu recorded outputs, %ld split parses compared\n", sizeof CASES / sizeof CASES[0], n_runs);
     TEST_END();

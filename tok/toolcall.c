@@ -537,8 +537,9 @@ enum { NEED_MORE = 0, PROGRESS = 1, STOP = 2 };
 static int call_head(ar_toolcall_parser *p, const char *s, size_t n, const tc_func **fn, size_t *head)
 {
     size_t k = 11;   /* "<tool_call>" */
-    while (k < n && is_ws(s[k])) k++;
-    if (k == n) return n - 11 > MAX_NAME ? -1 : 0;
+    while (k < n && is_ws(s[k]) && k - 11 <= MAX_NAME) k++;
+    if (k - 11 > MAX_NAME) return -1;   /* decided by the bytes, not by how many have come */
+    if (k == n) return 0;
     if (n - k < 10) return is_prefix_of(s + k, n - k, "<function=") ? 0 : -1;
     if (memcmp(s + k, "<function=", 10)) return -1;
     k += 10;
@@ -675,7 +676,10 @@ static int step_body(run *r)
     if (starts(s, n, "<parameter=")) {
         size_t e = 11;
         while (e < n && s[e] != '>' && s[e] != '<' && s[e] != '\n' && e - 11 <= MAX_NAME) e++;
-        if (e == n && e - 11 <= MAX_NAME && !r->final) return NEED_MORE;
+        /* a name longer than MAX_NAME is garbage whether its '>' has come yet or not (it was taken when the
+         * '>' was the byte just past MAX_NAME and already there: fuzz_toolcall) */
+        if (e - 11 > MAX_NAME) return malformed(r);
+        if (e == n && !r->final) return NEED_MORE;
         if (e == n || s[e] != '>') return malformed(r);
         size_t a = 11, b = e;
         while (a < b && is_ws(s[a])) a++;

@@ -2,8 +2,10 @@
  * vocabulary (built by scripts/fuzz.sh; the vocab GGUF is $ARBOR_FUZZ_VOCAB, by default the test fixture
  * build/fixtures/vocab-qwen35.gguf).
  *
- * Input: one flags byte (bit 0: parse special tokens), then a prompt text of any bytes. The target aborts
- * when the tokenizer breaks what the engine relies on:
+ * Input: one flags byte, then bytes. Flags bit 1 set: the bytes are token ids (3 bytes each, little endian,
+ * modulo the vocabulary), any sequence a model can emit, and the streaming detokenizer must write valid UTF-8
+ * for them. Otherwise (bit 0: parse special tokens) the bytes are a prompt text, and the target aborts when
+ * the tokenizer breaks what the engine relies on:
  *   - an id out of the vocabulary;
  *   - for an input that is valid UTF-8: the tokens' bytes (ar_token_to_bytes, specials as text) joined,
  *     or what the streaming detokenizer (ar_detok_push, one id at a time, then flush) writes, are not the
@@ -59,9 +61,31 @@ static void put(char **out, size_t *len, size_t *cap, const char *b, size_t n)
     *len += n;
 }
 
+/* ids (3 bytes each) -> the streaming detokenizer, specials as text or not (bit 2): valid UTF-8 */
+static void detok_ids(const uint8_t *b, size_t n, bool special)
+{
+    const int32_t nv = ar_vocab_size(V);
+    char *out = NULL;
+    size_t ol = 0, oc = 0;
+    ar_detok d = { 0 };
+    for (size_t i = 0; i + 3 <= n; i += 3) {
+        const int32_t id = (int32_t)((b[i] | (uint32_t)b[i + 1] << 8 | (uint32_t)b[i + 2] << 16) % (uint32_t)nv);
+        const size_t w = ar_detok_push(&d, V, id, special, piece, piece_cap);
+        if (w > piece_cap) abort();
+        put(&out, &ol, &oc, piece, w);
+    }
+    put(&out, &ol, &oc, piece, ar_detok_flush(&d, piece, piece_cap));
+    if (!valid_utf8(out, ol)) abort();
+    free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
+    if (data[0] & 2) {
+        detok_ids(data + 1, size - 1, data[0] & 4);
+        return 0;
+    }
     const bool special = data[0] & 1;
     const char *text = (const char *)data + 1;
     const size_t n = size - 1;

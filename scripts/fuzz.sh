@@ -10,9 +10,9 @@
 #            seeds: outputs written below into build-fuzz/seeds-toolcall, with a dictionary of the tags;
 #            corpus build-fuzz/corpus-toolcall
 #   tokenize prompt bytes -> the tokenizer on the Qwen3.5 vocab (build/fixtures/vocab-qwen35.gguf, made by
-#            the test suite; ARBOR_FUZZ_VOCAB overrides) -> the bytes back, whole and streamed
-#            (fuzz/fuzz_tokenize.c); seeds written below into build-fuzz/seeds-tokenize; corpus
-#            build-fuzz/corpus-tokenize
+#            the test suite; ARBOR_FUZZ_VOCAB overrides) -> the bytes back, whole and streamed; or any token
+#            ids -> the streaming detokenizer (fuzz/fuzz_tokenize.c); seeds written below into
+#            build-fuzz/seeds-tokenize; corpus build-fuzz/corpus-tokenize
 # New interesting inputs accumulate in the corpus folders (kept between runs); a crash is saved in
 # build-fuzz/crashes/ and makes this script exit non-zero.
 #
@@ -149,6 +149,7 @@ tokenize_seeds() {
     printf '\001<|im_start|>system\nYou are a coding agent.<|im_end|>\n<|im_start|>user\nFix parse.c<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n' >"$d/chat"
     printf '\000int main(void) {\n\treturn 0;   // caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80\n}\n\n\n    x = 12345678901234567890;\r\n' >"$d/code"
     printf '\000bad \xff\xfe \xc3 \xe2\x82 \xed\xa0\x80 \xf4\x90\x80\x80 \xc0\xaf end <|im_end|> <tool_call>' >"$d/invalid_utf8"
+    printf '\006\x3a\x2d\x01\x00\x01\x00\xff\xff\x03\x10\x27\x00\x9b\xc8\x03' >"$d/ids"   # flags 6: ids, specials as text
     printf "\\001  \\n\\n\\n   It's 'quoted' and don't; I'll we've <|endoftext|>\\u00a0\\xc2\\xa0\\xe3\\x80\\x80" >"$d/spaces"
 }
 

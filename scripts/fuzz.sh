@@ -37,6 +37,28 @@ mkdir -p "$OUT/crashes"
 CFLAGS=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -O1 -g -fno-omit-frame-pointer -I. -Iinclude -pthread)
 FUZZ_FLAGS=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
 
+# build_target NAME SOURCES... -- LIBS...: fuzz/fuzz_NAME.c with SOURCES into $OUT/fuzz_NAME
+build_target() {
+    local name=$1 src=() libs=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do src+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    libs=("$@")
+    mkdir -p "$OUT/seeds-$name" "$OUT/corpus-$name"
+    echo "fuzz: building $OUT/fuzz_$name"
+    "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${src[@]}" "fuzz/fuzz_$name.c" -o "$OUT/fuzz_$name" "${libs[@]}"
+}
+
+# run_target NAME MAX_LEN [libFuzzer flags...]: $OUT/fuzz_NAME over its corpus and seeds for SECS
+run_target() {
+    local name=$1 max_len=$2 seeds=$OUT/seeds-$1 corpus=$OUT/corpus-$1
+    shift 2
+    echo "fuzz: $name: $(ls "$seeds" | wc -l) seeds, $(ls "$corpus" | wc -l) corpus inputs; running for ${SECS}s"
+    "$OUT/fuzz_$name" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len="$max_len" "$@" \
+        -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$corpus" "$seeds"
+    echo "fuzz: $name: no crash in ${SECS}s"
+}
+
 fuzz_gguf() {
     mkdir -p "$OUT/seeds" "$OUT/corpus"
     local lib=(base/*.c format/gguf.c format/gguf_get.c format/quant.c)
@@ -94,18 +116,11 @@ request_dict() {
 }
 
 fuzz_request() {
-    local seeds=$OUT/seeds-request corpus=$OUT/corpus-request
-    mkdir -p "$seeds" "$corpus"
-    local lib=(base/*.c server/json.c server/request.c server/request_anthropic.c server/request_responses.c
-               server/render.c tok/chat.c spec/sample.c)
-    echo "fuzz: building $OUT/fuzz_request"
-    "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${lib[@]}" fuzz/fuzz_request.c -o "$OUT/fuzz_request" -ljansson -lm
-    request_seeds "$seeds"
+    build_target request base/*.c server/json.c server/request.c server/request_anthropic.c server/request_responses.c \
+        server/render.c tok/chat.c spec/sample.c -- -ljansson -lm
+    request_seeds "$OUT/seeds-request"
     request_dict "$OUT/request.dict"
-    echo "fuzz: request: $(ls "$seeds" | wc -l) seeds, $(ls "$corpus" | wc -l) corpus inputs; running for ${SECS}s"
-    "$OUT/fuzz_request" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=8192 \
-        -dict="$OUT/request.dict" -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$corpus" "$seeds"
-    echo "fuzz: request: no crash in ${SECS}s"
+    run_target request 8192 -dict="$OUT/request.dict"
 }
 
 # Model outputs, one file each; the first byte is the target's flags (bit 0: the prompt opened <think>).
@@ -129,17 +144,10 @@ toolcall_dict() {
 }
 
 fuzz_toolcall() {
-    local seeds=$OUT/seeds-toolcall corpus=$OUT/corpus-toolcall
-    mkdir -p "$seeds" "$corpus"
-    local lib=(base/*.c tok/toolcall.c server/json.c)
-    echo "fuzz: building $OUT/fuzz_toolcall"
-    "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${lib[@]}" fuzz/fuzz_toolcall.c -o "$OUT/fuzz_toolcall" -ljansson -lm
-    toolcall_seeds "$seeds"
+    build_target toolcall base/*.c tok/toolcall.c server/json.c -- -ljansson -lm
+    toolcall_seeds "$OUT/seeds-toolcall"
     toolcall_dict "$OUT/toolcall.dict"
-    echo "fuzz: toolcall: $(ls "$seeds" | wc -l) seeds, $(ls "$corpus" | wc -l) corpus inputs; running for ${SECS}s"
-    "$OUT/fuzz_toolcall" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=4096 \
-        -dict="$OUT/toolcall.dict" -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$corpus" "$seeds"
-    echo "fuzz: toolcall: no crash in ${SECS}s"
+    run_target toolcall 4096 -dict="$OUT/toolcall.dict"
 }
 
 # Prompt texts, one file each; the first byte is the target's flags (bit 0: parse special tokens).
@@ -154,17 +162,12 @@ tokenize_seeds() {
 }
 
 fuzz_tokenize() {
-    local seeds=$OUT/seeds-tokenize corpus=$OUT/corpus-tokenize vocab=${ARBOR_FUZZ_VOCAB:-build/fixtures/vocab-qwen35.gguf}
+    local vocab=${ARBOR_FUZZ_VOCAB:-build/fixtures/vocab-qwen35.gguf}
     [ -f "$vocab" ] || { echo "fuzz: tokenize: $vocab not found (make test writes it; or set ARBOR_FUZZ_VOCAB)" >&2; exit 2; }
-    mkdir -p "$seeds" "$corpus"
-    local lib=(base/*.c format/gguf.c format/gguf_get.c format/quant.c tok/vocab.c tok/bpe.c server/json.c)
-    echo "fuzz: building $OUT/fuzz_tokenize"
-    "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${lib[@]}" fuzz/fuzz_tokenize.c -o "$OUT/fuzz_tokenize" -lpcre2-8 -lutf8proc -ljansson -lm
-    tokenize_seeds "$seeds"
-    echo "fuzz: tokenize: $(ls "$seeds" | wc -l) seeds, $(ls "$corpus" | wc -l) corpus inputs; running for ${SECS}s"
-    ARBOR_FUZZ_VOCAB=$vocab "$OUT/fuzz_tokenize" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=4096 \
-        -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$corpus" "$seeds"
-    echo "fuzz: tokenize: no crash in ${SECS}s"
+    build_target tokenize base/*.c format/gguf.c format/gguf_get.c format/quant.c tok/vocab.c tok/bpe.c server/json.c \
+        -- -lpcre2-8 -lutf8proc -ljansson -lm
+    tokenize_seeds "$OUT/seeds-tokenize"
+    ARBOR_FUZZ_VOCAB=$vocab run_target tokenize 4096
 }
 
 for t in "${TARGETS[@]}"; do "fuzz_$t"; done

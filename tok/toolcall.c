@@ -532,6 +532,26 @@ enum { NEED_MORE = 0, PROGRESS = 1, STOP = 2 };
 
 #define TRY(x) do { if (x) return STOP; } while (0)
 
+/* The NAME of a "<function=NAME>" or "<parameter=NAME>" head, from s[from]: up to '>', at most MAX_NAME bytes,
+ * no '<' or newline. Returns 1 with [*a, *b) the name trimmed of whitespace and *end the index of the '>',
+ * 0 when more input is needed, -1 when it is not a name. Decided by the bytes alone, not by how many have
+ * come: a 257-byte name was taken when its '>' came in the same piece (fuzz_toolcall). */
+static int head_name(const char *s, size_t n, size_t from, size_t *a, size_t *b, size_t *end)
+{
+    size_t k = from;
+    while (k < n && s[k] != '>' && s[k] != '<' && s[k] != '\n' && k - from <= MAX_NAME) k++;
+    if (k - from > MAX_NAME) return -1;
+    if (k == n) return 0;
+    if (s[k] != '>') return -1;
+    size_t x = from, y = k;
+    while (x < y && is_ws(s[x])) x++;
+    while (y > x && is_ws(s[y - 1])) y--;
+    *a = x;
+    *b = y;
+    *end = k;
+    return 1;
+}
+
 /* After "<tool_call>" at s: whitespace, "<function=NAME>". Returns 1 and the function and the length
  * of the head when it names a known tool, 0 when more input is needed, -1 when it does not. */
 static int call_head(ar_toolcall_parser *p, const char *s, size_t n, const tc_func **fn, size_t *head)
@@ -542,17 +562,11 @@ static int call_head(ar_toolcall_parser *p, const char *s, size_t n, const tc_fu
     if (k == n) return 0;
     if (n - k < 10) return is_prefix_of(s + k, n - k, "<function=") ? 0 : -1;
     if (memcmp(s + k, "<function=", 10)) return -1;
-    k += 10;
-    size_t name = k;
-    while (k < n && s[k] != '>' && s[k] != '<' && s[k] != '\n' && k - name <= MAX_NAME) k++;
-    if (k - name > MAX_NAME) return -1;
-    if (k == n) return 0;
-    if (s[k] != '>') return -1;
-    size_t a = name, b = k;
-    while (a < b && is_ws(s[a])) a++;
-    while (b > a && is_ws(s[b - 1])) b--;
+    size_t a, b, end;
+    const int h = head_name(s, n, k + 10, &a, &b, &end);
+    if (h <= 0) return h;
     *fn = find_func(p, s + a, b - a);
-    *head = k + 1;
+    *head = end + 1;
     return *fn ? 1 : -1;
 }
 
@@ -674,17 +688,10 @@ static int step_body(run *r)
         return PROGRESS;
     }
     if (starts(s, n, "<parameter=")) {
-        size_t e = 11;
-        while (e < n && s[e] != '>' && s[e] != '<' && s[e] != '\n' && e - 11 <= MAX_NAME) e++;
-        /* a name longer than MAX_NAME is garbage whether its '>' has come yet or not (it was taken when the
-         * '>' was the byte just past MAX_NAME and already there: fuzz_toolcall) */
-        if (e - 11 > MAX_NAME) return malformed(r);
-        if (e == n && !r->final) return NEED_MORE;
-        if (e == n || s[e] != '>') return malformed(r);
-        size_t a = 11, b = e;
-        while (a < b && is_ws(s[a])) a++;
-        while (b > a && is_ws(s[b - 1])) b--;
-        if (a == b) return malformed(r);
+        size_t a, b, e;
+        const int h = head_name(s, n, 11, &a, &b, &e);
+        if (h == 0 && !r->final) return NEED_MORE;
+        if (h <= 0 || a == b) return malformed(r);
         int rc = open_param(r, s + a, b - a);
         if (rc) return STOP;
         consume(p, e + 1);

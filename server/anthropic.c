@@ -157,9 +157,10 @@ static json_t *block_json(const ant_block *b, bool full)
         js_set(j, "type", json_string("tool_use"));
         js_set(j, "id", json_string(b->id));
         js_set(j, "name", js_str(b->name));
-        json_t *input = full && b->text.n ? json_loadb(b->text.p, b->text.n, 0, NULL) : NULL;
-        /* an integer past 64 bits (valid JSON the parser passes through) as a float rather than no input */
-        if (!input && full && b->text.n) input = json_loadb(b->text.p, b->text.n, JSON_DECODE_INT_AS_REAL, NULL);
+        /* strings holding \u0000 kept; an integer past 64 bits (valid JSON the parser passes through) as a float
+         * rather than no input */
+        json_t *input = full && b->text.n ? json_loadb(b->text.p, b->text.n, JSON_ALLOW_NUL, NULL) : NULL;
+        if (!input && full && b->text.n) input = json_loadb(b->text.p, b->text.n, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, NULL);
         if (!json_is_object(input)) { json_decref(input); input = json_object(); }
         js_set(j, "input", input);
         break;

@@ -145,9 +145,10 @@ int req_args_text(json_t *args, const char *param, char **out, api_error *e)
     if (!args || json_is_null(args)) return 0;
     if (json_is_string(args)) {
         /* the template re-serialises arguments, so they must be JSON; any JSON number, also one past 64-bit
-         * integers (a model may write one: tok/toolcall.c passes it through), which the text keeps as written */
+         * integers, and strings holding \u0000 (a model may write either: tok/toolcall.c passes them through),
+         * which the text keeps as written */
         json_error_t je;
-        json_t *parsed = json_loads(json_string_value(args), JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &je);
+        json_t *parsed = json_loads(json_string_value(args), JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, &je);
         if (!parsed || !json_is_object(parsed)) {
             json_decref(parsed);
             return api_bad(e, param, "'%s' must hold a JSON object%s%s", param, parsed ? "" : ": ", parsed ? "" : je.text);

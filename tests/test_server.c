@@ -237,6 +237,13 @@ static void test_bad_inputs(void)
     CHECK(r.status == 200, "tool call arguments with an integer past 64 bits (valid JSON, what a model may write): %d %s",
           r.status, r.body ? r.body : "");
     resp_free(&r);
+    post("/v1/chat/completions",
+         "{\"max_tokens\": 1, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"tool_calls\": [{\"id\": \"c\", "
+         "\"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": \"{\\\"s\\\": \\\"a\\\\u0000b\\\"}\"}}]}, "
+         "{\"role\": \"tool\", \"tool_call_id\": \"c\", \"content\": \"ok\"}]}", &r);
+    CHECK(r.status == 200, "tool call arguments with a string holding \\u0000 (valid JSON, what a model may write): %d %s",
+          r.status, r.body ? r.body : "");
+    resp_free(&r);
     bad_chat("n is 2", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"n\": 2}", "n");
     bad_chat("top_logprobs without logprobs", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"top_logprobs\": 3}",
              "top_logprobs");

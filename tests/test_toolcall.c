@@ -106,14 +106,16 @@ static void rec_free(rec *r)
 }
 
 /* Parse text fed in pieces cut at cuts[0..n_cuts) (ascending). */
-static int parse(const char *tools, bool in_reasoning, const char *text, const size_t *cuts, int n_cuts, rec *out)
+/* text[0..len) in pieces ending at cuts[] (the last piece to len) */
+static int parse_n(const char *tools, bool in_reasoning, const char *text, size_t len, const size_t *cuts, int n_cuts,
+                   rec *out)
 {
     memset(out, 0, sizeof *out);
     ar_error err = {0};
     ar_toolcall_parser *p = ar_tc_create(tools, in_reasoning, &err);
     if (!p) return -1;
     ar_tc_set_id_seed(p, 42);
-    size_t len = strlen(text), at = 0;
+    size_t at = 0;
     int rc = 0;
     for (int c = 0; c <= n_cuts && !rc; c++) {
         size_t end = c < n_cuts ? cuts[c] : len;
@@ -123,6 +125,11 @@ static int parse(const char *tools, bool in_reasoning, const char *text, const s
     if (!rc) rc = ar_tc_finish(p, record, out);
     ar_tc_free(p);
     return rc;
+}
+
+static int parse(const char *tools, bool in_reasoning, const char *text, const size_t *cuts, int n_cuts, rec *out)
+{
+    return parse_n(tools, in_reasoning, text, strlen(text), cuts, n_cuts, out);
 }
 
 static bool same_events(const rec *a, const rec *b)
@@ -449,6 +456,36 @@ static void name_limits(void)
         }
 }
 
+/* Parameter names with a NUL byte or invalid UTF-8: the key has U+FFFD for each such byte (a NUL in a key is
+ * something jansson, which reads a call sent back, cannot hold), names are compared in that form (two that
+ * differ only there are one parameter: the later is dropped), and whole and byte-by-byte parses agree. */
+static void name_bytes(void)
+{
+    static const char text[] = "</think><tool_call>\n<function=get_weather>\n<parameter=a\0b>\n1\n</parameter>\n"
+                               "<parameter=a\0c>\n2\n</parameter>\n<parameter=a\xEF\xBF\xBD" "b>\n3\n</parameter>\n"
+                               "<parameter=x\xFFy>\nv\n</parameter>\n<parameter=city>\nP\0ris\n</parameter>\n</function>\n</tool_call>";
+    const size_t n = sizeof text - 1;
+    size_t cuts[sizeof text];
+    for (size_t k = 0; k + 1 < n; k++) cuts[k] = k + 1;
+    rec whole, bytes;
+    const int r1 = parse_n(TOOLS, true, text, n, NULL, 0, &whole), r2 = parse_n(TOOLS, true, text, n, cuts, (int)n - 1, &bytes);
+    CHECK(r1 == 0 && r2 == 0 && same_events(&whole, &bytes) && !whole.bad_utf8, "names with NUL / invalid bytes: %d %d", r1, r2);
+    const rec_event *args = NULL;
+    for (int i = 0; i < whole.n; i++)
+        if (whole.ev[i].kind == AR_TC_CALL_ARGS) args = &whole.ev[i];
+    json_error_t je;
+    json_t *j = args ? json_loadb(args->data, args->len, JSON_ALLOW_NUL, &je) : NULL;
+    const char *city = json_string_value(json_object_get(j, "city")), *xy = json_string_value(json_object_get(j, "x\xEF\xBF\xBD" "y"));
+    CHECK(j && json_object_size(j) == 4 && json_integer_value(json_object_get(j, "a\xEF\xBF\xBD" "b")) == 1 &&
+              json_integer_value(json_object_get(j, "a\xEF\xBF\xBD" "c")) == 2 &&
+              xy && !strcmp(xy, "v") && city &&
+              json_string_length(json_object_get(j, "city")) == 5 && !memcmp(city, "P\0ris", 5),
+          "names with NUL / invalid bytes: arguments %s (%s)", args ? args->data : "(none)", j ? "" : je.text);
+    json_decref(j);
+    rec_free(&whole);
+    rec_free(&bytes);
+}
+
 static void ids_and_errors(void)
 {
     /* ids: one per call, the same on all its events, distinct, "call_" + 24 alphanumerics, seeded */
@@ -532,6 +569,7 @@ int main(void)
     random_soups();
     long_values();
     name_limits();
+    name_bytes();
     ids_and_errors();
     printf("toolcall: %zu recorded outputs, %ld split parses compared\n", sizeof CASES / sizeof CASES[0], n_runs);
     TEST_END();

@@ -62,7 +62,7 @@ struct ar_toolcall_parser {
     const tc_func *fn;
     char     id[32];
     int      n_args;
-    char   **arg_names;   /* parameters seen, for duplicates */
+    buf     *arg_names;   /* parameters seen, for duplicates: the names as written (a NUL byte included) */
     int      n_arg_names, cap_arg_names;
 
     /* the open parameter */
@@ -358,7 +358,7 @@ void ar_tc_free(ar_toolcall_parser *p)
 {
     if (!p) return;
     free_funcs(p);
-    for (int i = 0; i < p->n_arg_names; i++) free(p->arg_names[i]);
+    for (int i = 0; i < p->n_arg_names; i++) free(p->arg_names[i].p);
     free(p->arg_names);
     free(p->pend.p);
     free(p->scratch.p);
@@ -419,7 +419,7 @@ static int start_call(run *r, const tc_func *fn)
     p->fn = fn;
     p->n_calls++;
     p->n_args = 0;
-    for (int i = 0; i < p->n_arg_names; i++) free(p->arg_names[i]);
+    for (int i = 0; i < p->n_arg_names; i++) free(p->arg_names[i].p);
     p->n_arg_names = 0;
     return fire(r, AR_TC_CALL_START, NULL, 0);
 }
@@ -442,32 +442,48 @@ static bool put_key(ar_toolcall_parser *p, buf *b, const char *name, size_t n)
     return ok;
 }
 
+/* A parameter name as the arguments' key: invalid UTF-8 and NUL bytes replaced by U+FFFD (jansson, which the
+ * server reads a call sent back with, cannot hold a NUL in a key; and two names that differ only in such bytes
+ * would give one key twice). Keys are compared and written in this form. */
+static bool clean_name(buf *out, const char *name, size_t n)
+{
+    out->n = 0;
+    bool ok = buf_put(out, "", 0);
+    for (size_t i = 0; ok && i <= n;) {
+        const char *nul = memchr(name + i, 0, n - i);
+        const size_t end = nul ? (size_t)(nul - name) : n;
+        ok = put_clean(out, name + i, end - i, false) && (!nul || buf_put(out, "\xEF\xBF\xBD", 3));
+        i = end + 1;
+    }
+    return ok;
+}
+
 /* A parameter opens: look up its types, skip duplicates; a string one starts streaming at once. */
-static int open_param(run *r, const char *name, size_t n)
+static int open_param(run *r, const char *raw, size_t raw_n)
 {
     ar_toolcall_parser *p = r->p;
+    buf key = { 0 };
+    if (!clean_name(&key, raw, raw_n)) { free(key.p); p->oom = true; return AR_ENOMEM; }
+    const char *name = key.p;
+    const size_t n = key.n;
     p->ptypes = T_ANY;
     for (int k = 0; k < p->fn->n_params; k++)
         if (strlen(p->fn->params[k].name) == n && !memcmp(p->fn->params[k].name, name, n)) p->ptypes = p->fn->params[k].types;
     p->pskip = false;
     for (int i = 0; i < p->n_arg_names; i++)
-        if (strlen(p->arg_names[i]) == n && !memcmp(p->arg_names[i], name, n)) p->pskip = true;
+        if (p->arg_names[i].n == n && !memcmp(p->arg_names[i].p, name, n)) p->pskip = true;
     p->pstream = p->ptypes == T_STRING;
     p->pvalue = false;
     p->pscan = 0;
-    if (p->pskip) return 0;
+    if (p->pskip) { free(key.p); return 0; }
     if (p->n_arg_names == p->cap_arg_names) {
         int cap = p->cap_arg_names ? 2 * p->cap_arg_names : 8;
-        char **np = realloc(p->arg_names, (size_t)cap * sizeof *np);
-        if (!np) { p->oom = true; return AR_ENOMEM; }
+        buf *np = realloc(p->arg_names, (size_t)cap * sizeof *np);
+        if (!np) { free(key.p); p->oom = true; return AR_ENOMEM; }
         p->arg_names = np;
         p->cap_arg_names = cap;
     }
-    char *copy = malloc(n + 1);
-    if (!copy) { p->oom = true; return AR_ENOMEM; }
-    memcpy(copy, name, n);
-    copy[n] = 0;
-    p->arg_names[p->n_arg_names++] = copy;
+    p->arg_names[p->n_arg_names++] = key;   /* owned from here */
     if (!p->pstream) {
         /* remember the key for later: emitted with the value */
         return 0;
@@ -516,10 +532,10 @@ static int close_param(run *r, const char *s, size_t n)
             json_decref(j);
         }
     }
-    const char *name = p->arg_names[p->n_arg_names - 1];
+    const buf *name = &p->arg_names[p->n_arg_names - 1];
     buf *b = &p->scratch;
     b->n = 0;
-    bool ok = put_key(p, b, name, strlen(name));
+    bool ok = put_key(p, b, name->p, name->n);
     if (as_json) ok &= buf_put(b, v, vn);
     else ok &= buf_put(b, "\"", 1) && put_clean(b, s, n, true) && buf_put(b, "\"", 1);
     if (!ok) { p->oom = true; return AR_ENOMEM; }

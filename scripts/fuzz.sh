@@ -49,12 +49,19 @@ build_target() {
     "$CC" "${CFLAGS[@]}" "${FUZZ_FLAGS[@]}" "${src[@]}" "fuzz/fuzz_$name.c" -o "$OUT/fuzz_$name" "${libs[@]}"
 }
 
-# run_target NAME MAX_LEN [libFuzzer flags...]: $OUT/fuzz_NAME over its corpus and seeds for SECS
+# run_target NAME MAX_LEN [libFuzzer flags...]: $OUT/fuzz_NAME over its corpus and seeds for SECS. The seeds
+# are written afresh by NAME_seeds DIR; a NAME_dict FILE function, where there is one, writes the dictionary.
 run_target() {
-    local name=$1 max_len=$2 seeds=$OUT/seeds-$1 corpus=$OUT/corpus-$1
+    local name=$1 max_len=$2 seeds=$OUT/seeds-$1 corpus=$OUT/corpus-$1 dict=()
     shift 2
+    rm -f "$seeds"/*
+    "${name}_seeds" "$seeds"
+    if declare -F "${name}_dict" >/dev/null; then
+        "${name}_dict" "$OUT/$name.dict"
+        dict=(-dict="$OUT/$name.dict")
+    fi
     echo "fuzz: $name: $(ls "$seeds" | wc -l) seeds, $(ls "$corpus" | wc -l) corpus inputs; running for ${SECS}s"
-    "$OUT/fuzz_$name" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len="$max_len" "$@" \
+    "$OUT/fuzz_$name" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len="$max_len" "${dict[@]}" "$@" \
         -print_final_stats=1 -artifact_prefix="$OUT/crashes/" "$corpus" "$seeds"
     echo "fuzz: $name: no crash in ${SECS}s"
 }
@@ -77,7 +84,6 @@ fuzz_gguf() {
 # Request bodies of every dialect, one file each: the shapes clients really send.
 request_seeds() {
     local d=$1
-    rm -f "$d"/*
     cat >"$d/chat.json" <<'EOF'
 {"model":"m","messages":[{"role":"system","content":"s"},{"role":"developer","content":[{"type":"text","text":"d"}]},{"role":"user","content":"hi"},{"role":"assistant","content":null,"reasoning_content":"r","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},{"role":"tool","tool_call_id":"call_1","content":"ok"}],"tools":[{"type":"function","function":{"name":"f","description":"x","parameters":{"type":"object","properties":{"a":{"type":"integer"}}}}}],"tool_choice":{"type":"function","function":{"name":"f"}},"stream":true,"stream_options":{"include_usage":true},"max_tokens":5,"temperature":0.5,"top_p":0.9,"top_k":20,"stop":["a","b"],"seed":1,"logprobs":true,"top_logprobs":2,"chat_template_kwargs":{"enable_thinking":false},"reasoning_effort":"none","parallel_tool_calls":false}
 EOF
@@ -98,35 +104,29 @@ EOF
 EOF
 }
 
+# libFuzzer dictionaries: printf repeats its format for each word, one entry per line.
 request_dict() {
-    local f=$1 w
-    : >"$f"
-    for w in model messages role content system developer user assistant tool tool_calls tool_call_id function name \
-        arguments parameters description type text tools tool_choice auto none required any stream stream_options \
-        include_usage max_tokens max_completion_tokens temperature top_p top_k min_p seed stop logprobs top_logprobs \
-        reasoning_content chat_template_kwargs enable_thinking reasoning_effort prompt thinking enabled disabled adaptive \
-        budget_tokens stop_sequences tool_use tool_result tool_use_id is_error input input_schema image document \
-        redacted_thinking signature cache_control metadata disable_parallel_tool_use instructions input_text \
+    printf '"\\"%s\\""\n' model messages role content system developer user assistant tool tool_calls tool_call_id \
+        function name arguments parameters description type text tools tool_choice auto none required any stream \
+        stream_options include_usage max_tokens max_completion_tokens temperature top_p top_k min_p seed stop logprobs \
+        top_logprobs reasoning_content chat_template_kwargs enable_thinking reasoning_effort prompt thinking enabled \
+        disabled adaptive budget_tokens stop_sequences tool_use tool_result tool_use_id is_error input input_schema image \
+        document redacted_thinking signature cache_control metadata disable_parallel_tool_use instructions input_text \
         output_text function_call function_call_output call_id output custom_tool_call custom_tool_call_output \
         item_reference summary summary_text reasoning_text reasoning effort max_output_tokens previous_response_id \
-        conversation parallel_tool_calls custom allowed_tools mode strict x-anthropic-billing-header: null true false; do
-        printf '"\\"%s\\""\n' "$w" >>"$f"
-    done
-    printf '"{"\n"}"\n"["\n"]"\n":"\n","\n"\\"\\\\u0000\\""\n"\\"\\\\ud800\\""\n"1e999"\n"-1"\n"0"\n"2.5"\n' >>"$f"
+        conversation parallel_tool_calls custom allowed_tools mode strict x-anthropic-billing-header: null true false >"$1"
+    printf '"{"\n"}"\n"["\n"]"\n":"\n","\n"\\"\\\\u0000\\""\n"\\"\\\\ud800\\""\n"1e999"\n"-1"\n"0"\n"2.5"\n' >>"$1"
 }
 
 fuzz_request() {
     build_target request base/*.c server/json.c server/request.c server/request_anthropic.c server/request_responses.c \
         server/render.c tok/chat.c spec/sample.c -- -ljansson -lm
-    request_seeds "$OUT/seeds-request"
-    request_dict "$OUT/request.dict"
-    run_target request 8192 -dict="$OUT/request.dict"
+    run_target request 8192
 }
 
 # Model outputs, one file each; the first byte is the target's flags (bit 0: the prompt opened <think>).
 toolcall_seeds() {
     local d=$1
-    rm -f "$d"/*
     printf '\001I should read it.\n</think>\n\nLet me look.\n\n<tool_call>\n<function=read_file>\n<parameter=path>\nsrc/main.c\n</parameter>\n<parameter=offset>\n10\n</parameter>\n<parameter=limit>\nnull\n</parameter>\n</function>\n</tool_call>' >"$d/reasoning_call"
     printf '\000<tool_call>\n<function=bash>\n<parameter=command>\nls -la | grep "x"\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=Edit>\n<parameter=old>\na\\nb \xc3\xa9\n</parameter>\n<parameter=n>\n3\n</parameter>\n<parameter=mode>\nfast\n</parameter>\n</function>\n</tool_call>' >"$d/parallel"
     printf '\000<think>\nplan\n</think>\nDone: {"a": [1, 2]} \xe2\x9c\x93 \xff\xfe <tool_call>\n<function=nope>\n</function>\n</tool_call>' >"$d/content_unknown"
@@ -134,26 +134,20 @@ toolcall_seeds() {
 }
 
 toolcall_dict() {
-    local f=$1 w
-    : >"$f"
-    for w in '<think>' '</think>' '<tool_call>' '</tool_call>' '<function=' '</function>' '<parameter=' '</parameter>' \
-        'read_file' 'bash' 'Edit' 'path' 'offset' 'limit' 'binary' 'opts' 'lines' 'scale' 'either' 'any' 'command' \
-        'old' 'mode' 'null' 'true' 'false' '\\n' '>\\n' '\\n</parameter>\\n' '\\xc3\\xa9' '\\xe2\\x80' '\\xf0\\x9f\\x98\\x80'; do
-        printf '"%s"\n' "$w" >>"$f"
-    done
+    printf '"%s"\n' '<think>' '</think>' '<tool_call>' '</tool_call>' '<function=' '</function>' '<parameter=' \
+        '</parameter>' 'read_file' 'bash' 'Edit' 'path' 'offset' 'limit' 'binary' 'opts' 'lines' 'scale' 'either' 'any' \
+        'command' 'old' 'mode' 'null' 'true' 'false' '\\n' '>\\n' '\\n</parameter>\\n' '\\xc3\\xa9' '\\xe2\\x80' \
+        '\\xf0\\x9f\\x98\\x80' >"$1"
 }
 
 fuzz_toolcall() {
     build_target toolcall base/*.c tok/toolcall.c server/json.c -- -ljansson -lm
-    toolcall_seeds "$OUT/seeds-toolcall"
-    toolcall_dict "$OUT/toolcall.dict"
-    run_target toolcall 4096 -dict="$OUT/toolcall.dict"
+    run_target toolcall 4096
 }
 
 # Prompt texts, one file each; the first byte is the target's flags (bit 0: parse special tokens).
 tokenize_seeds() {
     local d=$1
-    rm -f "$d"/*
     printf '\001<|im_start|>system\nYou are a coding agent.<|im_end|>\n<|im_start|>user\nFix parse.c<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n' >"$d/chat"
     printf '\000int main(void) {\n\treturn 0;   // caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80\n}\n\n\n    x = 12345678901234567890;\r\n' >"$d/code"
     printf '\000bad \xff\xfe \xc3 \xe2\x82 \xed\xa0\x80 \xf4\x90\x80\x80 \xc0\xaf end <|im_end|> <tool_call>' >"$d/invalid_utf8"
@@ -166,7 +160,6 @@ fuzz_tokenize() {
     [ -f "$vocab" ] || { echo "fuzz: tokenize: $vocab not found (make test writes it; or set ARBOR_FUZZ_VOCAB)" >&2; exit 2; }
     build_target tokenize base/*.c format/gguf.c format/gguf_get.c format/quant.c tok/vocab.c tok/bpe.c server/json.c \
         -- -lpcre2-8 -lutf8proc -ljansson -lm
-    tokenize_seeds "$OUT/seeds-tokenize"
     ARBOR_FUZZ_VOCAB=$vocab run_target tokenize 4096
 }
 

@@ -448,7 +448,7 @@ static bool put_key(ar_toolcall_parser *p, buf *b, const char *name, size_t n)
 static bool clean_name(buf *out, const char *name, size_t n)
 {
     out->n = 0;
-    bool ok = buf_put(out, "", 0);
+    bool ok = buf_put(out, "", 0);   /* a buffer even for an empty name: put_key never takes NULL + 0 */
     for (size_t i = 0; ok && i <= n;) {
         const char *nul = memchr(name + i, 0, n - i);
         const size_t end = nul ? (size_t)(nul - name) : n;

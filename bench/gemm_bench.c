@@ -11,6 +11,7 @@
  * a model are, so M = 1 reads weights from DRAM. Reports ms per matrix, GB/s of weight bytes and
  * the time relative to M = 1, on 1 and 2 threads (output rows split over the base/pool.h pool in
  * multiples of AR_GEMM_ROW_ALIGN). */
+#include "base/bigmem.h"
 #include "base/pool.h"
 #include "base/timer.h"
 #include "compute/cpu/gemm.h"
@@ -83,7 +84,7 @@ int main(int argc, char **argv)
     int copies = (int)((96u << 20) / wbytes) + 1; /* > 96 MiB in all: well past any L3 */
     if (copies < N_COPIES_MIN) copies = N_COPIES_MIN;
     if (hot) copies = 1;
-    uint8_t *w = malloc(wbytes * (size_t)copies);
+    uint8_t *w = ar_bigmem_alloc(wbytes * (size_t)copies, 0);   /* huge pages, as the model's weights */
     float *row = malloc(sizeof(float) * (size_t)n_in);
     for (int64_t o = 0; o < n_out; o++) {
         for (int64_t i = 0; i < n_in; i++) row[i] = gauss();
@@ -128,6 +129,7 @@ int main(int argc, char **argv)
         }
         ar_pool_free(pool);
     }
-    free(w); free(row); free(xq); free(y);
+    ar_bigmem_free(w, wbytes * (size_t)copies);
+    free(row); free(xq); free(y);
     return 0;
 }

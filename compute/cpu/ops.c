@@ -318,14 +318,16 @@ static void gemm_rows(const gemm_task *t, long lo, long hi)
 /* Several weights in one pool run: their output rows are laid end to end (each weight's rows
  * rounded up to AR_GEMM_ROW_ALIGN), so small matrices share a thread's time.
  *
- * How the rows are shared: one activation row (decode) streams the weights at DRAM speed, so each
- * thread takes a fixed half, one sequential stream. From GEMM_STEAL_M rows on the kernels are bound
- * by arithmetic, and a core that runs slower (a busy neighbour on the host, a slower core type) would
- * leave the other waiting at the end of every matmul: there the rows go out through ar_steal (each
- * thread's own part front to back in halving chunks, then the others' from the back), in units of two
- * tiles so the two-tile passes keep their pairs. Every output row is the same bits whichever thread
- * and chunk computes it (the kernels are batch-invariant), so the split changes timing only. */
-enum { GEMM_STEAL_M = 2, GEMM_STEAL_ALIGN = 2 * AR_GEMM_ROW_ALIGN, GEMM_STEAL_MIN = 2 };
+ * How the rows are shared: through ar_steal (each thread's own part front to back in halving chunks,
+ * then the others' from the back), in units of two tiles so the two-tile passes keep their pairs. A
+ * core that runs slower (a busy neighbour on the host, a slower core type, a memory stream that gets
+ * less of the bus) would otherwise leave the other waiting at the end of every matmul. That holds for
+ * decode too (one activation row, the weights streamed at DRAM speed): each thread's own part is still
+ * one sequential stream, cut only where the other takes over its end, and against fixed halves
+ * decode ran 5-11 % faster (docs/BENCHMARKS.md, 2026-11-28 22:30 section). Every output row is the
+ * same bits whichever thread and chunk computes it (the kernels are batch-invariant), so the split
+ * changes timing only. */
+enum { GEMM_STEAL_ALIGN = 2 * AR_GEMM_ROW_ALIGN, GEMM_STEAL_MIN = 2 };
 
 typedef struct {
     const gemm_task *t;
@@ -371,7 +373,7 @@ static void gemm_run(ar_compute *c, const gemm_task *t, int n)
     gemm_multi g = { t, n, 0, NULL };
     for (int i = 0; i < n; i++) g.total += gemm_span(t[i].w);
     ar_steal steal;
-    if (t[0].M >= GEMM_STEAL_M && c->n_threads > 1 && c->n_threads <= AR_STEAL_MAX) {
+    if (c->n_threads > 1 && c->n_threads <= AR_STEAL_MAX) {
         ar_steal_init(&steal, g.total, GEMM_STEAL_ALIGN, GEMM_STEAL_MIN, c->n_threads);
         g.steal = &steal;
     }

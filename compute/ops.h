@@ -8,7 +8,7 @@
  * Threading: an ar_compute owns the persistent thread pool and per-thread scratch. Ops that take
  * an ar_compute split their work over the pool (matmul by output rows); row-wise helpers without
  * one are single-row kernels the caller parallelises (e.g. over nodes or heads) with
- * ar_compute_run. Nothing here allocates after ar_compute_create.
+ * ar_compute_for. Nothing here allocates after ar_compute_create.
  *
  * Numerics follow ggml's CPU reference where it matters for parity with llama.cpp
  * (specs/qwen35.md §3.1, §8): RMSNorm sums squares in double, GDN L2 norm = rmsnorm(eps/n)/sqrt(n),
@@ -47,8 +47,12 @@ int  ar_compute_n_threads(const ar_compute *c);
  * the CPU has, capped by ARBOR_CPU_ISA), and NULL or why ARBOR_CPU_ISA was ignored. */
 const char *ar_compute_isa(void);
 const char *ar_compute_isa_note(void);
-/* Run fn(ctx, ith, nth) on every thread of the pool. */
-void ar_compute_run(ar_compute *c, ar_pool_fn fn, void *ctx);
+/* fn(ctx, lo, hi, ith) over the items [0, n) on the pool, shared as the matmul rows are (ar_steal: each
+ * thread its own part front to back, then the end of a slower one's), so fn may get several ranges on
+ * one thread; ith names that thread's scratch. n == 1 runs on the calling thread (a pool wake-up costs
+ * more than one node's row op). */
+typedef void (*ar_range_fn)(void *ctx, int lo, int hi, int ith);
+void ar_compute_for(ar_compute *c, int n, ar_range_fn fn, void *ctx);
 
 /* y[m][o] = sum_i x[m][i] * W[o][i] for m < M, o < n_out. x rows are ldx floats apart, y rows ldy.
  * Each weight row is dequantized once and used for all M rows while in cache. */

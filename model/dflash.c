@@ -171,20 +171,18 @@ void dflash_ctx_set_swa_mode(dflash_ctx *c, dflash_swa_mode mode) { c->swa_mode 
 /* ---- parallel row loops ------------------------------------------------------------------------ */
 
 typedef void (*range_fn)(dflash_ctx *c, const void *arg, int lo, int hi, int ith);
-typedef struct { dflash_ctx *c; range_fn fn; const void *arg; int n; } par_task;
+typedef struct { dflash_ctx *c; range_fn fn; const void *arg; } par_task;
 
-static void par_worker(void *p, int ith, int nth)
+static void par_range(void *p, int lo, int hi, int ith)
 {
-    par_task *t = p;
-    long lo, hi;
-    ar_split_range(t->n, 1, ith, nth, &lo, &hi);
-    if (lo < hi) t->fn(t->c, t->arg, (int)lo, (int)hi, ith);
+    const par_task *t = p;
+    t->fn(t->c, t->arg, lo, hi, ith);
 }
 
 static void par_for(dflash_ctx *c, int n, range_fn fn, const void *arg)
 {
-    par_task t = { c, fn, arg, n };
-    ar_compute_run(c->comp, par_worker, &t);
+    par_task t = { c, fn, arg };
+    ar_compute_for(c->comp, n, par_range, &t);
 }
 
 typedef struct { float *dst; const float *src; const float *w; } norm_arg;

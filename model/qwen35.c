@@ -93,26 +93,20 @@ static void *xalloc(size_t n, size_t size, bool *ok)
     return p;
 }
 
-/* Parallel loop over [0, n) on the pool: fn(c, arg, lo, hi, ith). */
+/* Parallel loop over [0, n) on the pool (ar_compute_for): fn(c, arg, lo, hi, ith). */
 typedef void (*range_fn)(qwen35_ctx *c, void *arg, int lo, int hi, int ith);
-typedef struct { qwen35_ctx *c; range_fn fn; void *arg; int n; } par_task;
+typedef struct { qwen35_ctx *c; range_fn fn; void *arg; } par_task;
 
-static void par_worker(void *p, int ith, int nth)
+static void par_range(void *p, int lo, int hi, int ith)
 {
-    par_task *t = p;
-    long lo, hi;
-    ar_split_range(t->n, 1, ith, nth, &lo, &hi);
-    if (lo < hi) t->fn(t->c, t->arg, (int)lo, (int)hi, ith);
+    const par_task *t = p;
+    t->fn(t->c, t->arg, lo, hi, ith);
 }
 
 static void par_for(qwen35_ctx *c, int n, range_fn fn, void *arg)
 {
-    if (n == 1) {               /* one node's row op: cheaper here than a pool wake-up (decode) */
-        fn(c, arg, 0, 1, 0);
-        return;
-    }
-    par_task t = { c, fn, arg, n };
-    ar_compute_run(c->comp, par_worker, &t);
+    par_task t = { c, fn, arg };
+    ar_compute_for(c->comp, n, par_range, &t);
 }
 
 /* ---- ctx ------------------------------------------------------------------------------------ */

@@ -76,7 +76,27 @@ void ar_compute_free(ar_compute *c)
 
 int ar_compute_n_threads(const ar_compute *c) { return c->n_threads; }
 
-void ar_compute_run(ar_compute *c, ar_pool_fn fn, void *ctx) { ar_pool_run(c->pool, fn, ctx); }
+typedef struct { ar_range_fn fn; void *ctx; ar_steal steal; } for_task;
+
+static void for_worker(void *p, int ith, int nth)
+{
+    (void)nth;
+    for_task *t = p;
+    long lo, hi;
+    while (ar_steal_next(&t->steal, ith, &lo, &hi)) t->fn(t->ctx, (int)lo, (int)hi, ith);
+}
+
+void ar_compute_for(ar_compute *c, int n, ar_range_fn fn, void *ctx)
+{
+    if (n <= 0) return;
+    if (n == 1 || c->n_threads == 1) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    for_task t = { .fn = fn, .ctx = ctx };
+    ar_steal_init(&t.steal, n, 1, 1, c->n_threads);
+    ar_pool_run(c->pool, for_worker, &t);
+}
 
 const char *ar_compute_isa(void) { return ar_gemm_isa(); }
 

@@ -344,7 +344,7 @@ static void gemm_rows(const gemm_task *t, long lo, long hi)
  * less of the bus) would otherwise leave the other waiting at the end of every matmul. That holds for
  * decode too (one activation row, the weights streamed at DRAM speed): each thread's own part is still
  * one sequential stream, cut only where the other takes over its end, and against fixed halves
- * decode ran 5-11 % faster (docs/BENCHMARKS.md, 2026-11-28 22:30 section). Every output row is the
+ * decode ran 5-11 % faster (docs/BENCHMARKS.md, 2026-11-28 22:10 section). Every output row is the
  * same bits whichever thread and chunk computes it (the kernels are batch-invariant), so the split
  * changes timing only. */
 enum { GEMM_STEAL_ALIGN = 2 * AR_GEMM_ROW_ALIGN, GEMM_STEAL_MIN = 2 };

@@ -14,6 +14,8 @@
  *    where it does not fit, and ar_gemm_tiled gives the row layout's results bit for bit under every
  *    implementation (its own kernel on AVX-512, the row kernels elsewhere), for any output range;
  *    ar_weight_pack'd weights give the same ar_get_row and ar_matmul results.
+ * 5. ar_compute_for (the parallel loop the models' row ops use): every item once, a slowed thread's part
+ *    finished by the other, one range on the caller for n == 1 or one thread.
  * Errors are relative to sum |w_i a_i| (the dot's natural scale); the worst is printed. */
 #include "base/half.h"
 #include "compute/cpu/gemm.h"
@@ -22,9 +24,11 @@
 #include "tests/test.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint64_t next_u64(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
@@ -543,6 +547,56 @@ static void test_tiles(void)
     printf("gemm: 16-row tile layout checked (%s)\n", have512 ? "avx512 tile kernels + fallbacks" : "fallbacks only");
 }
 
+/* ar_compute_for: every item once, whatever ranges each thread ends up with (thread 0 waits until thread 1 has
+ * started, then is slowed, so thread 1 takes the end of its part); ith is a thread of the pool; n == 1 and a
+ * one-thread context run on the caller. */
+enum { FOR_N = 257 };
+typedef struct {
+    _Atomic int hits[FOR_N];
+    _Atomic int ranges, bad, by_other, ranges_1;
+    int two;   /* two threads: slow thread 0 down */
+} for_job;
+
+static void for_range(void *p, int lo, int hi, int ith)
+{
+    for_job *j = p;
+    atomic_fetch_add(&j->ranges, 1);
+    if (lo < 0 || hi > FOR_N || lo >= hi || ith < 0 || ith > 1) atomic_fetch_add(&j->bad, 1);
+    for (int i = lo; i < hi && i >= 0 && i < FOR_N; i++) atomic_fetch_add(&j->hits[i], 1);
+    if (ith == 1) atomic_fetch_add(&j->by_other, hi - lo);
+    if (ith == 0 && j->two) {
+        struct timespec ts = { 0, 1000000 };   /* 1 ms per range, once thread 1 runs (or 2 s have passed) */
+        for (int w = 0; w < 2000 && !atomic_load(&j->ranges_1); w++) nanosleep(&ts, NULL);
+        nanosleep(&ts, NULL);
+    }
+    if (ith == 1) atomic_fetch_add(&j->ranges_1, 1);
+}
+
+static void test_compute_for(void)
+{
+    ar_error err;
+    for (int nth = 1; nth <= 2; nth++) {
+        ar_compute *c = NULL;
+        if (ar_compute_create(&c, nth, 256, 1, &err)) { CHECK(0, "ar_compute_create: %s", err.msg); return; }
+        for (int n = 0; n <= FOR_N; n += n < 4 ? 1 : 51) {
+            static for_job j;
+            memset(&j, 0, sizeof j);
+            j.two = nth == 2 && n >= 2;
+            ar_compute_for(c, n, for_range, &j);
+            int once = 0;
+            for (int i = 0; i < FOR_N; i++) once += atomic_load(&j.hits[i]) == (i < n);
+            CHECK(once == FOR_N && !atomic_load(&j.bad), "ar_compute_for nth %d n %d: items not covered exactly once", nth, n);
+            if (n <= 1 || nth == 1)
+                CHECK(atomic_load(&j.ranges) == (n > 0) && !atomic_load(&j.by_other),
+                      "ar_compute_for nth %d n %d: not one range on the caller", nth, n);
+            else if (n >= 100)   /* thread 1 finished its half and took some of thread 0's */
+                CHECK(atomic_load(&j.by_other) > n / 2, "ar_compute_for n %d: the fast thread did %d items", n,
+                      atomic_load(&j.by_other));
+        }
+        ar_compute_free(c);
+    }
+}
+
 int main(void)
 {
     /* the activation conversions of every implementation here (each ISA has its own Q8_K / Q8_0 paths) */
@@ -553,5 +607,6 @@ int main(void)
     test_force();
     test_kernels();
     test_tiles();
+    test_compute_for();
     TEST_END();
 }

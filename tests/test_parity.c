@@ -19,7 +19,8 @@
  * that rounding, compute/cpu/ops.c); a 1-ulp difference upstream then flips an occasional rounding
  * and the random synthetic models amplify it. llama.cpp's own batched vs token-by-token evaluation
  * of the same files differs by as much (tiny-f16: worst 2.5e-3, tiny-bf16: 9e-3, tiny-q4_k_m:
- * 4e-2 relative), so those bounds are set from that spread, plus mean KL and greedy agreement. */
+ * 4e-2 relative), and its CPU variants (zen4, haswell, sse42: the one that loads depends on the machine)
+ * by as much again, so those bounds are set from that spread, plus mean KL and greedy agreement. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -357,7 +358,10 @@ int main(void)
 
     /* weight types: the tiny fixture in F16/BF16 (arbor mkmodel) and quantized by llama.cpp */
     struct { const char *file; tolerance tol; } typed[] = {
-        { "tiny-f16.gguf", { 2.5e-3, 1e-4, 0.95 } },
+        /* F16: llama.cpp's own CPU variants differ by more than its batched vs token-by-token spread: on an
+         * AVX2-only EPYC (family 25) its haswell and sse42 builds gave worst 1.4e-3 / 2.7e-3 on two prompts
+         * (and a different greedy token on a third), arbor against haswell 5.1e-3 / 2.3e-3 / 1.4e-3 */
+        { "tiny-f16.gguf", { 1e-2, 1e-4, 0.95 } },
         { "tiny-bf16.gguf", { 2e-2, 5e-4, 0.95 } },
         { "tiny-q8_0.gguf", { 1e-1, 1e-3, 0.95 } },
         { "tiny-q4_k_m.gguf", { 1e-1, 1e-3, 0.95 } },

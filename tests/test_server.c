@@ -1177,7 +1177,11 @@ static void test_responses_model(void)
     json_decref(o);
     resp_free(&r);
 
-    post("/v1/responses", "{\"input\": \"hi\", \"max_output_tokens\": 5, \"stream\": true, \"reasoning\": {\"effort\": \"none\"}}", &r);
+    /* greedy: a sampled end-of-generation token at the fifth step would rightly end the stream
+     * "completed" (it did once in CI, at the default temperature) */
+    post("/v1/responses",
+         "{\"input\": \"hi\", \"max_output_tokens\": 5, \"temperature\": 0, \"stream\": true, \"reasoning\": {\"effort\": \"none\"}}",
+         &r);
     CHECK(r.status == 200 && strstr(r.head, "text/event-stream"), "responses stream: %d", r.status);
     rs_stream s;
     rs_reassemble("responses stream", r.body, &s);

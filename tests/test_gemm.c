@@ -432,6 +432,12 @@ static void test_force(void)
 
 /* ---- the 16-row tile layout -------------------------------------------------------------- */
 
+/* Which implementations have tile-layout kernels: AVX-512 for every tile type, AVX2 for Q4_K. */
+static int tiles_expected(const char *isa, int t)
+{
+    return !strcmp(isa, "avx512") || (!strcmp(isa, "avx2") && t == AR_Q4_K);
+}
+
 static void test_tiles(void)
 {
     static const int ttypes[] = { AR_Q4_K, AR_Q5_K, AR_Q6_K, AR_IQ4_XS, AR_Q8_0, AR_Q4_0, AR_IQ4_NL };
@@ -474,7 +480,7 @@ static void test_tiles(void)
                 float *yr = malloc(sizeof(float) * TM * NO), *yt = malloc(sizeof(float) * TM * NO);
                 for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
                     if (ar_gemm_force(isas[ii]) != 0) continue;
-                    CHECK(ar_gemm_tiles_wanted(t, n_in, NO) == !strcmp(isas[ii], "avx512"),
+                    CHECK(ar_gemm_tiles_wanted(t, n_in, NO) == tiles_expected(isas[ii], t),
                           "%s %s: tiles wanted %d", tn, isas[ii], ar_gemm_tiles_wanted(t, n_in, NO));
                     CHECK(!ar_gemm_tiles_wanted(t, n_in, 37), "%s %s: tiles wanted for 37 rows", tn, isas[ii]);
                     /* 64 and 65: the two-tile passes of prompt chunks (PAIR_M), 17: one 8-row block and a rest */
@@ -505,7 +511,8 @@ static void test_tiles(void)
                 memcpy(own, rows, wrb * NO);
                 ar_weight wp = wr;
                 wp.data = own;
-                CHECK(ar_weight_wants_pack(&wp) == have512, "%s: wants_pack %d", tn, ar_weight_wants_pack(&wp));
+                CHECK(ar_weight_wants_pack(&wp) == tiles_expected(ar_gemm_isa(), t), "%s: wants_pack %d", tn,
+                      ar_weight_wants_pack(&wp));
                 if (ar_weight_wants_pack(&wp)) {
                     CHECK(ar_weight_pack(&wp, own) == 0 && wp.layout == AR_LAYOUT_TILES, "%s: ar_weight_pack", tn);
                     CHECK(!ar_weight_wants_pack(&wp) && ar_weight_pack(&wp, own) == -1, "%s: packed twice", tn);
@@ -544,7 +551,11 @@ static void test_tiles(void)
     memset(buf, 0, sizeof buf);
     CHECK(ar_gemm_pack_tiles(AR_Q5_0, buf, 22, 16) == -1, "Q5_0 packed");
     CHECK(!ar_gemm_tiles_wanted(AR_Q5_0, 32, 16), "Q5_0 tiles wanted");
-    printf("gemm: 16-row tile layout checked (%s)\n", have512 ? "avx512 tile kernels + fallbacks" : "fallbacks only");
+    ar_gemm_force("avx2");
+    const int have2 = !strcmp(ar_gemm_isa(), "avx2");
+    ar_gemm_force(NULL);
+    printf("gemm: 16-row tile layout checked (%s%s)\n", have512 ? "avx512 tile kernels, " : "",
+           have2 ? "avx2 Q4_K tile kernel, fallbacks" : "fallbacks");
 }
 
 /* ar_compute_for: every item once, whatever ranges each thread ends up with (thread 0 waits until thread 1 has

@@ -619,6 +619,7 @@ static ar_gemm_kernel tile_kernel_for(int isa, int wtype)
 {
 #if defined(__x86_64__)
     if (isa == ISA_AVX512) return ar_gemm_avx512_tile_kernel(wtype);
+    if (isa == ISA_AVX2) return ar_gemm_avx2_tile_kernel(wtype);
 #endif
     (void)isa;
     (void)wtype;

@@ -115,6 +115,7 @@ int            ar_gemm_avx512_q8_0(const float *x, void *y, int64_t nb);
 /* Its tile-layout kernel for wtype, or NULL. */
 ar_gemm_kernel ar_gemm_avx512_tile_kernel(int wtype);
 ar_gemm_kernel ar_gemm_avx2_kernel(int wtype);
+ar_gemm_kernel ar_gemm_avx2_tile_kernel(int wtype);
 /* Q8_K activation rows on AVX2, bit-identical to ar_quantize_row; 0 when not built. */
 int            ar_gemm_avx2_q8_K(const float *x, void *y, int64_t nb);
 ar_gemm_kernel ar_gemm_neon_kernel(int wtype);

@@ -88,6 +88,35 @@ INLINE __m256 gather_f16(const uint8_t *const p[TW], size_t off)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
 }
 
+/* Where a tile's 8 weight rows come from: the row layout (the 8 rows' blocks; the builds transpose them) or
+ * an 8-row half of a tile of gemm.h's 16-row tile layout, where dword column k of rows 8 half .. 8 half + 7
+ * is the 32 bytes at t + 64 k + 32 half, already transposed. */
+typedef struct {
+    const uint8_t *const *p;   /* row layout */
+    const uint8_t *t;          /* tile layout: the 16-row tile */
+    int half;
+} tsrc;
+
+/* n (4 or 8) dword columns from byte off (a multiple of 4) of the block: out[u] lane i = dword off / 4 + u
+ * of row i. */
+INLINE void tile_cols(const uint8_t *tile, int half, size_t off, int n, __m256i *out)
+{
+    for (int u = 0; u < n; u++) out[u] = _mm256_loadu_si256((const __m256i *)(tile + (off / 4 + (size_t)u) * 64 + 32 * (size_t)half));
+}
+
+INLINE void src_cols(tsrc s, size_t off, int n, __m256i *out)
+{
+    if (s.t) {
+        tile_cols(s.t, s.half, off, n, out);
+    } else if (n == 4) {
+        load_headers8(s.p, off, out);
+    } else {
+#pragma GCC unroll 8
+        for (int i = 0; i < TW; i++) out[i] = _mm256_loadu_si256((const __m256i *)(s.p[i] + off));
+        transpose8(out);
+    }
+}
+
 /* Prefetch into L1 the bytes [p[i], p[i] + bytes) of rows i in [lo, hi). */
 INLINE void prefetch_rows(const uint8_t *const p[TW], int lo, int hi, size_t bytes)
 {
@@ -96,6 +125,12 @@ INLINE void prefetch_rows(const uint8_t *const p[TW], int lo, int hi, size_t byt
         for (uintptr_t q = (uintptr_t)p[i] & ~(uintptr_t)63; q <= end; q += 64)
             _mm_prefetch((const char *)q, _MM_HINT_T0);
     }
+}
+
+/* Prefetch into L1 the bytes [p + lo, p + hi). */
+INLINE void prefetch_span(const uint8_t *p, size_t lo, size_t hi)
+{
+    for (size_t q = lo; q < hi; q += 64) _mm_prefetch((const char *)p + q, _MM_HINT_T0);
 }
 
 /* The rows of the tile `ahead` visits after (o0, tb) (see gemm_avx512.c); 0 past the range. */
@@ -115,6 +150,18 @@ INLINE int tile_ahead(const uint8_t *wb, size_t wrb, int64_t o0, int64_t o_hi, i
 INLINE void prefetch_slice(int have, const uint8_t *const nx[TW], int g, int slices, size_t bytes)
 {
     if (have && g < slices) prefetch_rows(nx, g * (TW / slices), (g + 1) * (TW / slices), bytes);
+}
+
+/* Lanes [lo, nv) of acc to y[lo..nv). */
+INLINE void store_lanes(float *y, __m256 acc, int lo, int nv)
+{
+    if (lo == 0 && nv == TW) {
+        _mm256_storeu_ps(y, acc);
+        return;
+    }
+    float tmp[TW];
+    _mm256_storeu_ps(tmp, acc);
+    for (int i = lo; i < nv; i++) y[i] = tmp[i];
 }
 
 INLINE void store_rows(float *y, __m256 acc, int nv)
@@ -146,7 +193,7 @@ typedef struct {
     __m256 d, dmin;
 } ktile;
 
-INLINE void k4_scales8(ktile *t, __m256i s0, __m256i s1, __m256i s2)
+INLINE void k4_scales8(__m256i scs[8], __m256i mns[8], __m256i s0, __m256i s1, __m256i s2)
 {
     const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
 #pragma GCC unroll 4
@@ -159,26 +206,24 @@ INLINE void k4_scales8(ktile *t, __m256i s0, __m256i s1, __m256i s2)
         const __m256i mnh = _mm256_or_si256(
             _mm256_and_si256(_mm256_srli_epi32(s2, 8 * j + 4), m4),
             _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(s1, 8 * j + 6), m2), 4));
-        t->sc[j] = pair16(sc);
-        t->sc[j + 4] = pair16(sch);
-        t->mn[j] = pair16(mn);
-        t->mn[j + 4] = pair16(mnh);
+        scs[j] = pair16(sc);
+        scs[j + 4] = pair16(sch);
+        mns[j] = pair16(mn);
+        mns[j + 4] = pair16(mnh);
     }
 }
 
-INLINE void build_q4_K(ktile *t, const uint8_t *const p[TW])
+INLINE void build_q4_K(ktile *t, tsrc src)
 {
     __m256i h[4];
-    load_headers8(p, 0, h);
+    src_cols(src, 0, 4, h);
     t->d = half_lanes_to_f32(h[0], 0);
     t->dmin = half_lanes_to_f32(h[0], 1);
-    k4_scales8(t, h[1], h[2], h[3]);
+    k4_scales8(t->sc, t->mn, h[1], h[2], h[3]);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int c = 0; c < 4; c++) {
         __m256i r[8];
-#pragma GCC unroll 8
-        for (int i = 0; i < TW; i++) r[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 16 + 32 * c));
-        transpose8(r);
+        src_cols(src, 16 + 32 * (size_t)c, 8, r);
 #pragma GCC unroll 8
         for (int u = 0; u < 8; u++) {
             t->q[16 * c + u] = _mm256_and_si256(r[u], m4);
@@ -193,7 +238,7 @@ INLINE void build_q5_K(ktile *t, const uint8_t *const p[TW])
     load_headers8(p, 0, h);
     t->d = half_lanes_to_f32(h[0], 0);
     t->dmin = half_lanes_to_f32(h[0], 1);
-    k4_scales8(t, h[1], h[2], h[3]);
+    k4_scales8(t->sc, t->mn, h[1], h[2], h[3]);
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     __m256i qh[8];
 #pragma GCC unroll 8
@@ -234,15 +279,10 @@ INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
     t->d = gather_f16(p, 208);
     for (int half = 0; half < 2; half++) {
         __m256i a[8], b[8], qh[8];
-#pragma GCC unroll 8
-        for (int i = 0; i < TW; i++) {
-            a[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 64 * half));
-            b[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 64 * half + 32));
-            qh[i] = _mm256_loadu_si256((const __m256i *)(p[i] + 128 + 32 * half));
-        }
-        transpose8(a);
-        transpose8(b);
-        transpose8(qh);
+        const tsrc src = { p, NULL, 0 };
+        src_cols(src, 64 * (size_t)half, 8, a);
+        src_cols(src, 64 * (size_t)half + 32, 8, b);
+        src_cols(src, 128 + 32 * (size_t)half, 8, qh);
 #pragma GCC unroll 8
         for (int tt = 0; tt < 8; tt++) {
             const __m256i x = a[tt], y = b[tt], hb = qh[tt];
@@ -349,12 +389,14 @@ INLINE void build_q2_K(ktile *t, const uint8_t *const p[TW])
 
 enum { Q8K_QS = 4, Q8K_BSUMS = 260, Q8K_BYTES = 292 };
 
-/* Q4_K/Q5_K tile x R rows; G = quads per int16 group (8 for Q4_K, 4 for Q5_K). */
+/* Q4_K/Q5_K tile x R rows; G = quads per int16 group (8 for Q4_K, 4 for Q5_K). The mins' sums come after
+ * the quants' loop, so that only isum and the group sums are live in it (with imin there too, R = 4 spilled
+ * to the stack). */
 INLINE void run_k4(const ktile *t, const uint8_t *const a[MR], int R, int G, __m256 *acc)
 {
-    __m256i isum[MR], imin[MR];
+    __m256i isum[MR];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) isum[r] = imin[r] = _mm256_setzero_si256();
+    for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
 #pragma GCC unroll 1
     for (int j = 0; j < 8; j++) {
         const __m256i sc = t->sc[j];
@@ -368,20 +410,18 @@ INLINE void run_k4(const ktile *t, const uint8_t *const a[MR], int R, int G, __m
                 const __m256i w = t->q[8 * j + tt];
 #pragma GCC unroll 4
                 for (int r = 0; r < R; r++)
-                    s[r] = _mm256_add_epi16(s[r], _mm256_maddubs_epi16(w, bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt)));
+                    s[r] = _mm256_adds_epi16(s[r], _mm256_maddubs_epi16(w, bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt)));
             }
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(s[r], sc));
         }
-        const __m256i mn = t->mn[j];
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
-            imin[r] = _mm256_add_epi32(imin[r], _mm256_madd_epi16(mn, bcast4(a[r] + Q8K_BSUMS + 4 * j)));
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
-        const __m256 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(isum[r]), t->d,
-                                         _mm256_mul_ps(_mm256_cvtepi32_ps(imin[r]), t->dmin));
+        __m256i imin = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) imin = _mm256_add_epi32(imin, _mm256_madd_epi16(t->mn[j], bcast4(a[r] + Q8K_BSUMS + 4 * j)));
+        const __m256 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(isum[r]), t->d, _mm256_mul_ps(_mm256_cvtepi32_ps(imin), t->dmin));
         acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(load_f32(a[r])), acc[r]);
     }
 }
@@ -654,37 +694,132 @@ INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int6
     }
 }
 
+/* ---- M = 1 on the tile layout (decode) ----------------------------------------------------------
+ * A tile is used once, so staging it in a ktile (64 stores, reloaded by the run) would only cost issue
+ * slots: these take the quants straight from the dword columns, both 8-row halves of a 16-row tile at
+ * once so that each broadcast activation group feeds two vpmaddubsw. One sequential weight stream per
+ * thread, no transposes and no horizontal sums. The integer sums are exact and the float steps those of
+ * run_k4 / run_q6, so the results are the row-dot and tile paths' bits (tests/test_gemm.c). */
+
+/* Q4_K tile (both halves) x one Q8_K block a. */
+INLINE void m1_q4_K(const uint8_t *tile, const uint8_t *a, __m256 acc[2])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i sc[2][8], mn[2][8];
+    __m256 d[2], dmin[2];
+#pragma GCC unroll 2
+    for (int hf = 0; hf < 2; hf++) {
+        __m256i h[4];
+        tile_cols(tile, hf, 0, 4, h);
+        d[hf] = half_lanes_to_f32(h[0], 0);
+        dmin[hf] = half_lanes_to_f32(h[0], 1);
+        k4_scales8(sc[hf], mn[hf], h[1], h[2], h[3]);
+    }
+    __m256i isum[2] = { _mm256_setzero_si256(), _mm256_setzero_si256() };
+    const uint8_t *x = a + Q8K_QS;
+#pragma GCC unroll 1
+    for (int c = 0; c < 4; c++) {
+        __m256i lo[2] = { _mm256_setzero_si256(), _mm256_setzero_si256() }, hi[2] = { lo[0], lo[0] };
+        const uint8_t *col = tile + (size_t)(4 + 8 * c) * 64;
+#pragma GCC unroll 8
+        for (int tt = 0; tt < 8; tt++) {
+            const __m256i xl = bcast4(x + 64 * c + 4 * tt), xh = bcast4(x + 64 * c + 32 + 4 * tt);
+#pragma GCC unroll 2
+            for (int hf = 0; hf < 2; hf++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(col + 64 * tt + 32 * hf));
+                lo[hf] = _mm256_add_epi16(lo[hf], _mm256_maddubs_epi16(_mm256_and_si256(v, m4), xl));
+                hi[hf] = _mm256_add_epi16(hi[hf], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 4), m4), xh));
+            }
+        }
+#pragma GCC unroll 2
+        for (int hf = 0; hf < 2; hf++)
+            isum[hf] = _mm256_add_epi32(isum[hf], _mm256_add_epi32(_mm256_madd_epi16(lo[hf], sc[hf][2 * c]),
+                                                                   _mm256_madd_epi16(hi[hf], sc[hf][2 * c + 1])));
+    }
+    __m256i imin[2] = { _mm256_setzero_si256(), _mm256_setzero_si256() };
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        const __m256i bs = bcast4(a + Q8K_BSUMS + 4 * j);
+#pragma GCC unroll 2
+        for (int hf = 0; hf < 2; hf++) imin[hf] = _mm256_add_epi32(imin[hf], _mm256_madd_epi16(mn[hf][j], bs));
+    }
+    const __m256 d8 = _mm256_set1_ps(load_f32(a));
+#pragma GCC unroll 2
+    for (int hf = 0; hf < 2; hf++) {
+        const __m256 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(isum[hf]), d[hf], _mm256_mul_ps(_mm256_cvtepi32_ps(imin[hf]), dmin[hf]));
+        acc[hf] = _mm256_fmadd_ps(f, d8, acc[hf]);
+    }
+}
+
+/* M = 1 over the 16-row tiles holding [o_lo, o_hi): one sequential stream. */
+INLINE void m1_tiles(const uint8_t *wb, size_t wrb, int64_t nb, size_t bbytes, int64_t o_lo, int64_t o_hi,
+                     const uint8_t *xb, float *y)
+{
+    const size_t tb = 2 * TW * bbytes;
+    for (int64_t g0 = o_lo - o_lo % (2 * TW); g0 < o_hi; g0 += 2 * TW) {
+        const uint8_t *tg = wb + (size_t)g0 * wrb;
+        __m256 acc[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *tile = tg + (size_t)b * tb, *a = xb + (size_t)b * Q8K_BYTES;
+            m1_q4_K(tile, a, acc);
+        }
+#pragma GCC unroll 2
+        for (int hf = 0; hf < 2; hf++) {
+            const int64_t o = g0 + TW * hf;
+            const int lo = o < o_lo ? (int)(o_lo - o) : 0, hi = o_hi - o < TW ? (int)(o_hi - o) : TW;
+            if (lo < hi) store_lanes(y + o, acc[hf], lo, hi);
+        }
+    }
+}
+
+/* The K-quant driver: 8-row tiles, activation rows in chunks of MCHUNK with float accumulators in L1, MR rows
+ * per register block. tiled: the weights are in gemm.h's 16-row tile layout (Q4_K), read as 8-row halves
+ * without transposes (both halves of a tile in one pass measured 5-10 % slower at M = 2..16 than one half per
+ * pass, the other half's lines then coming from L1/L2); tiles start at multiples of 8 rows, and lanes outside
+ * [o_lo, o_hi) are computed but not stored. M = 1 takes the row-dot path (row layout) or m1_tiles. */
 INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                        const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind)
+                        const void *xq, size_t xrb, int M, float *y, int64_t ldy, int kind, int tiled)
 {
     const int64_t nb = n_in / AR_QK_K;
-    if (M == 1) {
-        rowdot_k(w, wrb, n_in, o_lo, o_hi, xq, y, kind);
-        return;
-    }
     const size_t bbytes = kind == KT_Q4_K ? sizeof(ar_block_q4_K)
                         : kind == KT_Q5_K ? sizeof(ar_block_q5_K) : kind == KT_Q6_K ? sizeof(ar_block_q6_K)
                         : kind == KT_Q3_K ? sizeof(ar_block_q3_K) : sizeof(ar_block_q2_K);
     const uint8_t *wb = w, *xb = xq;
+    if (M == 1) {
+        if (tiled) m1_tiles(wb, wrb, nb, bbytes, o_lo, o_hi, xb, y);
+        else rowdot_k(w, wrb, n_in, o_lo, o_hi, xq, y, kind);
+        return;
+    }
+    const size_t tb = 2 * TW * bbytes;   /* one 16-row tile of the tile layout */
+    const uint8_t *tend = wb + (size_t)((o_hi + 2 * TW - 1) / (2 * TW) * (2 * TW)) * wrb;   /* end of the range's tiles */
     ktile t;
     __m256 acc[MCHUNK];
-    for (int64_t o0 = o_lo; o0 < o_hi; o0 += TW) {
-        const int nv = o_hi - o0 < TW ? (int)(o_hi - o0) : TW;
+    for (int64_t o0 = tiled ? o_lo - o_lo % TW : o_lo; o0 < o_hi; o0 += TW) {
+        const int nv = o_hi - o0 < TW ? (int)(o_hi - o0) : TW, lo_lane = o0 < o_lo ? (int)(o_lo - o0) : 0;
         const uint8_t *rows[TW];
+        const uint8_t *tg = wb + (size_t)(o0 - o0 % (2 * TW)) * wrb;   /* tile layout: the row group's tiles */
+        const int half = (int)(o0 / TW % 2);
 #pragma GCC unroll 8
         for (int i = 0; i < TW; i++) rows[i] = wb + (size_t)(o0 + (i < nv ? i : nv - 1)) * wrb;
         for (int m0 = 0; m0 < M; m0 += MCHUNK) {
             const int mc = M - m0 < MCHUNK ? M - m0 : MCHUNK;
             for (int r = 0; r < mc; r++) acc[r] = _mm256_setzero_ps();
+            const int slices = (mc + MR - 1) / MR < 4 ? (mc + MR - 1) / MR : 4;
             for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *p[TW];
+                const uint8_t *p[TW], *nx[TW], *ahead = NULL;
 #pragma GCC unroll 8
-                for (int i = 0; i < TW; i++) p[i] = rows[i] + (size_t)b * bbytes;
-                const uint8_t *nx[TW];
-                const int have_next = tile_ahead(wb, wrb, o0, o_hi, b, nb, bbytes, PF_TILES, nx);
-                const int slices = (mc + MR - 1) / MR < 4 ? (mc + MR - 1) / MR : 4;
-                prefetch_slice(have_next, nx, 0, slices, bbytes);
-                if (kind == KT_Q4_K) build_q4_K(&t, p);
+                for (int i = 0; i < TW; i++) p[i] = rows[i] + (size_t)b * bbytes;   /* row layout (set in both, so never unset) */
+                const tsrc src = { p, tiled ? tg + (size_t)b * tb : NULL, half };
+                int have_next;
+                if (tiled) {   /* a later tile: the group's, then the next group's (contiguous) */
+                    ahead = src.t + PF_TILES * tb;
+                    have_next = ahead + tb <= tend;
+                    if (have_next) prefetch_span(ahead, 0, tb / (size_t)slices);
+                } else {
+                    have_next = tile_ahead(wb, wrb, o0, o_hi, b, nb, bbytes, PF_TILES, nx);
+                    prefetch_slice(have_next, nx, 0, slices, bbytes);
+                }
+                if (kind == KT_Q4_K) build_q4_K(&t, src);
                 else if (kind == KT_Q5_K) build_q5_K(&t, p);
                 else if (kind == KT_Q6_K) build_q6_K(&t, p);
                 else if (kind == KT_Q3_K) build_q3_K(&t, p);
@@ -699,43 +834,35 @@ INLINE void gemm_ktiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                     else if (R == 3) run_ktile(&t, a, 3, kind, acc + r0);
                     else if (R == 2) run_ktile(&t, a, 2, kind, acc + r0);
                     else run_ktile(&t, a, 1, kind, acc + r0);
-                    prefetch_slice(have_next, nx, g, slices, bbytes);
+                    if (!tiled) prefetch_slice(have_next, nx, g, slices, bbytes);
+                    else if (have_next && g < slices)
+                        prefetch_span(ahead, tb * (size_t)g / (size_t)slices, tb * (size_t)(g + 1) / (size_t)slices);
                 }
             }
-            for (int r = 0; r < mc; r++) store_rows(y + (int64_t)(m0 + r) * ldy + o0, acc[r], nv);
+            for (int r = 0; r < mc; r++) store_lanes(y + (int64_t)(m0 + r) * ldy + o0, acc[r], lo_lane, nv);
         }
     }
 }
 
-static void gemm_q4_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
+#define KQUANT_KERNELS(name, kind)                                                                  \
+    static void gemm_##name(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,     \
+                            const void *xq, size_t xrb, int M, float *y, int64_t ldy)                \
+    {                                                                                                \
+        gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, kind, 0);                           \
+    }
+KQUANT_KERNELS(q4_K, KT_Q4_K)
+KQUANT_KERNELS(q5_K, KT_Q5_K)
+KQUANT_KERNELS(q6_K, KT_Q6_K)
+KQUANT_KERNELS(q3_K, KT_Q3_K)
+KQUANT_KERNELS(q2_K, KT_Q2_K)
+
+/* The tile-layout entry points (gemm.h): Q4_K and Q6_K, the types of a Q4_K_M file. */
+static void gemm_q4_K_tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
+                            size_t xrb, int M, float *y, int64_t ldy)
 {
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q4_K);
+    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q4_K, 1);
 }
 
-static void gemm_q5_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q5_K);
-}
-
-static void gemm_q6_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q6_K);
-}
-
-static void gemm_q3_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q3_K);
-}
-
-static void gemm_q2_K(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi,
-                      const void *xq, size_t xrb, int M, float *y, int64_t ldy)
-{
-    gemm_ktiles(w, wrb, n_in, o_lo, o_hi, xq, xrb, M, y, ldy, KT_Q2_K);
-}
 
 /* ---- IQ4_XS: signed non-linear values, 8 sub-blocks of 32 with signed 6-bit scales ------------ */
 
@@ -1259,7 +1386,21 @@ ar_gemm_kernel ar_gemm_avx2_kernel(int wtype)
     }
 }
 
+ar_gemm_kernel ar_gemm_avx2_tile_kernel(int wtype)
+{
+    switch (wtype) {
+    case AR_Q4_K: return gemm_q4_K_tiles;
+    default:      return NULL;
+    }
+}
+
 #elif defined(__x86_64__)
+
+ar_gemm_kernel ar_gemm_avx2_tile_kernel(int wtype)
+{
+    (void)wtype;
+    return NULL;
+}
 
 int ar_gemm_avx2_q8_K(const float *x, void *y, int64_t nb)
 {

@@ -259,9 +259,20 @@ INLINE void build_q5_K(ktile *t, const uint8_t *const p[TW])
     }
 }
 
+/* The four 6-bit quant vectors of A (low bits, elements l and l + 64), B (l + 32, l + 96) and H (their top
+ * bits, 2 per element: bits 0-1, 2-3, 4-5, 6-7 for l, l + 32, l + 64, l + 96): the top bits are moved to bits
+ * 4-5 of their byte (16-bit shifts carry bits across bytes only where the 0x30 mask drops them). */
+INLINE void q6_quads(__m256i A, __m256i B, __m256i H, __m256i m4, __m256i m30, __m256i w[4])
+{
+    w[0] = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+    w[1] = _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+    w[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m30));
+    w[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4), _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+}
+
 INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     __m256i h[4];
     load_headers8(p, 192, h); /* scales[0..15] */
     __m256i sc[16];
@@ -285,15 +296,11 @@ INLINE void build_q6_K(ktile *t, const uint8_t *const p[TW])
         src_cols(src, 128 + 32 * (size_t)half, 8, qh);
 #pragma GCC unroll 8
         for (int tt = 0; tt < 8; tt++) {
-            const __m256i x = a[tt], y = b[tt], hb = qh[tt];
+            __m256i w[4];
+            q6_quads(a[tt], b[tt], qh[tt], m4, m30, w);
             const int k0 = 32 * half + tt;
-            t->q[k0] = _mm256_or_si256(_mm256_and_si256(x, m4), _mm256_slli_epi32(_mm256_and_si256(hb, m2), 4));
-            t->q[k0 + 8] = _mm256_or_si256(_mm256_and_si256(y, m4),
-                                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2), m2), 4));
-            t->q[k0 + 16] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(x, 4), m4),
-                                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 4), m2), 4));
-            t->q[k0 + 24] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(y, 4), m4),
-                                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 6), m2), 4));
+#pragma GCC unroll 4
+            for (int f = 0; f < 4; f++) t->q[k0 + 8 * f] = w[f];
         }
     }
 }
@@ -575,7 +582,7 @@ INLINE float rowdot_q4_K_block(const uint8_t *blk, const uint8_t *a, float acc, 
  * The + 32 comes off as 32 * sum_g sc_g * bsum_g. */
 INLINE float rowdot_q6_K_block(const uint8_t *blk, const uint8_t *a, float acc)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)(blk + 192));
     const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
     const uint8_t *x = a + Q8K_QS;
@@ -588,12 +595,7 @@ INLINE float rowdot_q6_K_block(const uint8_t *blk, const uint8_t *a, float acc)
         const __m256i B = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
         const __m256i H = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
         __m256i w[4];
-        w[0] = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_slli_epi16(_mm256_and_si256(H, m3), 4));
-        w[1] = _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 2), m3), 4));
-        w[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 4), m3), 4));
-        w[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 6), m3), 4));
+        q6_quads(A, B, H, m4, m30, w);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             const __m256i p = _mm256_maddubs_epi16(w[k], _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * k)));

@@ -74,7 +74,8 @@ void   ar_gemm(int wtype, const void *w, size_t w_row_bytes, int64_t n_in, int64
  *   Q8_0's quants are stored + 128 (each byte's top bit flipped), the unsigned operand vpdpbusd takes.
  * So dword column k of a tile is one 64-byte vector: lane i = dword k of row i. A layer's weights
  * are then one sequential stream per thread, also for decode. Only matrices of a whole number of
- * tiles (n_out % 16 == 0) take the layout. */
+ * tiles (n_out % 16 == 0) take the layout. The AVX2 Q4_K kernel reads the same layout as two 8-row
+ * halves (a column's first and second 32 bytes). */
 
 /* Rows longer than this stay in the row layout (callers take one row out on the stack). */
 #define AR_GEMM_TILE_ROW_MAX 24576

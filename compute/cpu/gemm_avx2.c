@@ -696,12 +696,12 @@ INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int6
     }
 }
 
-/* ---- M = 1 on the tile layout (decode) ----------------------------------------------------------
+/* ---- Q4_K at M = 1 on the tile layout (decode) ---------------------------------------------------
  * A tile is used once, so staging it in a ktile (64 stores, reloaded by the run) would only cost issue
- * slots: these take the quants straight from the dword columns, both 8-row halves of a 16-row tile at
+ * slots: this takes the quants straight from the dword columns, both 8-row halves of a 16-row tile at
  * once so that each broadcast activation group feeds two vpmaddubsw. One sequential weight stream per
- * thread, no transposes and no horizontal sums. The integer sums are exact and the float steps those of
- * run_k4 / run_q6, so the results are the row-dot and tile paths' bits (tests/test_gemm.c). */
+ * thread, no transposes and no horizontal sums. The integer sums are exact and the float steps run_k4's,
+ * so the results are the row-dot and tile paths' bits (tests/test_gemm.c). */
 
 /* Q4_K tile (both halves) x one Q8_K block a. */
 INLINE void m1_q4_K(const uint8_t *tile, const uint8_t *a, __m256 acc[2])

@@ -6,7 +6,7 @@
  *      -o build-kern/gemm_bench
  *   build-kern/gemm_bench [type=q4_K] [n_in=2048] [n_out=6144] [isa=best] [reps=7] [hot|cold] [tiles]
  * ("hot": one copy, to time the arithmetic alone; "tiles": weights in gemm.h's 16-row tile layout,
- * as the model loader packs them for the AVX-512 K-quant kernels).
+ * as the model loader packs them for the tile kernels: AVX-512, and AVX2 Q4_K).
  * Several copies of the matrix (more bytes than the L3 cache) are used in turn, as the layers of
  * a model are, so M = 1 reads weights from DRAM. Reports ms per matrix, GB/s of weight bytes and
  * the time relative to M = 1, on 1 and 2 threads (output rows split over the base/pool.h pool in

@@ -685,6 +685,10 @@ INLINE float rowdot_q32_block(const uint8_t *blk, const uint8_t *a, float acc, i
 }
 
 /* y[o] for o in [o_lo, o_hi), one activation row: one weight row at a time, blocks in order. */
+/* Each block's bytes of the row ROWDOT_PF rows ahead are prefetched as the block is dotted: the hardware
+ * prefetcher alone left one thread at 12.6-13.1 GB/s on a Q6_K matrix from DRAM, and 24-25 GB/s on two
+ * (`gemm_bench q6_K 2048 16384 avx2 3 cold rows`); with it 17.3-17.7 and 33 GB/s. */
+enum { ROWDOT_PF = 2 };
 INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int64_t o_hi, const void *xq,
                      float *y, int kind)
 {
@@ -698,6 +702,7 @@ INLINE void rowdot_k(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int6
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *blk = row + (size_t)b * bbytes, *a = x + (size_t)b * Q8K_BYTES;
+            if (o + ROWDOT_PF < o_hi) prefetch_span(blk + ROWDOT_PF * wrb, 0, bbytes);
             acc = kind == KT_Q6_K   ? rowdot_q6_K_block(blk, a, acc)
                 : kind == KT_Q3_K || kind == KT_Q2_K ? rowdot_q32_block(blk, a, acc, kind == KT_Q3_K)
                                   : rowdot_q4_K_block(blk, a, acc, kind == KT_Q5_K);

@@ -31,11 +31,12 @@ INLINE int32_t load_i32(const void *p) { int32_t v; memcpy(&v, p, 4); return v; 
 INLINE float load_f32(const void *p) { float v; memcpy(&v, p, 4); return v; }
 INLINE __m256i bcast4(const void *p) { return _mm256_set1_epi32(load_i32(p)); }
 
-/* v, through an empty asm that GCC must assume changes it: a running int16 sum stays a chain of vpaddw in
+/* v, through an empty asm that GCC must assume changes it: a running integer sum stays a chain of adds in
  * program order. Without it GCC reassociated a group's eight products into a tree whose partial sums spilled
- * (Q4_K M = 16 16 % slower); vpaddsw, which it cannot reassociate, issues on the multiply pipes here and
- * capped the vpmaddubsw + add pairs at 3.5 per ns against 5.0 with vpaddw (Zen 3 class EPYC). */
-INLINE __m256i keep16(__m256i v)
+ * (Q4_K M = 16 16 % slower; the Q8_0 and IQ4_XS int32 sums 7 % and 4 %); vpaddsw, which it cannot reassociate,
+ * issues on the multiply pipes here and capped the vpmaddubsw + add pairs at 3.5 per ns against 5.0 with
+ * vpaddw (Zen 3 class EPYC). */
+INLINE __m256i keep_order(__m256i v)
 {
     __asm__("" : "+x"(v));
     return v;
@@ -427,7 +428,7 @@ INLINE void run_k4(const ktile *t, const uint8_t *const a[MR], int R, int G, __m
                 const __m256i w = t->q[8 * j + tt];
 #pragma GCC unroll 4
                 for (int r = 0; r < R; r++)
-                    s[r] = keep16(_mm256_add_epi16(s[r], _mm256_maddubs_epi16(w, bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt))));
+                    s[r] = keep_order(_mm256_add_epi16(s[r], _mm256_maddubs_epi16(w, bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt))));
             }
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(s[r], sc));
@@ -744,8 +745,8 @@ INLINE void m1_q4_K(const uint8_t *tile, const uint8_t *a, __m256 acc[2])
 #pragma GCC unroll 2
             for (int hf = 0; hf < 2; hf++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(col + 64 * tt + 32 * hf));
-                lo[hf] = keep16(_mm256_add_epi16(lo[hf], _mm256_maddubs_epi16(_mm256_and_si256(v, m4), xl)));
-                hi[hf] = keep16(_mm256_add_epi16(hi[hf], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 4), m4), xh)));
+                lo[hf] = keep_order(_mm256_add_epi16(lo[hf], _mm256_maddubs_epi16(_mm256_and_si256(v, m4), xl)));
+                hi[hf] = keep_order(_mm256_add_epi16(hi[hf], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 4), m4), xh)));
             }
         }
 #pragma GCC unroll 2
@@ -937,7 +938,7 @@ INLINE void run_iq4_xs(const xstile *t, const uint8_t *const a[MR], int R, __m25
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 const __m256i x = _mm256_sign_epi8(bcast4(a[r] + Q8K_QS + 32 * j + 4 * tt), w);
-                isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), sc));
+                isum[r] = keep_order(_mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), sc)));
             }
         }
     }
@@ -1071,7 +1072,7 @@ INLINE void run_q8(const q8tile *t, const uint8_t *const a[MR], int R, __m256 *a
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 const __m256i x = _mm256_sign_epi8(bcast4(a[r] + 34 * b + 2 + 4 * k), w);
-                s[r] = _mm256_add_epi32(s[r], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones));
+                s[r] = keep_order(_mm256_add_epi32(s[r], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones)));
             }
         }
 #pragma GCC unroll 4

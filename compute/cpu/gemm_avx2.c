@@ -175,17 +175,6 @@ INLINE void store_lanes(float *y, __m256 acc, int lo, int nv)
     for (int i = lo; i < nv; i++) y[i] = tmp[i];
 }
 
-INLINE void store_rows(float *y, __m256 acc, int nv)
-{
-    if (nv == TW) {
-        _mm256_storeu_ps(y, acc);
-    } else {
-        float tmp[TW];
-        _mm256_storeu_ps(tmp, acc);
-        for (int i = 0; i < nv; i++) y[i] = tmp[i];
-    }
-}
-
 /* The low 16 bits of each lane in both halves (int16 pairs for vpmaddwd). */
 INLINE __m256i pair16(__m256i v)
 {
@@ -986,7 +975,7 @@ static void gemm_iq4_xs(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, i
                     prefetch_slice(have_next, nx, g, slices, bbytes);
                 }
             }
-            for (int r = 0; r < mc; r++) store_rows(y + (int64_t)(m0 + r) * ldy + o0, acc[r], nv);
+            for (int r = 0; r < mc; r++) store_lanes(y + (int64_t)(m0 + r) * ldy + o0, acc[r], 0, nv);
         }
     }
 }
@@ -1159,7 +1148,7 @@ INLINE void rowdot_q8(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, int
             const __m256 dd = _mm256_mul_ps(_mm256_cvtph_ps(dh), _mm256_set1_ps(_cvtsh_ss(ha)));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), dd, acc);
         }
-        store_rows(y + o0, acc, nv);
+        store_lanes(y + o0, acc, 0, nv);
     }
 }
 
@@ -1207,7 +1196,7 @@ INLINE void gemm_q8tiles(const void *w, size_t wrb, int64_t n_in, int64_t o_lo, 
                     prefetch_slice(have_next, nx, g, slices, QB * bbytes);
                 }
             }
-            for (int r = 0; r < mc; r++) store_rows(y + (int64_t)(m0 + r) * ldy + o0, acc[r], nv);
+            for (int r = 0; r < mc; r++) store_lanes(y + (int64_t)(m0 + r) * ldy + o0, acc[r], 0, nv);
         }
     }
 }
